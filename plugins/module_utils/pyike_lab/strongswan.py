@@ -1,0 +1,155 @@
+"""strongSwan (charon + kernel-libipsec) as a real IKEv2 peer inside a lab host.
+
+The lab host's private /run and copy-on-write /etc (see holder.py) give each charon its own pid file,
+VICI socket and configuration, so several run side by side. charon is driven with swanctl inside the
+host; every swanctl call has a timeout because charon can hang (LAB.md).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .lab import Lab, LabError
+
+CHARON = "/usr/lib/ipsec/charon"
+VICI_SOCKET = "/run/charon.vici"
+PID_FILE = "/run/charon.pid"
+LOG_FILE = "/var/log/charon.log"
+PLUGINS = (
+    "random nonce openssl aes sha1 sha2 hmac gcm curve25519 kdf pem pkcs1 pkcs8 pubkey x509 constraints "
+    "kernel-libipsec kernel-netlink socket-default vici"
+)
+STRONGSWAN_CONF = """\
+charon {
+  load_modular = no
+  load = %(plugins)s
+  install_routes = yes
+  retransmit_tries = 3
+  plugins {
+    vici {
+      socket = unix://%(vici)s
+    }
+  }
+  filelog {
+    charon {
+      path = %(log)s
+      time_format = %%H:%%M:%%S
+      flush_line = yes
+      default = 1
+      ike = 2
+      cfg = 2
+      knl = 1
+    }
+  }
+}
+"""
+
+
+@dataclass
+class SiteToSite:
+    """One swanctl connection with one child, in the terms of swanctl.conf(5)."""
+
+    name: str
+    local_addr: str
+    remote_addr: str
+    local_id: str
+    remote_id: str
+    psk: str
+    local_ts: List[str]
+    remote_ts: List[str]
+    proposals: str = "aes256gcm16-prfsha256-x25519"
+    esp_proposals: str = "aes256gcm16"
+    child: str = "net"
+    start_action: str = "none"
+    extra: List[str] = field(default_factory=list)
+
+    def swanctl_conf(self) -> str:
+        return (
+            "connections {\n"
+            "  %(name)s {\n"
+            "    version = 2\n"
+            "    local_addrs = %(local_addr)s\n"
+            "    remote_addrs = %(remote_addr)s\n"
+            "    proposals = %(proposals)s\n"
+            "%(extra)s"
+            "    local {\n      auth = psk\n      id = %(local_id)s\n    }\n"
+            "    remote {\n      auth = psk\n      id = %(remote_id)s\n    }\n"
+            "    children {\n"
+            "      %(child)s {\n"
+            "        local_ts = %(local_ts)s\n"
+            "        remote_ts = %(remote_ts)s\n"
+            "        esp_proposals = %(esp_proposals)s\n"
+            "        start_action = %(start_action)s\n"
+            "      }\n"
+            "    }\n"
+            "  }\n"
+            "}\n"
+            "secrets {\n"
+            "  ike-%(name)s {\n    id-1 = %(local_id)s\n    id-2 = %(remote_id)s\n    secret = %(psk_quoted)s\n  }\n"
+            "}\n"
+        ) % dict(
+            vars(self),
+            local_ts=",".join(self.local_ts),
+            remote_ts=",".join(self.remote_ts),
+            extra="".join("    %s\n" % line for line in self.extra),
+            psk_quoted='"%s"' % self.psk.replace("\\", "\\\\").replace('"', '\\"'),
+        )
+
+
+class StrongSwan:
+    """charon in one lab host."""
+
+    def __init__(self, lab: Lab, host: str):
+        self.lab = lab
+        self.host = host
+
+    def _sh(self, script: str, input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
+        return self.lab.run_in(self.host, ["/bin/sh", "-c", script], input_data=input_data, timeout=timeout)
+
+    def write_file(self, path: str, content: str, mode: str = "0600") -> None:
+        self._sh(
+            "umask 077 && mkdir -p %s && cat > %s && chmod %s %s"
+            % (shlex.quote(path.rsplit("/", 1)[0]), shlex.quote(path), mode, shlex.quote(path)),
+            input_data=content.encode(),
+        )
+
+    def configure(self, swanctl_conf: str) -> None:
+        self.write_file(
+            "/etc/strongswan.conf", STRONGSWAN_CONF % {"plugins": PLUGINS, "vici": VICI_SOCKET, "log": LOG_FILE}, "0644"
+        )
+        self.write_file("/etc/swanctl/swanctl.conf", swanctl_conf)
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._sh("setsid %s </dev/null >/dev/null 2>&1 &" % CHARON)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._sh("test -S %s && echo yes || true" % VICI_SOCKET).strip() == "yes":
+                self.swanctl("--load-all", "--noprompt")
+                return
+            time.sleep(0.05)
+        raise LabError("lab host %s: charon did not open %s within %ss; log:\n%s" % (self.host, VICI_SOCKET, timeout, self.log()))
+
+    def swanctl(self, *args: str, timeout: float = 20.0) -> str:
+        return self.lab.run_in(self.host, ["swanctl", *args], timeout=timeout + 5)
+
+    def initiate(self, child: str, timeout: int = 10) -> str:
+        return self.swanctl("--initiate", "--child", child, "--timeout", str(timeout), timeout=timeout)
+
+    def list_sas(self) -> str:
+        return self.swanctl("--list-sas")
+
+    def log(self) -> str:
+        return self._sh("cat %s 2>/dev/null || true" % LOG_FILE)
+
+    def stop(self) -> None:
+        """Stop charon if it runs; a lab host that is already gone counts as stopped."""
+        try:
+            self._sh(
+                "pid=$(cat %s 2>/dev/null) && kill $pid 2>/dev/null; "
+                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid" % PID_FILE
+            )
+        except LabError:
+            pass

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything `make demo` and `make test` need, on Debian 12 as root:
+# distro packages, the dev virtualenv, and the checkout visible as collection pyike.ipsec.
+# A second run only checks and returns.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+BUILD="$ROOT/.build"
+PYTHON="${PYTHON:-python3}"
+
+APT_PACKAGES=(
+  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  libstrongswan-standard-plugins libstrongswan-extra-plugins
+  python3 python3-venv python3-cryptography python3-pyroute2 python3-yaml
+  python3-pytest python3-hypothesis
+)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs packages and the lab needs namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing distro packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Installing charon must not leave a daemon running in the root namespaces.
+  pkill -x charon 2>/dev/null || true
+fi
+
+req_hash="$(cat "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
+  log "installing Python requirements into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+  echo "$req_hash" > "$VENV/.requirements.sha256"
+fi
+
+# Ansible finds the collection at <path>/ansible_collections/pyike/ipsec.
+mkdir -p "$BUILD/collections/ansible_collections/pyike"
+link="$BUILD/collections/ansible_collections/pyike/ipsec"
+if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
+  rm -rf "$link"
+  ln -s "$ROOT" "$link"
+fi
+log "ready: venv $VENV, ANSIBLE_COLLECTIONS_PATH=$BUILD/collections"
