@@ -10,7 +10,7 @@ BUILD="$ROOT/.build"
 PYTHON="${PYTHON:-python3}"
 
 APT_PACKAGES=(
-  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make
+  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make shellcheck
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
   python3 python3-venv python3-cryptography python3-pyroute2 python3-yaml
@@ -37,7 +37,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   pkill -x charon 2>/dev/null || true
 fi
 
-req_hash="$(cat "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+req_hash="$(sha256sum < "$ROOT/requirements-dev.txt" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"

@@ -1,5 +1,6 @@
-# Copyright: (c) 2026, pyike.ipsec contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: (c) 2026, pyike.ipsec developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ description:
     is C(<state_root>/<lab name>/<inventory host>.pid), as the lab role writes it.
   - Supports pipelining.
 author:
-  - pyike.ipsec contributors
+  - pyike.ipsec developers (@pyike-ipsec)
 version_added: 0.1.0
 options:
   remote_addr:
@@ -63,7 +64,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.connection_pipelining
 notes:
-  - The remote user is ignored: commands run as root inside the host.
+  - The remote user is ignored; commands run as root inside the host.
   - Files are written and read through the host's own mount namespace, so private directories of the
     host (its C(/run), C(/tmp) and copy-on-write C(/etc), C(/var/lib), C(/var/log)) behave as on a real
     machine.
@@ -122,7 +123,9 @@ class Connection(ConnectionBase):
         configured = self.get_option("pid_file")
         if configured:
             return configured
-        return os.path.join(self.get_option("lab_state_root"), self.get_option("lab_name"), self._host_name() + ".pid")
+        return os.path.join(
+            self.get_option("lab_state_root"), self.get_option("lab_name"), self._host_name() + ".pid"
+        )
 
     def _resolve_pid(self):
         pid = self.get_option("pid")
@@ -139,16 +142,21 @@ class Connection(ConnectionBase):
                     % (self._host_name(), source)
                 ) from None
             except OSError as exc:
-                raise AnsibleConnectionFailure("lab host %s: cannot read pid file %s: %s" % (self._host_name(), source, exc)) from None
+                raise AnsibleConnectionFailure(
+                    "lab host %s: cannot read pid file %s: %s" % (self._host_name(), source, exc)
+                ) from None
             if not text.isdigit():
-                raise AnsibleConnectionFailure("lab host %s: pid file %s does not hold a PID" % (self._host_name(), source))
+                raise AnsibleConnectionFailure(
+                    "lab host %s: pid file %s does not hold a PID" % (self._host_name(), source)
+                )
             pid = int(text)
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as handle:
                 cmdline = handle.read()
         except OSError:
             raise AnsibleConnectionFailure(
-                "lab host %s: its holder process %d (from %s) is not running; the lab host is down" % (self._host_name(), pid, source)
+                "lab host %s: its holder process %d (from %s) is not running; the lab host is down"
+                % (self._host_name(), pid, source)
             ) from None
         if self.get_option("pid") is None and HOLDER_MARKER not in cmdline:
             raise AnsibleConnectionFailure(
@@ -159,7 +167,9 @@ class Connection(ConnectionBase):
 
     def _connect(self):
         if os.geteuid() != 0:
-            raise AnsibleConnectionFailure("the pyike.ipsec.nsenter connection needs root on the controller (it runs nsenter)")
+            raise AnsibleConnectionFailure(
+                "the pyike.ipsec.nsenter connection needs root on the controller (it runs nsenter)"
+            )
         if not self._connected:
             self._target_pid = self._resolve_pid()
             display.vvv("ENTER namespaces of PID %d" % self._target_pid, host=self._host_name())
@@ -167,11 +177,20 @@ class Connection(ConnectionBase):
         return self
 
     def _nsenter(self, argv):
-        return [self.get_option("nsenter_path"), "--target", str(self._target_pid), *NAMESPACE_FLAGS, "--", *argv]
+        return [
+            self.get_option("nsenter_path"),
+            "--target",
+            str(self._target_pid),
+            *NAMESPACE_FLAGS,
+            "--",
+            *argv,
+        ]
 
     def _run(self, argv, stdin=subprocess.PIPE, in_data=None):
         try:
-            proc = subprocess.Popen(self._nsenter(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                self._nsenter(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         except OSError as exc:
             raise AnsibleConnectionFailure("cannot run nsenter: %s" % exc) from None
         stdout, stderr = proc.communicate(in_data)
@@ -184,7 +203,9 @@ class Connection(ConnectionBase):
         display.vvv("EXEC %s" % cmd, host=self._host_name())
         # Revalidate on every command: a holder that died mid-play must not send commands elsewhere.
         if not os.path.exists("/proc/%d" % self._target_pid):
-            raise AnsibleConnectionFailure("lab host %s: its holder process %d exited" % (self._host_name(), self._target_pid))
+            raise AnsibleConnectionFailure(
+                "lab host %s: its holder process %d exited" % (self._host_name(), self._target_pid)
+            )
         return self._run([executable, "-c", to_text(cmd)], in_data=in_data)
 
     def put_file(self, in_path, out_path):
@@ -194,9 +215,13 @@ class Connection(ConnectionBase):
         if not os.path.exists(to_bytes(in_path)):
             raise AnsibleFileNotFound("file or module does not exist: %s" % in_path)
         with open(to_bytes(in_path), "rb") as source:
-            rc, _stdout, stderr = self._run(["/bin/sh", "-c", "cat > %s" % shlex.quote(out_path)], stdin=source)
+            rc, _stdout, stderr = self._run(
+                ["/bin/sh", "-c", "cat > %s" % shlex.quote(out_path)], stdin=source
+            )
         if rc != 0:
-            raise AnsibleError("failed to transfer file to %s on %s: %s" % (out_path, self._host_name(), to_text(stderr)))
+            raise AnsibleError(
+                "failed to transfer file to %s on %s: %s" % (out_path, self._host_name(), to_text(stderr))
+            )
 
     def fetch_file(self, in_path, out_path):
         super().fetch_file(in_path, out_path)
@@ -205,13 +230,18 @@ class Connection(ConnectionBase):
         with open(to_bytes(out_path), "wb") as target:
             try:
                 proc = subprocess.Popen(
-                    self._nsenter(["cat", "--", in_path]), stdin=subprocess.DEVNULL, stdout=target, stderr=subprocess.PIPE
+                    self._nsenter(["cat", "--", in_path]),
+                    stdin=subprocess.DEVNULL,
+                    stdout=target,
+                    stderr=subprocess.PIPE,
                 )
             except OSError as exc:
                 raise AnsibleConnectionFailure("cannot run nsenter: %s" % exc) from None
             _stdout, stderr = proc.communicate()
         if proc.returncode != 0:
-            raise AnsibleError("failed to fetch %s from %s: %s" % (in_path, self._host_name(), to_text(stderr)))
+            raise AnsibleError(
+                "failed to fetch %s from %s: %s" % (in_path, self._host_name(), to_text(stderr))
+            )
 
     def reset(self):
         self.close()

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: (c) 2026, pyike.ipsec contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: (c) 2026, pyike.ipsec developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ module: lab
 short_description: Create or remove a lab of namespace hosts on this machine
 description:
   - Builds a test lab without containers or VMs on the machine the module runs on (normally the
-    controller, with C(delegate_to: localhost)). Every lab host is a holder process with its own
+    controller, with C(delegate_to=localhost)). Every lab host is a holder process with its own
     network, mount, UTS, IPC and PID namespaces, its own hostname, a private C(/run) and C(/tmp),
     copy-on-write C(/etc), C(/var/lib) and C(/var/log), and a remounted C(/sys).
   - An C(internet) host joins every gateway's WAN link on one bridge and routes between the
@@ -20,7 +21,7 @@ description:
   - Removing the lab kills exactly the holder processes it recorded (by PID); it succeeds on a
     half-built or already removed lab.
 author:
-  - pyike.ipsec contributors
+  - pyike.ipsec developers (@pyike-ipsec)
 version_added: 0.1.0
 options:
   name:
@@ -111,7 +112,6 @@ state_dir:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_lab.lab import Lab, LabError
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_lab.plan import LabPlanError, build_plan
 

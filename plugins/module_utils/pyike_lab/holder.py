@@ -18,7 +18,7 @@ PRIVATE_TMPFS_DIRS = ("/run", "/tmp")  # noqa: S108 - a private, empty tmpfs per
 
 
 def _mount(*args):
-    subprocess.run(("mount",) + args, check=True, capture_output=True, text=True)
+    subprocess.run(("mount", *args), check=True, capture_output=True, text=True)
 
 
 def _prepare(hostname, overlay_dir):
@@ -29,7 +29,14 @@ def _prepare(hostname, overlay_dir):
         work = os.path.join(overlay_dir, tag + ".work")
         os.makedirs(upper, exist_ok=True)
         os.makedirs(work, exist_ok=True)
-        _mount("-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work), lower)
+        _mount(
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work),
+            lower,
+        )
     for path in PRIVATE_TMPFS_DIRS:
         _mount("-t", "tmpfs", "-o", "mode=1777" if path == "/tmp" else "mode=0755", "tmpfs", path)  # noqa: S108
     os.makedirs("/run/lock", exist_ok=True)
@@ -41,7 +48,9 @@ def _prepare(hostname, overlay_dir):
     with open("/etc/hostname", "w") as handle:
         handle.write(hostname + "\n")
     with open("/etc/hosts", "w") as handle:
-        handle.write("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n" % hostname)
+        handle.write(
+            "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n" % hostname
+        )
     subprocess.run(("ip", "link", "set", "lo", "up"), check=True, capture_output=True)
 
 
@@ -52,7 +61,7 @@ def _reap_forever():
             os.kill(-1, signal.SIGKILL)
         except OSError:
             pass
-        sys.exit(0)
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -86,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    raise SystemExit(main(sys.argv))

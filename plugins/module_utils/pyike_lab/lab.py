@@ -15,7 +15,8 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Dict, List, Optional
 
 from . import holder
 from .plan import HostPlan, LabPlan
@@ -48,14 +49,18 @@ def read_holder_pid(pid_file: str, marker: Optional[str] = None) -> int:
         with open(pid_file) as handle:
             text = handle.read().strip()
     except FileNotFoundError:
-        raise LabError("pid file %s does not exist: the lab host was never created or was removed" % pid_file) from None
+        raise LabError(
+            "pid file %s does not exist: the lab host was never created or was removed" % pid_file
+        ) from None
     except OSError as exc:
         raise LabError("cannot read pid file %s: %s" % (pid_file, exc)) from None
     if not text.isdigit():
         raise LabError("pid file %s does not hold a PID (%r)" % (pid_file, text[:40]))
     pid = int(text)
     if not holder_is_alive(pid, marker or holder.MARKER):
-        raise LabError("the holder process %d named in %s is not running: the lab host is down" % (pid, pid_file))
+        raise LabError(
+            "the holder process %d named in %s is not running: the lab host is down" % (pid, pid_file)
+        )
     return pid
 
 
@@ -83,7 +88,8 @@ def run(argv: Sequence[str], what: str, input_data: Optional[bytes] = None, time
         raise LabError("%s: cannot run %s: %s" % (what, argv[0], exc)) from None
     if done.returncode != 0:
         raise LabError(
-            "%s: %s failed (rc=%d): %s" % (what, " ".join(argv), done.returncode, done.stderr.decode(errors="replace").strip())
+            "%s: %s failed (rc=%d): %s"
+            % (what, " ".join(argv), done.returncode, done.stderr.decode(errors="replace").strip())
         )
     return done.stdout.decode(errors="replace")
 
@@ -111,9 +117,14 @@ class Lab:
         recorded = self.recorded_plan()
         if recorded is None or recorded.get("plan") != plan.to_dict():
             return False
-        return all(holder_is_alive(pid, holder_marker(self.name, host)) for host, pid in recorded.get("pids", {}).items())
+        return all(
+            holder_is_alive(pid, holder_marker(self.name, host))
+            for host, pid in recorded.get("pids", {}).items()
+        )
 
-    def run_in(self, host: str, argv: Sequence[str], input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
+    def run_in(
+        self, host: str, argv: Sequence[str], input_data: Optional[bytes] = None, timeout: float = 30.0
+    ) -> str:
         return run(nsenter_argv(self.pid_of(host), argv), "lab host %s" % host, input_data, timeout)
 
     # --- create ----------------------------------------------------------------------------
@@ -153,7 +164,12 @@ class Lab:
         ]  # fmt: skip
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(status_write,), start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(status_write,),
+                start_new_session=True,
             )
         except OSError as exc:
             raise LabError("lab host %s: cannot start unshare: %s" % (host, exc)) from None
@@ -169,7 +185,9 @@ class Lab:
             with open(os.path.join(self.state_dir, host + ".pid"), "w") as handle:
                 handle.write("%d\n" % holder_pid)
         if status != "ready" or holder_pid is None:
-            raise LabError("lab host %s: holder did not start: %s (log: %s.log)" % (host, status or "no answer", host))
+            raise LabError(
+                "lab host %s: holder did not start: %s (log: %s.log)" % (host, status or "no answer", host)
+            )
         return holder_pid
 
     @staticmethod
@@ -178,7 +196,7 @@ class Lab:
         data = b""
         try:
             while b"\n" not in data and time.monotonic() < deadline:
-                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                ready = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
                 if not ready:
                     break
                 chunk = os.read(fd, 4096)
@@ -212,7 +230,10 @@ class Lab:
         )  # fmt: skip
         if link.b_bridge:
             self._ensure_bridge(pids[link.b_host], link.b_host, link.b_bridge)
-            run(nsenter_argv(pids[link.b_host], ["ip", "link", "set", link.b_name, "master", link.b_bridge]), what)
+            run(
+                nsenter_argv(pids[link.b_host], ["ip", "link", "set", link.b_name, "master", link.b_bridge]),
+                what,
+            )
 
     @staticmethod
     def _ensure_bridge(pid: int, host: str, bridge: str) -> None:

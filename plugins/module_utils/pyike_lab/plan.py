@@ -78,16 +78,22 @@ def _cidr(host_name: str, field_name: str, value: Any) -> ipaddress.IPv4Interfac
     try:
         iface = ipaddress.IPv4Interface(str(value))
     except ValueError as exc:
-        raise LabPlanError("lab host %r: %s %r is not an IPv4 address/prefix: %s" % (host_name, field_name, value, exc)) from None
+        raise LabPlanError(
+            "lab host %r: %s %r is not an IPv4 address/prefix: %s" % (host_name, field_name, value, exc)
+        ) from None
     if "/" not in str(value):
-        raise LabPlanError("lab host %r: %s %r needs a prefix length, e.g. 192.0.2.1/24" % (host_name, field_name, value))
+        raise LabPlanError(
+            "lab host %r: %s %r needs a prefix length, e.g. 192.0.2.1/24" % (host_name, field_name, value)
+        )
     return iface
 
 
 def default_wan_address(site: int) -> ipaddress.IPv4Interface:
     """Site 1 -> 192.0.2.1/24, site 2 -> 198.51.100.1/24, site 3 -> 203.0.113.1/24, site 4 -> 192.0.2.2/24..."""
     subnet = ipaddress.IPv4Network(WAN_SUBNETS[(site - 1) % len(WAN_SUBNETS)])
-    return ipaddress.IPv4Interface("%s/%d" % (subnet.network_address + (site - 1) // len(WAN_SUBNETS) + 1, subnet.prefixlen))
+    return ipaddress.IPv4Interface(
+        "%s/%d" % (subnet.network_address + (site - 1) // len(WAN_SUBNETS) + 1, subnet.prefixlen)
+    )
 
 
 def _router_address(wan: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
@@ -97,27 +103,43 @@ def _router_address(wan: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
 def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
     """`hosts`: [{name, role: gateway|client, site: int, wan_address?: CIDR, lan_address?: CIDR}]."""
     if not LAB_NAME_RE.match(str(lab_name)):
-        raise LabPlanError("lab name %r: use lowercase letters, digits, '-' or '_' (at most 31)" % (lab_name,))
+        raise LabPlanError(
+            "lab name %r: use lowercase letters, digits, '-' or '_' (at most 31)" % (lab_name,)
+        )
     if not hosts:
-        raise LabPlanError("lab %r has no hosts: put hosts with pyike_lab_site and pyike_lab_role in its group" % lab_name)
+        raise LabPlanError(
+            "lab %r has no hosts: put hosts with pyike_lab_site and pyike_lab_role in its group" % lab_name
+        )
     seen = set()
     for host in hosts:
         name = host.get("name")
         if not isinstance(name, str) or not HOSTNAME_RE.match(name):
-            raise LabPlanError("lab host %r: names must be lowercase letters, digits and '-' (at most 32)" % (name,))
+            raise LabPlanError(
+                "lab host %r: names must be lowercase letters, digits and '-' (at most 32)" % (name,)
+            )
         if name in seen or name == INTERNET_HOST:
-            raise LabPlanError("lab host %r: name is used twice (or is the reserved %r)" % (name, INTERNET_HOST))
+            raise LabPlanError(
+                "lab host %r: name is used twice (or is the reserved %r)" % (name, INTERNET_HOST)
+            )
         seen.add(name)
         if host.get("role", "gateway") not in ROLES:
-            raise LabPlanError("lab host %r: pyike_lab_role must be one of %s, got %r" % (name, ", ".join(ROLES), host.get("role")))
+            raise LabPlanError(
+                "lab host %r: pyike_lab_role must be one of %s, got %r"
+                % (name, ", ".join(ROLES), host.get("role"))
+            )
 
     gateways = sorted((h for h in hosts if h.get("role", "gateway") == "gateway"), key=_site_number)
-    clients = sorted((h for h in hosts if h.get("role") == "client"), key=lambda h: (_site_number(h), h["name"]))
+    clients = sorted(
+        (h for h in hosts if h.get("role") == "client"), key=lambda h: (_site_number(h), h["name"])
+    )
     gateway_by_site: Dict[int, Dict[str, Any]] = {}
     for gw in gateways:
         site = _site_number(gw)
         if site in gateway_by_site:
-            raise LabPlanError("lab hosts %r and %r: both are the gateway of site %d" % (gateway_by_site[site]["name"], gw["name"], site))
+            raise LabPlanError(
+                "lab hosts %r and %r: both are the gateway of site %d"
+                % (gateway_by_site[site]["name"], gw["name"], site)
+            )
         gateway_by_site[site] = gw
 
     internet = HostPlan(
@@ -135,13 +157,21 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
     used_wan = {}
     for index, gw in enumerate(gateways, start=1):
         site = _site_number(gw)
-        wan = _cidr(gw["name"], "pyike_lab_wan_address", gw["wan_address"]) if gw.get("wan_address") else default_wan_address(site)
+        wan = (
+            _cidr(gw["name"], "pyike_lab_wan_address", gw["wan_address"])
+            if gw.get("wan_address")
+            else default_wan_address(site)
+        )
         if wan.ip in used_wan:
-            raise LabPlanError("lab host %r: WAN address %s is already used by %r" % (gw["name"], wan.ip, used_wan[wan.ip]))
+            raise LabPlanError(
+                "lab host %r: WAN address %s is already used by %r" % (gw["name"], wan.ip, used_wan[wan.ip])
+            )
         used_wan[wan.ip] = gw["name"]
         router = _router_address(wan)
         if wan.ip == router:
-            raise LabPlanError("lab host %r: WAN address %s is the internet router's address" % (gw["name"], wan))
+            raise LabPlanError(
+                "lab host %r: WAN address %s is the internet router's address" % (gw["name"], wan)
+            )
         router_addresses.add("%s/%d" % (router, wan.network.prefixlen))
         lan = ipaddress.IPv4Interface("10.%d.0.1/24" % site)
         plan_hosts.append(
@@ -155,7 +185,15 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
                 forwarding=True,
             )
         )
-        links.append(Link(a_host=gw["name"], a_name="wan0", b_host=INTERNET_HOST, b_name="wan%d" % index, b_bridge="inet0"))
+        links.append(
+            Link(
+                a_host=gw["name"],
+                a_name="wan0",
+                b_host=INTERNET_HOST,
+                b_name="wan%d" % index,
+                b_bridge="inet0",
+            )
+        )
     internet.addresses["inet0"] = sorted(router_addresses)
 
     client_count: Dict[int, int] = {}
@@ -163,13 +201,19 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
         site = _site_number(client)
         gw = gateway_by_site.get(site)
         if gw is None:
-            raise LabPlanError("lab host %r: site %d has no gateway (a host with pyike_lab_role: gateway)" % (client["name"], site))
+            raise LabPlanError(
+                "lab host %r: site %d has no gateway (a host with pyike_lab_role: gateway)"
+                % (client["name"], site)
+            )
         number = client_count.get(site, 0)
         client_count[site] = number + 1
         if client.get("lan_address"):
             address = _cidr(client["name"], "pyike_lab_lan_address", client["lan_address"])
             if address.network != ipaddress.IPv4Network("10.%d.0.0/24" % site):
-                raise LabPlanError("lab host %r: LAN address %s is outside its site's LAN 10.%d.0.0/24" % (client["name"], address, site))
+                raise LabPlanError(
+                    "lab host %r: LAN address %s is outside its site's LAN 10.%d.0.0/24"
+                    % (client["name"], address, site)
+                )
         else:
             address = ipaddress.IPv4Interface("10.%d.0.%d/24" % (site, FIRST_CLIENT_NUMBER + number))
         plan_hosts.append(
@@ -181,5 +225,13 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
                 default_gateway="10.%d.0.1" % site,
             )
         )
-        links.append(Link(a_host=client["name"], a_name="eth0", b_host=gw["name"], b_name="lan%d" % (number + 1), b_bridge="lan0"))
+        links.append(
+            Link(
+                a_host=client["name"],
+                a_name="eth0",
+                b_host=gw["name"],
+                b_name="lan%d" % (number + 1),
+                b_bridge="lan0",
+            )
+        )
     return LabPlan(name=lab_name, hosts=plan_hosts, links=links)

@@ -118,7 +118,9 @@ class StrongSwan:
 
     def configure(self, swanctl_conf: str) -> None:
         self.write_file(
-            "/etc/strongswan.conf", STRONGSWAN_CONF % {"plugins": PLUGINS, "vici": VICI_SOCKET, "log": LOG_FILE}, "0644"
+            "/etc/strongswan.conf",
+            STRONGSWAN_CONF % {"plugins": PLUGINS, "vici": VICI_SOCKET, "log": LOG_FILE},
+            "0644",
         )
         self.write_file("/etc/swanctl/swanctl.conf", swanctl_conf)
 
@@ -130,7 +132,10 @@ class StrongSwan:
                 self.swanctl("--load-all", "--noprompt")
                 return
             time.sleep(0.05)
-        raise LabError("lab host %s: charon did not open %s within %ss; log:\n%s" % (self.host, VICI_SOCKET, timeout, self.log()))
+        raise LabError(
+            "lab host %s: charon did not open %s within %ss; log:\n%s"
+            % (self.host, VICI_SOCKET, timeout, self.log())
+        )
 
     def swanctl(self, *args: str, timeout: float = 20.0) -> str:
         return self.lab.run_in(self.host, ["swanctl", *args], timeout=timeout + 5)
@@ -149,7 +154,8 @@ class StrongSwan:
         try:
             self._sh(
                 "pid=$(cat %s 2>/dev/null) && kill $pid 2>/dev/null; "
-                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid" % PID_FILE
+                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid"
+                % PID_FILE
             )
         except LabError:
             pass
