@@ -1,0 +1,124 @@
+"""Command line: `daemon` runs the engine; `ctl` talks to a running daemon over its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+from .runtime.control import ControlError, call
+
+DEFAULT_CONTROL_SOCKET = "/run/pyike/pyike.ctl"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyike", description="pure-Python IKEv2/IPsec engine")
+    commands = parser.add_subparsers(dest="program", required=True)
+
+    daemon = commands.add_parser("daemon", help="run the IKE daemon and ESP dataplane")
+    daemon.add_argument("--config", required=True, help="engine configuration file (YAML or JSON)")
+    daemon.add_argument(
+        "--log-level", default=None, help="override settings.log_level (debug, info, warning)"
+    )
+
+    ctl = commands.add_parser("ctl", help="control a running daemon (pyikectl)")
+    ctl.add_argument(
+        "--socket",
+        default=os.environ.get("PYIKE_CONTROL_SOCKET", DEFAULT_CONTROL_SOCKET),
+        help="control socket (default %(default)s, or $PYIKE_CONTROL_SOCKET)",
+    )
+    ctl.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the daemon")
+    actions = ctl.add_subparsers(dest="action", required=True)
+    actions.add_parser("list-conns", help="configured connections")
+    list_sas = actions.add_parser("list-sas", help="IKE and Child SAs")
+    list_sas.add_argument("--json", action="store_true", help="machine-readable output")
+    initiate = actions.add_parser("initiate", help="bring a connection (or one of its children) up")
+    initiate.add_argument("target", metavar="CONN[/CHILD]")
+    initiate.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the Child SA")
+    terminate = actions.add_parser("terminate", help="delete a connection's IKE SA and its Child SAs")
+    terminate.add_argument("conn", metavar="CONN")
+    actions.add_parser("reload", help="re-read the configuration file; an invalid file is refused")
+    stats = actions.add_parser("stats", help="daemon counters")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _format_child(child: Dict[str, Any]) -> List[str]:
+    return [
+        "  %s: %s, %s" % (child["name"], child["state"], child.get("proposal", "")),
+        "    in  %s, %10d bytes, %8d packets"
+        % (child.get("spi_in", ""), child.get("bytes_in", 0), child.get("packets_in", 0)),
+        "    out %s, %10d bytes, %8d packets"
+        % (child.get("spi_out", ""), child.get("bytes_out", 0), child.get("packets_out", 0)),
+        "    local  %s" % ", ".join(child.get("local_ts", [])),
+        "    remote %s" % ", ".join(child.get("remote_ts", [])),
+    ]
+
+
+def format_sas(sas: List[Dict[str, Any]]) -> str:
+    lines: List[str] = []
+    for ike in sas:
+        lines.append(
+            "%s: %s, %s_i %s_r" % (ike["name"], ike["state"], ike.get("spi_i", ""), ike.get("spi_r", ""))
+        )
+        lines.append("  local  '%s' @ %s" % (ike.get("local_id", ""), ike.get("local_address", "")))
+        lines.append("  remote '%s' @ %s" % (ike.get("remote_id", ""), ike.get("remote_address", "")))
+        if ike.get("proposal"):
+            lines.append("  %s" % ike["proposal"])
+        for child in ike.get("children", []):
+            lines.extend(_format_child(child))
+    return "\n".join(lines) if lines else "no SAs"
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "list-conns":
+            for conn in call(args.socket, "list-conns", timeout=args.timeout):
+                children = ", ".join(conn.get("children", []))
+                print(
+                    "%s: %s -> %s, children: %s"
+                    % (conn["name"], conn["local_address"], conn["remote_address"], children)
+                )
+        elif args.action == "list-sas":
+            sas = call(args.socket, "list-sas", timeout=args.timeout)
+            print(json.dumps(sas, indent=2, sort_keys=True) if args.json else format_sas(sas))
+        elif args.action == "initiate":
+            conn, _sep, child = args.target.partition("/")
+            result = call(
+                args.socket,
+                "initiate",
+                {"conn": conn, "child": child or None, "wait": args.wait},
+                timeout=args.wait + 5,
+            )
+            print(result.get("message", "initiated %s" % args.target))
+        elif args.action == "terminate":
+            print(
+                call(args.socket, "terminate", {"conn": args.conn}, timeout=args.timeout).get(
+                    "message", "terminated"
+                )
+            )
+        elif args.action == "reload":
+            result = call(args.socket, "reload", timeout=args.timeout)
+            print(result.get("message", "reloaded"))
+        elif args.action == "stats":
+            result = call(args.socket, "stats", timeout=args.timeout)
+            if args.json:
+                print(json.dumps(result, indent=2, sort_keys=True))
+            else:
+                for key in sorted(result):
+                    print("%s: %s" % (key, result[key]))
+    except ControlError as exc:
+        print("pyikectl: %s" % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.program == "ctl":
+        return _ctl(args)
+    from .runtime.daemon import run_daemon  # needs cryptography and pyroute2; ctl does not
+
+    return run_daemon(args.config, args.log_level)

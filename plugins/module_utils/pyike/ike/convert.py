@@ -1,0 +1,46 @@
+"""ProposalSpec (crypto) <-> SA payload proposals (wire), RFC 7296 §3.3."""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+from ..crypto.proposals import ProposalSpec
+from ..ids import TransformType
+from ..wire.sa import Proposal, Transform
+
+
+def to_wire(specs: Sequence[ProposalSpec], spi: bytes = b"", strip_ke: bool = False) -> List[Proposal]:
+    """Proposals numbered from 1. `strip_ke` drops key exchange transforms (the first Child SA in
+    IKE_AUTH has no KE payload, so its proposals must not ask for one; RFC 7296 §1.2)."""
+    proposals = []
+    for number, spec in enumerate(specs, start=1):
+        transforms = [
+            Transform.make(ttype, transform_id, key_length)
+            for ttype, entries in spec.items()
+            if not (strip_ke and ttype == TransformType.DH)
+            for transform_id, key_length in entries
+        ]
+        proposals.append(Proposal(number, spec.protocol, transforms, spi))
+    return proposals
+
+
+def from_wire(proposals: Sequence[Proposal]) -> List[Tuple[int, ProposalSpec]]:
+    """(number, spec) pairs for crypto's selection functions; unknown ids are kept, they just never match."""
+    offered = []
+    for proposal in proposals:
+        grouped = {}
+        for transform in proposal.transforms:
+            grouped.setdefault(transform.transform_type, []).append(
+                (transform.transform_id, transform.key_length)
+            )
+        offered.append((proposal.number, ProposalSpec(proposal.protocol, grouped)))
+    return offered
+
+
+def strip_ke(specs: Sequence[ProposalSpec]) -> List[ProposalSpec]:
+    """The proposals without their key exchange methods (for the Child SA created in IKE_AUTH)."""
+    out = []
+    for spec in specs:
+        grouped = {ttype: list(entries) for ttype, entries in spec.items() if ttype != TransformType.DH}
+        out.append(ProposalSpec(spec.protocol, grouped))
+    return out

@@ -1,0 +1,924 @@
+"""The IKEv2 engine: every IKE SA of the daemon, driven by datagrams, commands and time.
+
+Sans-I/O (DESIGN.md): `receive`, `initiate`, `terminate` and `tick` take the current time and
+queue output events (`pop_events`): datagrams to send, Child SAs to install or remove, and
+failures to report. Randomness and key exchange objects are injected, so two engines in one
+process negotiate deterministically.
+
+Exchanges: IKE_SA_INIT (§1.2, with INVALID_KE_PAYLOAD retry §1.3/§2.7 and COOKIE §2.6), IKE_AUTH
+with PSK (§2.15) and the first Child SA, INFORMATIONAL (§1.4: DELETE and liveness), request
+retransmission and replay of cached responses (§2.1), NAT detection (§2.23).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import struct
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..crypto.auth import PskAuthenticator, constant_time_equal, signed_octets
+from ..crypto.errors import CryptoError
+from ..crypto.ke import new_key_exchange
+from ..crypto.keys import child_key_lengths, child_keymat, derive_ike_keys, skeyseed
+from ..crypto.proposals import ProposalSpec
+from ..crypto.selection import SelectedProposal, accept_response, select_proposal, spec_from_selected
+from ..crypto.sk import sk_ciphers
+from ..crypto.transforms import transform_name
+from ..ids import (
+    IKE_PORT,
+    NATT_PORT,
+    AuthMethod,
+    DhId,
+    EsnId,
+    ExchangeType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+    TransformType,
+)
+from ..wire.errors import WireError
+from ..wire.header import Header
+from ..wire.identity import AuthPayload, IdiPayload, IdrPayload
+from ..wire.key_exchange import KePayload, NoncePayload
+from ..wire.message import Message, decode_message, encode_message, find_notifies, find_payload
+from ..wire.notify import DeletePayload, NotifyPayload
+from ..wire.payload import Payload
+from ..wire.rules import check_envelope, check_payloads
+from ..wire.sa import SaPayload
+from ..wire.selectors import TsiPayload, TsrPayload
+from . import ts as tsmod
+from .convert import from_wire, strip_ke, to_wire
+from .events import Address, ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram
+from .identity import identity_text
+from .natd import natd_hash
+from .policy import ChildPolicy, IkePolicy, policy_signature
+from .sa import AUTHENTICATING, CONNECTING, DEAD, DELETING, ESTABLISHED, ChildSa, IkeSa, Pending
+
+log = logging.getLogger("pyike.ike")
+
+NONCE_SIZE = 32
+HALF_OPEN_TIMEOUT = 30.0
+ZERO_SPI = bytes(8)
+
+
+class RetransmitPolicy:
+    """RFC 7296 §2.1/§2.4: exponential back-off, then give up on the peer."""
+
+    def __init__(self, timeout: float = 2.0, base: float = 1.8, tries: int = 5):
+        self.timeout, self.base, self.tries = timeout, base, tries
+
+    def delay(self, tries: int) -> float:
+        return self.timeout * (self.base**tries)
+
+
+class Engine:
+    def __init__(
+        self,
+        policies: Dict[str, IkePolicy],
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        key_exchange_factory: Callable[[int], object] = new_key_exchange,
+        retransmit: Optional[RetransmitPolicy] = None,
+    ):
+        self.policies = dict(policies)
+        self.random_bytes = random_bytes
+        self.new_ke = key_exchange_factory
+        self.retransmit = retransmit or RetransmitPolicy()
+        self.sas: Dict[bytes, IkeSa] = {}  # by our SPI
+        self.half_open: Dict[Tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer ip) -> SA
+        self.events: List[object] = []
+        self.counters: Dict[str, int] = {}
+        self._serial = 0
+
+    # --- output ----------------------------------------------------------------------------
+    def pop_events(self) -> List[object]:
+        events, self.events = self.events, []
+        return events
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    def _send(self, sa: IkeSa, data: bytes) -> None:
+        self.events.append(SendDatagram(data, sa.local, sa.remote))
+
+    def _fail(self, sa: IkeSa, what: str, reason: str) -> None:
+        log.warning("%s: %s failed: %s", sa.key, what, reason)
+        self.events.append(Failure(sa.policy.name, what, reason))
+
+    # --- commands --------------------------------------------------------------------------
+    def initiate(self, conn: str, child: Optional[str], now: float) -> str:
+        """Start an IKE SA for `conn` (with its first Child SA); returns the IKE SA's key."""
+        policy = self.policies.get(conn)
+        if policy is None:
+            raise KeyError("no connection named %r" % conn)
+        if policy.remote_address is None:
+            raise ValueError("connection %r has remote address %%any: it can only respond" % conn)
+        for sa in self.sas.values():
+            if sa.policy.name == conn and sa.state in (CONNECTING, AUTHENTICATING, ESTABLISHED):
+                return sa.key  # already up or coming up: initiating twice must not make a second SA
+        child_policy = self._child_policy(policy, child)
+        sa = self._new_sa(
+            policy,
+            True,
+            self.random_bytes(8),
+            ZERO_SPI,
+            (policy.local_address, IKE_PORT),
+            (policy.remote_address, IKE_PORT),
+            now,
+        )
+        sa.auth_child = child_policy
+        sa.offered_ike = list(enumerate(policy.ike_proposals, start=1))
+        sa.nonce_i = self.random_bytes(NONCE_SIZE)
+        sa.key_exchange = self.new_ke(self._first_group(policy.ike_proposals))
+        self.sas[sa.spi_i] = sa
+        self._send_init_request(sa, now)
+        return sa.key
+
+    def terminate(self, conn: str, now: float) -> int:
+        """Delete every IKE SA of `conn` (§1.4.1); returns how many were found."""
+        found = [sa for sa in self.sas.values() if sa.policy.name == conn and sa.state != DEAD]
+        for sa in found:
+            if sa.state == ESTABLISHED:
+                self._remove_children(sa, "terminated by operator")
+                sa.state = DELETING
+                self._request(
+                    sa,
+                    ExchangeType.INFORMATIONAL,
+                    [DeletePayload(ProtocolId.IKE, [])],
+                    lambda msg, payloads, t, sa=sa: self._drop_sa(sa, "deleted"),
+                    now,
+                )
+            else:
+                self._drop_sa(sa, "terminated by operator")
+        return len(found)
+
+    def update_policies(self, policies: Dict[str, IkePolicy], now: float) -> None:
+        """Reload: SAs of removed or changed connections are deleted; new ones apply to new SAs."""
+        for name, old in self.policies.items():
+            new = policies.get(name)
+            if new is None or policy_signature(new) != policy_signature(old):
+                self.terminate(name, now)
+        self.policies = dict(policies)
+
+    # --- time ------------------------------------------------------------------------------
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [sa.pending.next_at for sa in self.sas.values() if sa.pending is not None]
+        deadlines += [
+            sa.created_at + HALF_OPEN_TIMEOUT
+            for sa in self.sas.values()
+            if not sa.initiator and sa.state == CONNECTING
+        ]
+        return min(deadlines) if deadlines else None
+
+    def tick(self, now: float) -> None:
+        for sa in list(self.sas.values()):
+            if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
+                self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
+                continue
+            pending = sa.pending
+            if pending is None or now < pending.next_at:
+                continue
+            if pending.tries >= self.retransmit.tries:
+                self._fail(
+                    sa, ExchangeType(pending.exchange).name, "no answer after %d retransmits" % pending.tries
+                )
+                self._drop_sa(sa, "peer not responding")
+                continue
+            pending.tries += 1
+            pending.next_at = now + self.retransmit.delay(pending.tries)
+            self._count("retransmits")
+            self._send(sa, pending.data)
+
+    # --- input -----------------------------------------------------------------------------
+    def receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        """One IKE datagram (non-ESP marker already removed) from `remote` to `local`."""
+        try:
+            message = decode_message(data)
+        except WireError as exc:
+            self._count("invalid_messages")
+            log.debug("dropping malformed IKE message from %s: %s", remote[0], exc)
+            return
+        header = message.header
+        if header.exchange == ExchangeType.IKE_SA_INIT and not header.response:
+            self._on_init_request(message, local, remote, now)
+            return
+        our_spi = header.spi_r if header.initiator else header.spi_i
+        sa = self.sas.get(our_spi)
+        if sa is None or sa.state == DEAD:
+            self._count("unknown_spi")
+            return
+        if header.response:
+            self._on_response(sa, message, local, remote, now)
+        else:
+            self._on_request(sa, message, local, remote, now)
+
+    def _on_response(self, sa: IkeSa, message: Message, local: Address, remote: Address, now: float) -> None:
+        pending = sa.pending
+        if pending is None or message.header.message_id != pending.message_id:
+            self._count("unexpected_responses")
+            return
+        if message.header.exchange != pending.exchange:
+            self._count("invalid_messages")
+            return
+        try:
+            if message.header.exchange == ExchangeType.IKE_SA_INIT:
+                check_payloads(message.header.exchange, True, message.payloads)
+                payloads = message.payloads
+            else:
+                check_envelope(message)
+                payloads = sa.unprotect(message)
+                check_payloads(message.header.exchange, True, payloads)
+        except (WireError, CryptoError) as exc:
+            self._count("invalid_messages")
+            log.info("%s: ignoring invalid %s response: %s", sa.key, ExchangeType(pending.exchange).name, exc)
+            return
+        sa.pending = None
+        sa.last_received_at = now
+        pending.on_response(message, payloads, now)
+        self._next_queued(sa, now)
+
+    def _on_request(self, sa: IkeSa, message: Message, local: Address, remote: Address, now: float) -> None:
+        message_id = message.header.message_id
+        if sa.last_response is not None and message_id == sa.last_response[0]:
+            self._count("replayed_responses")  # a retransmitted request gets the same answer (§2.1)
+            self.events.append(SendDatagram(sa.last_response[1], local, remote))
+            return
+        if message_id != sa.next_peer_request_id:
+            self._count("invalid_message_ids")
+            return
+        try:
+            check_envelope(message)
+            payloads = sa.unprotect(message)
+        except (WireError, CryptoError) as exc:
+            self._count("invalid_messages")
+            log.info("%s: dropping request that failed integrity or syntax: %s", sa.key, exc)
+            return
+        try:
+            check_payloads(message.header.exchange, False, payloads)
+        except WireError as exc:
+            log.info("%s: invalid %s request: %s", sa.key, ExchangeType(message.header.exchange).name, exc)
+            self._respond(
+                sa, message, [NotifyPayload(exc.notify or NotifyType.INVALID_SYNTAX, exc.notify_data)]
+            )
+            return
+        # A request authenticated by this IKE SA tells us where the peer is now (NAT mappings change).
+        sa.local, sa.remote, sa.last_received_at = local, remote, now
+        sa.next_peer_request_id = message_id + 1
+        exchange = message.header.exchange
+        if exchange == ExchangeType.IKE_AUTH and not sa.initiator and sa.state == CONNECTING:
+            self._on_auth_request(sa, message, payloads, now)
+        elif exchange == ExchangeType.INFORMATIONAL and sa.state in (ESTABLISHED, DELETING):
+            self._on_informational(sa, message, payloads, now)
+        elif exchange == ExchangeType.CREATE_CHILD_SA and sa.state == ESTABLISHED:
+            self._respond(sa, message, [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)])
+        else:
+            self._count("unexpected_requests")
+
+    # --- request/response plumbing ---------------------------------------------------------
+    def _request(self, sa: IkeSa, exchange: int, payloads: List[Payload], on_response, now: float) -> None:
+        def send(at: float) -> None:
+            message_id = sa.next_request_id
+            sa.next_request_id += 1
+            data = sa.protect(exchange, message_id, False, payloads)
+            sa.pending = Pending(message_id, exchange, data, on_response, at, at + self.retransmit.delay(0))
+            self._send(sa, data)
+
+        if sa.pending is None:
+            send(now)
+        else:
+            sa.queued.append(send)
+
+    def _next_queued(self, sa: IkeSa, now: float) -> None:
+        if sa.pending is None and sa.queued and sa.state != DEAD:
+            sa.queued.pop(0)(now)
+
+    def _respond(self, sa: IkeSa, request: Message, payloads: List[Payload]) -> None:
+        data = sa.protect(request.header.exchange, request.header.message_id, True, payloads)
+        sa.last_response = (request.header.message_id, data)
+        self._send(sa, data)
+
+    # --- IKE_SA_INIT (§1.2) ----------------------------------------------------------------
+    def _natd_payloads(self, sa: IkeSa, spi_r: bytes) -> List[Payload]:
+        source = natd_hash(sa.spi_i, spi_r, sa.local)
+        if sa.policy.force_encap:
+            # Pretend to be behind a NAT so that both sides use UDP encapsulation (strongSwan's
+            # "encap = yes" does the same).
+            source = self.random_bytes(len(source))
+        return [
+            NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, source),
+            NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(sa.spi_i, spi_r, sa.remote)),
+        ]
+
+    def _check_natd(self, sa: IkeSa, payloads: Sequence[Payload], spi_r: bytes) -> None:
+        sources = find_notifies(payloads, NotifyType.NAT_DETECTION_SOURCE_IP)
+        destinations = find_notifies(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if not sources or not destinations:
+            return
+        expected_source = natd_hash(sa.spi_i, spi_r, sa.remote)
+        expected_destination = natd_hash(sa.spi_i, spi_r, sa.local)
+        sa.remote_behind_nat = not any(n.data == expected_source for n in sources)
+        sa.local_behind_nat = not any(n.data == expected_destination for n in destinations)
+
+    def _send_init_request(self, sa: IkeSa, now: float) -> None:
+        payloads: List[Payload] = []
+        if sa.cookie:
+            payloads.append(NotifyPayload(NotifyType.COOKIE, sa.cookie))
+        payloads += [
+            SaPayload(to_wire(sa.policy.ike_proposals)),
+            KePayload(sa.key_exchange.group, sa.key_exchange.public_bytes()),
+            NoncePayload(sa.nonce_i),
+        ]
+        payloads += self._natd_payloads(sa, ZERO_SPI)
+        data = sa.plain(ExchangeType.IKE_SA_INIT, 0, False, payloads)
+        sa.init_request = data
+        sa.next_request_id = 1
+        sa.pending = Pending(
+            0,
+            ExchangeType.IKE_SA_INIT,
+            data,
+            lambda m, p, t: self._on_init_response(sa, m, t),
+            now,
+            now + self.retransmit.delay(0),
+        )
+        self._send(sa, data)
+
+    def _on_init_request(self, message: Message, local: Address, remote: Address, now: float) -> None:
+        header = message.header
+        existing = self.half_open.get((header.spi_i, remote[0]))
+        if existing is not None and existing.init_response:
+            self._count("replayed_responses")
+            self.events.append(SendDatagram(existing.init_response, local, remote))
+            return
+        try:
+            check_payloads(ExchangeType.IKE_SA_INIT, False, message.payloads)
+        except WireError as exc:
+            self._count("invalid_messages")
+            log.info("IKE_SA_INIT request from %s rejected: %s", remote[0], exc)
+            if exc.notify is not None:
+                self._init_error(header.spi_i, local, remote, exc.notify, exc.notify_data)
+            return
+        policy = self._responder_policy(local[0], remote[0])
+        if policy is None:
+            self._count("no_matching_connection")
+            log.info(
+                "IKE_SA_INIT from %s to %s: no connection configured for these addresses", remote[0], local[0]
+            )
+            self._init_error(header.spi_i, local, remote, NotifyType.NO_PROPOSAL_CHOSEN)
+            return
+        sa_payload = find_payload(message.payloads, PayloadType.SA)
+        selected = select_proposal(from_wire(sa_payload.proposals), policy.ike_proposals, ProtocolId.IKE)
+        if selected is None:
+            self.events.append(
+                Failure(
+                    policy.name,
+                    "IKE_SA_INIT",
+                    "NO_PROPOSAL_CHOSEN: no common IKE proposal with %s" % remote[0],
+                )
+            )
+            self._init_error(header.spi_i, local, remote, NotifyType.NO_PROPOSAL_CHOSEN)
+            return
+        ke_payload = find_payload(message.payloads, PayloadType.KE)
+        if ke_payload.group != selected.dh:
+            # §1.3: tell the initiator which group we want; no state is kept.
+            self._init_error(
+                header.spi_i, local, remote, NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", selected.dh)
+            )
+            return
+        sa = self._new_sa(policy, False, header.spi_i, self.random_bytes(8), local, remote, now)
+        sa.selected = selected
+        sa.nonce_i = find_payload(message.payloads, PayloadType.NONCE).data
+        sa.nonce_r = self.random_bytes(NONCE_SIZE)
+        sa.init_request = message.raw
+        sa.next_peer_request_id = 1
+        self._check_natd(sa, message.payloads, ZERO_SPI)
+        try:
+            key_exchange = self.new_ke(selected.dh)
+            public, shared = key_exchange.respond(ke_payload.data)
+        except CryptoError as exc:
+            self.events.append(
+                Failure(policy.name, "IKE_SA_INIT", "invalid KE payload from %s: %s" % (remote[0], exc))
+            )
+            self._init_error(header.spi_i, local, remote, NotifyType.INVALID_SYNTAX)
+            return
+        self._derive_keys(sa, shared)
+        payloads = [
+            SaPayload(to_wire([spec_from_selected(selected)])),
+            KePayload(selected.dh, public),
+            NoncePayload(sa.nonce_r),
+        ]
+        payloads[0].proposals[0].number = selected.number
+        payloads += self._natd_payloads(sa, sa.spi_r)
+        sa.init_response = sa.plain(ExchangeType.IKE_SA_INIT, 0, True, payloads)
+        self.sas[sa.spi_r] = sa
+        self.half_open[(sa.spi_i, remote[0])] = sa
+        self._send(sa, sa.init_response)
+
+    def _init_error(
+        self, spi_i: bytes, local: Address, remote: Address, notify: int, data: bytes = b""
+    ) -> None:
+        header = Header(
+            spi_i=spi_i, spi_r=ZERO_SPI, exchange=ExchangeType.IKE_SA_INIT, message_id=0, response=True
+        )
+        self.events.append(SendDatagram(encode_message(header, [NotifyPayload(notify, data)]), local, remote))
+
+    def _on_init_response(self, sa: IkeSa, message: Message, now: float) -> None:
+        payloads = message.payloads
+        cookie = find_notifies(payloads, NotifyType.COOKIE)
+        if cookie:  # §2.6: repeat the request with the cookie in front
+            sa.cookie = cookie[0].data
+            self._send_init_request(sa, now)
+            return
+        invalid_ke = find_notifies(payloads, NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke:
+            wanted = struct.unpack("!H", invalid_ke[0].data[:2])[0] if len(invalid_ke[0].data) >= 2 else None
+            offered = {
+                group for spec in sa.policy.ike_proposals for group, _length in spec.get(TransformType.DH)
+            }
+            if wanted in offered and wanted != sa.key_exchange.group:
+                log.info("%s: peer asks for key exchange %s, retrying", sa.key, _dh_name(wanted))
+                sa.key_exchange = self.new_ke(wanted)
+                self._send_init_request(sa, now)
+                return
+            self._fail(
+                sa,
+                "IKE_SA_INIT",
+                "INVALID_KE_PAYLOAD: peer wants %s, which we do not propose" % _dh_name(wanted),
+            )
+            self._drop_sa(sa, "no common key exchange method")
+            return
+        errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
+        if errors:
+            self._fail(sa, "IKE_SA_INIT", "peer answered %s" % _notify_name(errors[0].notify_type))
+            self._drop_sa(sa, "IKE_SA_INIT refused")
+            return
+        sa_payload = find_payload(payloads, PayloadType.SA)
+        ke_payload = find_payload(payloads, PayloadType.KE)
+        try:
+            chosen = from_wire(sa_payload.proposals)
+            if len(chosen) != 1:
+                raise CryptoError("the response must hold exactly one proposal")
+            sa.selected = accept_response(sa.offered_ike, chosen[0][0], chosen[0][1])
+            if ke_payload.group != sa.key_exchange.group or sa.selected.dh != sa.key_exchange.group:
+                raise CryptoError("the response's KE payload does not use the accepted group")
+            shared = sa.key_exchange.shared_secret(ke_payload.data)
+        except CryptoError as exc:
+            self._fail(sa, "IKE_SA_INIT", "invalid response: %s" % exc)
+            self._drop_sa(sa, "invalid IKE_SA_INIT response")
+            return
+        sa.spi_r = message.header.spi_r
+        sa.nonce_r = find_payload(payloads, PayloadType.NONCE).data
+        sa.init_response = message.raw
+        self._check_natd(sa, payloads, sa.spi_r)
+        self._derive_keys(sa, shared)
+        if sa.encap:  # §2.23: continue on port 4500 once a NAT is detected
+            sa.local = (sa.local[0], NATT_PORT)
+            sa.remote = (sa.remote[0], NATT_PORT)
+        sa.state = AUTHENTICATING
+        self._send_auth_request(sa, now)
+
+    def _derive_keys(self, sa: IkeSa, shared: bytes) -> None:
+        seed = skeyseed(sa.selected.prf, sa.nonce_i, sa.nonce_r, shared)
+        sa.keys = derive_ike_keys(sa.selected, seed, sa.nonce_i, sa.nonce_r, sa.spi_i, sa.spi_r)
+        sa.cipher_out, sa.cipher_in = sk_ciphers(sa.selected, sa.keys, sa.initiator)
+        sa.key_exchange = None  # the private value is no longer needed (§2.12)
+
+    # --- IKE_AUTH (§1.2, §2.15) ------------------------------------------------------------
+    def _auth_data(self, sa: IkeSa, ours: bool, id_body: bytes) -> bytes:
+        """AUTH payload data for our message (ours=True) or the value expected from the peer."""
+        we_sign_as_initiator = sa.initiator if ours else not sa.initiator
+        real_message = sa.init_request if we_sign_as_initiator else sa.init_response
+        nonce = sa.nonce_r if we_sign_as_initiator else sa.nonce_i
+        sk_p = sa.keys.sk_pi if we_sign_as_initiator else sa.keys.sk_pr
+        signed = signed_octets(real_message, nonce, sa.selected.prf, sk_p, id_body)
+        return PskAuthenticator(sa.selected.prf, sa.policy.psk).build(signed)
+
+    def _send_auth_request(self, sa: IkeSa, now: float) -> None:
+        policy = sa.policy
+        idi = IdiPayload(*policy.local_id)
+        payloads: List[Payload] = [idi]
+        if policy.remote_id is not None:
+            payloads.append(IdrPayload(*policy.remote_id))
+        payloads.append(AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth_data(sa, True, idi.encode_body())))
+        child = sa.auth_child
+        if child is not None:
+            sa.auth_child_spi = self._new_child_spi()
+            esp = strip_ke(child.esp_proposals)
+            sa.auth_child_offer = list(enumerate(esp, start=1))
+            sa.auth_child_ts = (list(child.local_ts), list(child.remote_ts))
+            payloads += [
+                SaPayload(to_wire(esp, spi=struct.pack("!I", sa.auth_child_spi))),
+                TsiPayload(list(child.local_ts)),
+                TsrPayload(list(child.remote_ts)),
+            ]
+        self._request(
+            sa, ExchangeType.IKE_AUTH, payloads, lambda m, p, t: self._on_auth_response(sa, p, t), now
+        )
+
+    def _on_auth_request(self, sa: IkeSa, request: Message, payloads: List[Payload], now: float) -> None:
+        self.half_open.pop((sa.spi_i, sa.remote[0]), None)
+        idi = find_payload(payloads, PayloadType.IDi)
+        auth = find_payload(payloads, PayloadType.AUTH)
+        policy = self._policy_for_peer(sa, (idi.id_type, idi.data))
+        if policy is None:
+            self.events.append(
+                Failure(
+                    sa.policy.name,
+                    "IKE_AUTH",
+                    "AUTHENTICATION_FAILED: no connection accepts peer id %s" % idi.value_text(),
+                )
+            )
+            self._respond(sa, request, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)])
+            self._drop_sa(sa, "peer identity not accepted", quiet=True)
+            return
+        sa.policy = policy
+        if auth.method != AuthMethod.SHARED_KEY_MIC or not _equal(
+            auth.data, self._auth_data(sa, False, idi.encode_body())
+        ):
+            self.events.append(
+                Failure(
+                    policy.name,
+                    "IKE_AUTH",
+                    "AUTHENTICATION_FAILED: peer %s did not prove the pre-shared key" % idi.value_text(),
+                )
+            )
+            self._respond(sa, request, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)])
+            self._drop_sa(sa, "authentication failed", quiet=True)
+            return
+        sa.peer_id = (idi.id_type, idi.data)
+        idr = IdrPayload(*policy.local_id)
+        response: List[Payload] = [
+            idr,
+            AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth_data(sa, True, idr.encode_body())),
+        ]
+        child_event = None
+        sa_payload = find_payload(payloads, PayloadType.SA)
+        if sa_payload is not None:
+            child_payloads, child_event = self._respond_child(sa, sa_payload, payloads, now)
+            response += child_payloads
+        self._respond(sa, request, response)
+        self._established(sa, now)
+        if child_event is not None:
+            self.events.append(child_event)
+
+    def _respond_child(self, sa: IkeSa, sa_payload: SaPayload, payloads: List[Payload], now: float):
+        """The responder's half of a Child SA in IKE_AUTH: payloads for the response, and the event."""
+        tsi = find_payload(payloads, PayloadType.TSi).selectors
+        tsr = find_payload(payloads, PayloadType.TSr).selectors
+        for child in sa.policy.children.values():
+            remote_ts = tsmod.narrow(tsi, child.remote_ts)
+            local_ts = tsmod.narrow(tsr, child.local_ts)
+            if remote_ts and local_ts:
+                break
+        else:
+            self.events.append(
+                Failure(
+                    sa.policy.name,
+                    "IKE_AUTH child",
+                    "TS_UNACCEPTABLE: peer proposed %s === %s" % (tsmod.describe(tsi), tsmod.describe(tsr)),
+                )
+            )
+            return [NotifyPayload(NotifyType.TS_UNACCEPTABLE)], None
+        selected = select_proposal(
+            from_wire(sa_payload.proposals), strip_ke(child.esp_proposals), ProtocolId.ESP
+        )
+        if selected is None:
+            self.events.append(
+                Failure(
+                    sa.policy.name,
+                    "IKE_AUTH child %s" % child.name,
+                    "NO_PROPOSAL_CHOSEN: no common ESP proposal",
+                )
+            )
+            return [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)], None
+        peer_proposal = next(p for p in sa_payload.proposals if p.number == selected.number)
+        if len(peer_proposal.spi) != 4:
+            return [NotifyPayload(NotifyType.INVALID_SYNTAX)], None
+        spi_in = self._new_child_spi()
+        reply = to_wire([spec_from_selected(selected)], spi=struct.pack("!I", spi_in))
+        reply[0].number = selected.number
+        event = self._child_up(
+            sa, child, selected, spi_in, struct.unpack("!I", peer_proposal.spi)[0], local_ts, remote_ts, now
+        )
+        return [SaPayload(reply), TsiPayload(remote_ts), TsrPayload(local_ts)], event
+
+    def _on_auth_response(self, sa: IkeSa, payloads: List[Payload], now: float) -> None:
+        errors = [
+            n
+            for n in payloads
+            if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.AUTHENTICATION_FAILED
+        ]
+        if errors or find_payload(payloads, PayloadType.AUTH) is None:
+            self._fail(sa, "IKE_AUTH", "AUTHENTICATION_FAILED: peer did not accept our authentication")
+            self._drop_sa(sa, "authentication failed")
+            return
+        idr = find_payload(payloads, PayloadType.IDr)
+        auth = find_payload(payloads, PayloadType.AUTH)
+        if sa.policy.remote_id is not None and (idr.id_type, idr.data) != tuple(sa.policy.remote_id):
+            reason = (
+                "AUTHENTICATION_FAILED: peer identified as %s, expected another identity" % idr.value_text()
+            )
+        elif auth.method != AuthMethod.SHARED_KEY_MIC or not _equal(
+            auth.data, self._auth_data(sa, False, idr.encode_body())
+        ):
+            reason = "AUTHENTICATION_FAILED: peer %s did not prove the pre-shared key" % idr.value_text()
+        else:
+            reason = ""
+        if reason:
+            self._fail(sa, "IKE_AUTH", reason)
+            # §2.21.2: tell the responder, then forget the SA without waiting for an answer.
+            self._send(
+                sa,
+                sa.protect(
+                    ExchangeType.INFORMATIONAL,
+                    sa.next_request_id,
+                    False,
+                    [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)],
+                ),
+            )
+            self._drop_sa(sa, "authentication failed")
+            return
+        sa.peer_id = (idr.id_type, idr.data)
+        self._established(sa, now)
+        if sa.auth_child is not None:
+            self._accept_child(sa, payloads, now)
+
+    def _accept_child(self, sa: IkeSa, payloads: List[Payload], now: float) -> None:
+        child = sa.auth_child
+        child_errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
+        sa_payload = find_payload(payloads, PayloadType.SA)
+        if child_errors or sa_payload is None:
+            reason = _notify_name(child_errors[0].notify_type) if child_errors else "no SA payload"
+            self._fail(sa, "IKE_AUTH child %s" % child.name, "%s (the IKE SA stays up)" % reason)
+            return
+        try:
+            chosen = from_wire(sa_payload.proposals)
+            if len(chosen) != 1:
+                raise CryptoError("the response must hold exactly one ESP proposal")
+            selected = accept_response(sa.auth_child_offer, chosen[0][0], chosen[0][1])
+            spi = sa_payload.proposals[0].spi
+            if len(spi) != 4:
+                raise CryptoError("the ESP SPI must be 4 bytes")
+            local_ts = find_payload(payloads, PayloadType.TSi).selectors
+            remote_ts = find_payload(payloads, PayloadType.TSr).selectors
+            if not (
+                tsmod.is_subset(local_ts, sa.auth_child_ts[0])
+                and tsmod.is_subset(remote_ts, sa.auth_child_ts[1])
+            ):
+                raise CryptoError("the narrowed traffic selectors are not within those we proposed")
+        except CryptoError as exc:
+            self._fail(sa, "IKE_AUTH child %s" % child.name, "invalid response: %s" % exc)
+            return
+        self.events.append(
+            self._child_up(
+                sa, child, selected, sa.auth_child_spi, struct.unpack("!I", spi)[0], local_ts, remote_ts, now
+            )
+        )
+
+    def _child_up(
+        self,
+        sa: IkeSa,
+        child: ChildPolicy,
+        selected: SelectedProposal,
+        spi_in: int,
+        spi_out: int,
+        local_ts,
+        remote_ts,
+        now: float,
+    ) -> ChildSaUp:
+        encr_len, integ_len = child_key_lengths(selected.encr, selected.key_length, selected.integ)
+        keys = child_keymat(sa.selected.prf, sa.keys.sk_d, sa.nonce_i, sa.nonce_r, encr_len, integ_len)
+        if sa.initiator:
+            out_keys, in_keys = (keys.encr_i, keys.integ_i), (keys.encr_r, keys.integ_r)
+        else:
+            out_keys, in_keys = (keys.encr_r, keys.integ_r), (keys.encr_i, keys.integ_i)
+        proposal = "/".join(transform_name(t, i, k) for t, i, k in selected.transforms)
+        sa.children.append(
+            ChildSa(child.name, spi_in, spi_out, proposal, list(local_ts), list(remote_ts), sa.encap, now)
+        )
+        log.info(
+            "%s: CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
+            sa.key,
+            child.name,
+            spi_in,
+            spi_out,
+            tsmod.describe(local_ts),
+            tsmod.describe(remote_ts),
+        )
+        return ChildSaUp(
+            conn=sa.policy.name,
+            child=child.name,
+            ike_sa=sa.key,
+            spi_in=spi_in,
+            spi_out=spi_out,
+            encr_id=selected.encr,
+            key_length=selected.key_length,
+            integ_id=selected.integ if selected.integ else None,
+            esn=selected.esn == EsnId.ESN,
+            encr_key_in=in_keys[0],
+            integ_key_in=in_keys[1],
+            encr_key_out=out_keys[0],
+            integ_key_out=out_keys[1],
+            local_ts=list(local_ts),
+            remote_ts=list(remote_ts),
+            local=sa.local,
+            remote=sa.remote,
+            encap=sa.encap,
+            proposal=proposal,
+        )
+
+    def _established(self, sa: IkeSa, now: float) -> None:
+        sa.state = ESTABLISHED
+        sa.established_at = now
+        log.info(
+            "%s: IKE_SA established between %s and %s (%s)",
+            sa.key,
+            sa.local[0],
+            sa.remote[0],
+            sa.proposal_text,
+        )
+        self.events.append(IkeSaUp(sa.policy.name, sa.key, sa.local, sa.remote))
+
+    # --- INFORMATIONAL (§1.4) --------------------------------------------------------------
+    def _on_informational(self, sa: IkeSa, request: Message, payloads: List[Payload], now: float) -> None:
+        response: List[Payload] = []
+        delete_ike = False
+        for payload in payloads:
+            if isinstance(payload, DeletePayload):
+                if payload.protocol == ProtocolId.IKE:
+                    delete_ike = True
+                elif payload.protocol == ProtocolId.ESP:
+                    ours = []
+                    for spi in payload.spis:
+                        child = self._child_by_spi_out(sa, struct.unpack("!I", spi)[0])
+                        if child is not None:
+                            ours.append(struct.pack("!I", child.spi_in))
+                            self._remove_child(sa, child, "deleted by peer")
+                    if ours:
+                        response.append(DeletePayload(ProtocolId.ESP, ours))
+            elif (
+                isinstance(payload, NotifyPayload) and payload.notify_type == NotifyType.AUTHENTICATION_FAILED
+            ):
+                self._fail(sa, "IKE_AUTH", "AUTHENTICATION_FAILED: peer rejected our authentication")
+                delete_ike = True
+        self._respond(sa, request, [] if delete_ike else response)
+        if delete_ike:
+            self._remove_children(sa, "IKE SA deleted by peer")
+            self._drop_sa(sa, "deleted by peer")
+
+    # --- SA bookkeeping --------------------------------------------------------------------
+    def _new_sa(
+        self,
+        policy: IkePolicy,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        local: Address,
+        remote: Address,
+        now: float,
+    ) -> IkeSa:
+        self._serial += 1
+        return IkeSa(
+            "%s#%d" % (policy.name, self._serial),
+            policy,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            now,
+            last_received_at=now,
+        )
+
+    def _new_child_spi(self) -> int:
+        while True:
+            spi = struct.unpack("!I", self.random_bytes(4))[0]
+            if spi > 255:  # 1..255 are reserved by IANA (RFC 4303 §2.1)
+                return spi
+
+    def _child_by_spi_out(self, sa: IkeSa, spi_out: int) -> Optional[ChildSa]:
+        return next((c for c in sa.children if c.spi_out == spi_out), None)
+
+    def _remove_child(self, sa: IkeSa, child: ChildSa, reason: str) -> None:
+        sa.children.remove(child)
+        self.events.append(ChildSaDown(sa.policy.name, child.name, child.spi_in, child.spi_out, reason))
+
+    def _remove_children(self, sa: IkeSa, reason: str) -> None:
+        for child in list(sa.children):
+            self._remove_child(sa, child, reason)
+
+    def _drop_sa(self, sa: IkeSa, reason: str, quiet: bool = False) -> None:
+        if sa.state == DEAD:
+            return
+        was_established = sa.state in (ESTABLISHED, DELETING)
+        self._remove_children(sa, reason)
+        sa.state = DEAD
+        sa.pending = None
+        sa.queued = []
+        self.sas.pop(sa.our_spi, None)
+        self.half_open.pop((sa.spi_i, sa.remote[0]), None)
+        if was_established or not quiet:
+            self.events.append(IkeSaDown(sa.policy.name, sa.key, reason))
+
+    def _first_group(self, proposals: Sequence[ProposalSpec]) -> int:
+        for spec in proposals:
+            groups = spec.get(TransformType.DH)
+            if groups:
+                return groups[0][0]
+        raise ValueError("no key exchange method in the IKE proposals")
+
+    def _child_policy(self, policy: IkePolicy, child: Optional[str]) -> Optional[ChildPolicy]:
+        if child is None:
+            return next(iter(policy.children.values()), None)
+        if child not in policy.children:
+            raise KeyError("connection %r has no child %r" % (policy.name, child))
+        return policy.children[child]
+
+    def _responder_policy(self, local_ip: str, remote_ip: str) -> Optional[IkePolicy]:
+        candidates = self._responder_candidates(local_ip, remote_ip)
+        return candidates[0] if candidates else None
+
+    def _responder_candidates(self, local_ip: str, remote_ip: str) -> List[IkePolicy]:
+        def matches(configured: Optional[str], actual: str) -> bool:
+            if configured in (None, "", "%any", "0.0.0.0", "::"):  # noqa: S104 - wildcards, not a bind
+                return True
+            try:
+                return ipaddress.ip_address(configured) == ipaddress.ip_address(actual)
+            except ValueError:
+                return False
+
+        exact = [
+            p
+            for p in self.policies.values()
+            if matches(p.local_address, local_ip)
+            and p.remote_address
+            and matches(p.remote_address, remote_ip)
+        ]
+        wildcard = [
+            p for p in self.policies.values() if matches(p.local_address, local_ip) and not p.remote_address
+        ]
+        return exact + wildcard
+
+    def _policy_for_peer(self, sa: IkeSa, peer_id) -> Optional[IkePolicy]:
+        """The connection whose remote identity matches IDi, among those for these addresses (§2.15)."""
+        for policy in self._responder_candidates(sa.local[0], sa.remote[0]):
+            if policy.remote_id is None or tuple(policy.remote_id) == tuple(peer_id):
+                return policy
+        return None
+
+    # --- introspection ---------------------------------------------------------------------
+    def describe_sas(self, now: float) -> List[dict]:
+        out = []
+        for sa in self.sas.values():
+            out.append(
+                {
+                    "name": sa.policy.name,
+                    "ike_sa": sa.key,
+                    "state": sa.state,
+                    "initiator": sa.initiator,
+                    "local_address": "%s[%d]" % sa.local,
+                    "remote_address": "%s[%d]" % sa.remote,
+                    "local_id": identity_text(sa.policy.local_id),
+                    "remote_id": identity_text(sa.peer_id) if sa.peer_id else "",
+                    "spi_i": sa.spi_i.hex(),
+                    "spi_r": sa.spi_r.hex(),
+                    "proposal": sa.proposal_text,
+                    "nat": {"local": sa.local_behind_nat, "remote": sa.remote_behind_nat, "encap": sa.encap},
+                    "established_seconds": None
+                    if sa.established_at is None
+                    else round(now - sa.established_at, 3),
+                    "children": [
+                        {
+                            "name": child.name,
+                            "state": child.state,
+                            "spi_in": "%08x" % child.spi_in,
+                            "spi_out": "%08x" % child.spi_out,
+                            "proposal": child.proposal,
+                            "local_ts": tsmod.describe(child.local_ts),
+                            "remote_ts": tsmod.describe(child.remote_ts),
+                            "encap": child.encap,
+                            "installed_seconds": round(now - child.established_at, 3),
+                        }
+                        for child in sa.children
+                    ],
+                }
+            )
+        return out
+
+
+def _equal(a: bytes, b: bytes) -> bool:
+    return constant_time_equal(a, b)
+
+
+def _dh_name(group: Optional[int]) -> str:
+    try:
+        return DhId(group).name
+    except (ValueError, TypeError):
+        return "group %s" % group
+
+
+def _notify_name(notify_type: int) -> str:
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return "notify %d" % notify_type

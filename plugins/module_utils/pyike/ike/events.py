@@ -1,0 +1,80 @@
+"""What the IKE engine asks of its runtime: datagrams to send and state changes to act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from ..wire.selectors import TrafficSelector
+
+Address = Tuple[str, int]  # (ip, port)
+
+
+@dataclass
+class SendDatagram:
+    """Send `data` (an IKE message, without non-ESP marker) from `local` to `remote`.
+
+    On port 4500 the runtime prepends the non-ESP marker (RFC 3948 §2.2).
+    """
+
+    data: bytes = field(repr=False)
+    local: Address
+    remote: Address
+
+
+@dataclass
+class ChildSaUp:
+    """A Child SA is established: install its ESP SAs and policies (tunnel mode)."""
+
+    conn: str
+    child: str
+    ike_sa: str  # IKE SA key, e.g. "conn#3"
+    spi_in: int
+    spi_out: int
+    encr_id: int
+    key_length: Optional[int]
+    integ_id: Optional[int]
+    esn: bool
+    encr_key_in: bytes = field(repr=False)
+    integ_key_in: bytes = field(repr=False)
+    encr_key_out: bytes = field(repr=False)
+    integ_key_out: bytes = field(repr=False)
+    local_ts: List[TrafficSelector] = field(default_factory=list)
+    remote_ts: List[TrafficSelector] = field(default_factory=list)
+    local: Address = ("", 0)
+    remote: Address = ("", 0)
+    encap: bool = False
+    proposal: str = ""
+
+
+@dataclass
+class ChildSaDown:
+    conn: str
+    child: str
+    spi_in: int
+    spi_out: int
+    reason: str
+
+
+@dataclass
+class IkeSaUp:
+    conn: str
+    ike_sa: str
+    local: Address
+    remote: Address
+
+
+@dataclass
+class IkeSaDown:
+    conn: str
+    ike_sa: str
+    reason: str
+
+
+@dataclass
+class Failure:
+    """A negotiation failed; `what` names the exchange or step, `reason` the notify or check."""
+
+    conn: str
+    what: str
+    reason: str

@@ -1,0 +1,114 @@
+"""What the IKE engine needs to know about a connection, independent of how it was configured.
+
+`policy_from_config` is the single adapter from the daemon's configuration model (pyike.config);
+tests build policies directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..crypto.proposals import ProposalSpec
+from ..wire.selectors import TrafficSelector
+
+Identity = Tuple[int, bytes]  # (IdType, identification data) as in the ID payload (RFC 7296 §3.5)
+
+
+@dataclass
+class ChildPolicy:
+    name: str
+    local_ts: List[TrafficSelector]
+    remote_ts: List[TrafficSelector]
+    esp_proposals: List[ProposalSpec]
+    start_action: str = "none"
+
+
+@dataclass
+class IkePolicy:
+    name: str
+    local_address: str
+    remote_address: Optional[str]  # None: any peer may connect (responder only)
+    local_id: Identity
+    remote_id: Optional[Identity]  # None: accept any identity that authenticates
+    psk: bytes = field(repr=False)
+    ike_proposals: List[ProposalSpec]
+    children: Dict[str, ChildPolicy]
+    force_encap: bool = False
+    dpd_delay: float = 0.0
+
+    def __repr__(self) -> str:
+        return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
+
+
+def selector_from_network(
+    text: str, protocol: int = 0, ports: Tuple[int, int] = (0, 0xFFFF)
+) -> TrafficSelector:
+    network = ipaddress.ip_network(text, strict=False)
+    return TrafficSelector(network.network_address, network.broadcast_address, protocol, ports[0], ports[1])
+
+
+def _config_selector(ts: Any) -> TrafficSelector:
+    """A config-model selector (start/end addresses, protocol, port range) as a wire selector."""
+    return TrafficSelector(
+        ipaddress.ip_address(ts.start), ipaddress.ip_address(ts.end), ts.protocol, ts.start_port, ts.end_port
+    )
+
+
+def policy_from_config(conn: Any) -> IkePolicy:
+    """Adapt one pyike.config ConnectionConfig."""
+    children = {
+        name: ChildPolicy(
+            name=name,
+            local_ts=[_config_selector(ts) for ts in child.local_ts],
+            remote_ts=[_config_selector(ts) for ts in child.remote_ts],
+            esp_proposals=list(child.esp_proposals),
+            start_action=child.start_action,
+        )
+        for name, child in conn.children.items()
+    }
+    remote_address = conn.remote.address
+    return IkePolicy(
+        name=conn.name,
+        local_address=conn.local.address,
+        remote_address=None if remote_address in (None, "%any") else remote_address,
+        local_id=conn.local.identity,
+        remote_id=conn.remote.identity,
+        psk=conn.psk.reveal() if conn.psk is not None else b"",
+        ike_proposals=list(conn.ike_proposals),
+        children=children,
+        force_encap=bool(conn.encap),
+        dpd_delay=float(conn.dpd_delay or 0),
+    )
+
+
+def policy_signature(policy: IkePolicy) -> tuple:
+    """A comparable summary of everything that shapes an IKE SA: a reload that changes it restarts the SA."""
+
+    def selectors(items: List[TrafficSelector]) -> tuple:
+        return tuple(
+            (str(t.start_addr), str(t.end_addr), t.ip_protocol, t.start_port, t.end_port) for t in items
+        )
+
+    children = tuple(
+        (
+            name,
+            selectors(c.local_ts),
+            selectors(c.remote_ts),
+            tuple(str(p) for p in c.esp_proposals),
+            c.start_action,
+        )
+        for name, c in sorted(policy.children.items())
+    )
+    return (
+        policy.local_address,
+        policy.remote_address,
+        policy.local_id,
+        policy.remote_id,
+        policy.psk,
+        tuple(str(p) for p in policy.ike_proposals),
+        children,
+        policy.force_encap,
+        policy.dpd_delay,
+    )

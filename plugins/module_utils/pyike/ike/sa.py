@@ -1,0 +1,148 @@
+"""State of one IKE SA and its Child SAs, and the protection of its messages (RFC 7296 §2.1, §3.14)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple
+
+from ..crypto.errors import CryptoError
+from ..crypto.keys import IkeKeys
+from ..crypto.selection import SelectedProposal
+from ..crypto.sk import SkCipher
+from ..crypto.transforms import transform_name
+from ..ids import IKE_HEADER_LEN
+from ..wire.encrypted import SkPayload
+from ..wire.header import Header
+from ..wire.message import (
+    Message,
+    decode_payload_chain,
+    encode_message,
+    encode_payload_chain,
+    encode_sk_prefix,
+)
+from ..wire.payload import Payload
+from ..wire.selectors import TrafficSelector
+from .events import Address
+from .policy import ChildPolicy, Identity, IkePolicy
+
+# IKE SA states
+CONNECTING = "CONNECTING"  # IKE_SA_INIT in flight (initiator) or answered (responder, half-open)
+AUTHENTICATING = "AUTHENTICATING"  # IKE_AUTH in flight
+ESTABLISHED = "ESTABLISHED"
+DELETING = "DELETING"
+DEAD = "DEAD"
+
+INSTALLED = "INSTALLED"
+
+
+@dataclass
+class Pending:
+    """Our outstanding request (window size 1, §2.3) and its retransmission schedule (§2.1)."""
+
+    message_id: int
+    exchange: int
+    data: bytes = field(repr=False)
+    on_response: Callable[[Message, List[Payload], float], None]
+    sent_at: float
+    next_at: float
+    tries: int = 0
+
+
+@dataclass
+class ChildSa:
+    name: str
+    spi_in: int
+    spi_out: int
+    proposal: str
+    local_ts: List[TrafficSelector]
+    remote_ts: List[TrafficSelector]
+    encap: bool
+    established_at: float
+    state: str = INSTALLED
+
+
+@dataclass(repr=False)
+class IkeSa:
+    key: str
+    policy: IkePolicy
+    initiator: bool
+    spi_i: bytes
+    spi_r: bytes
+    local: Address
+    remote: Address
+    created_at: float
+    state: str = CONNECTING
+    nonce_i: bytes = b""
+    nonce_r: bytes = b""
+    key_exchange: Any = None
+    selected: Optional[SelectedProposal] = None
+    keys: Optional[IkeKeys] = None
+    cipher_out: Optional[SkCipher] = None
+    cipher_in: Optional[SkCipher] = None
+    init_request: bytes = b""  # IKE_SA_INIT request as sent: signed by the initiator (§2.15)
+    init_response: bytes = b""  # IKE_SA_INIT response as sent: signed by the responder
+    offered_ike: List[Any] = field(default_factory=list)  # (number, ProposalSpec) we proposed
+    cookie: bytes = b""
+    local_behind_nat: bool = False
+    remote_behind_nat: bool = False
+    peer_id: Optional[Identity] = None
+    established_at: Optional[float] = None
+    next_request_id: int = 0
+    pending: Optional[Pending] = None
+    queued: List[Callable[[float], None]] = field(default_factory=list)
+    next_peer_request_id: int = 0
+    last_response: Optional[Tuple[int, bytes]] = None  # (message id, datagram) to replay (§2.1)
+    last_received_at: float = 0.0
+    children: List[ChildSa] = field(default_factory=list)
+    # The first Child SA, negotiated inside IKE_AUTH.
+    auth_child: Optional[ChildPolicy] = None
+    auth_child_spi: int = 0
+    auth_child_offer: List[Any] = field(default_factory=list)
+    auth_child_ts: Tuple[List[TrafficSelector], List[TrafficSelector]] = ([], [])
+
+    def __repr__(self) -> str:
+        return "IkeSa(%s %s %s)" % (self.key, "initiator" if self.initiator else "responder", self.state)
+
+    @property
+    def our_spi(self) -> bytes:
+        return self.spi_i if self.initiator else self.spi_r
+
+    @property
+    def encap(self) -> bool:
+        return self.local_behind_nat or self.remote_behind_nat or self.policy.force_encap
+
+    @property
+    def proposal_text(self) -> str:
+        if self.selected is None:
+            return ""
+        return "/".join(transform_name(t, i, k) for t, i, k in self.selected.transforms)
+
+    def header(self, exchange: int, message_id: int, response: bool) -> Header:
+        return Header(
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            exchange=exchange,
+            message_id=message_id,
+            initiator=self.initiator,
+            response=response,
+        )
+
+    def protect(self, exchange: int, message_id: int, response: bool, payloads: List[Payload]) -> bytes:
+        """An SK-protected message (RFC 7296 §3.14; RFC 5282 for AEAD)."""
+        header = self.header(exchange, message_id, response)
+        first_inner, plain = encode_payload_chain(payloads)
+        body_len = self.cipher_out.body_length(len(plain))
+        prefix = encode_sk_prefix(header, first_inner, body_len)
+        return prefix + self.cipher_out.seal(plain, prefix)
+
+    def unprotect(self, message: Message) -> List[Payload]:
+        """The inner payloads of an SK message; raises CryptoError (integrity) or WireError (syntax)."""
+        encrypted = message.encrypted
+        if not isinstance(encrypted, SkPayload):
+            raise CryptoError("fragmented messages (SKF) are not supported on this IKE SA")
+        aad_end = message.aad_end
+        plain = self.cipher_in.open(message.raw[:aad_end], message.raw[aad_end:])
+        return decode_payload_chain(encrypted.first_inner, plain, IKE_HEADER_LEN)
+
+    def plain(self, exchange: int, message_id: int, response: bool, payloads: List[Payload]) -> bytes:
+        return encode_message(self.header(exchange, message_id, response), payloads)

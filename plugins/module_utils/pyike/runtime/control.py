@@ -1,0 +1,128 @@
+"""The daemon's control socket: one JSON request per connection, one JSON answer back.
+
+Request:  {"command": "list-sas", "args": {...}}\\n
+Answer:   {"ok": true, "result": ...}\\n   or   {"ok": false, "error": "what went wrong"}\\n
+
+The socket is a unix stream socket created with mode 0600 (only root talks to the daemon), so the
+protocol carries no authentication of its own. Answers never contain secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from typing import Any, Awaitable, Callable, Dict, Optional
+
+log = logging.getLogger("pyike.control")
+
+MAX_REQUEST = 64 * 1024
+Handler = Callable[[Dict[str, Any]], Awaitable[Any]]
+
+
+class ControlError(Exception):
+    """A request the daemon refuses; the message goes back to the client as the error."""
+
+
+class ControlServer:
+    def __init__(self, path: str, handlers: Dict[str, Handler]):
+        self.path = path
+        self.handlers = handlers
+        self._server: Optional[asyncio.AbstractServer] = None
+
+    async def start(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        old_umask = os.umask(0o177)  # the socket is born 0600, never briefly world-accessible
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_REQUEST)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=10)
+            answer = await self._answer(line)
+            writer.write(json.dumps(answer, sort_keys=True).encode() + b"\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, line: bytes) -> Dict[str, Any]:
+        try:
+            request = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return {"ok": False, "error": "the request is not one line of JSON"}
+        if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+            return {"ok": False, "error": 'the request needs a "command" string'}
+        handler = self.handlers.get(request["command"])
+        if handler is None:
+            return {
+                "ok": False,
+                "error": "unknown command %r; known: %s"
+                % (request["command"], ", ".join(sorted(self.handlers))),
+            }
+        args = request.get("args") or {}
+        if not isinstance(args, dict):
+            return {"ok": False, "error": '"args" must be an object'}
+        try:
+            return {"ok": True, "result": await handler(args)}
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception:  # a bug in one handler must not take the daemon down
+            log.exception("control command %s failed", request["command"])
+            return {
+                "ok": False,
+                "error": "internal error while running %s; see the daemon log" % request["command"],
+            }
+
+
+def call(path: str, command: str, args: Optional[Dict[str, Any]] = None, timeout: float = 30.0) -> Any:
+    """Send one request to the daemon at `path` and return its result; ControlError on refusal."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            raise ControlError(
+                "no daemon control socket at %s: is the pyike daemon running?" % path
+            ) from None
+        except ConnectionRefusedError:
+            raise ControlError("the daemon at %s refuses connections: is it running?" % path) from None
+        except PermissionError:
+            raise ControlError("no permission to use %s: run as root" % path) from None
+        sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except socket.timeout:
+        raise ControlError("the daemon did not answer %s within %ss" % (command, timeout)) from None
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(b"".join(chunks).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ControlError("the daemon's answer to %s is not JSON" % command) from None
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error") or "the daemon refused %s" % command)
+    return answer.get("result")
