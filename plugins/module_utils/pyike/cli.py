@@ -13,6 +13,14 @@ from .runtime.control import ControlError, call
 DEFAULT_CONTROL_SOCKET = "/run/pyike/pyike.ctl"
 
 
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyike", description="pure-Python IKEv2/IPsec engine")
     commands = parser.add_subparsers(dest="program", required=True)
@@ -77,13 +85,13 @@ def _ctl(args: argparse.Namespace) -> int:
         if args.action == "list-conns":
             for conn in call(args.socket, "list-conns", timeout=args.timeout):
                 children = ", ".join(conn.get("children", []))
-                print(
+                _out(
                     "%s: %s -> %s, children: %s"
                     % (conn["name"], conn["local_address"], conn["remote_address"], children)
                 )
         elif args.action == "list-sas":
             sas = call(args.socket, "list-sas", timeout=args.timeout)
-            print(json.dumps(sas, indent=2, sort_keys=True) if args.json else format_sas(sas))
+            _out(json.dumps(sas, indent=2, sort_keys=True) if args.json else format_sas(sas))
         elif args.action == "initiate":
             conn, _sep, child = args.target.partition("/")
             result = call(
@@ -92,25 +100,25 @@ def _ctl(args: argparse.Namespace) -> int:
                 {"conn": conn, "child": child or None, "wait": args.wait},
                 timeout=args.wait + 5,
             )
-            print(result.get("message", "initiated %s" % args.target))
+            _out(result.get("message", "initiated %s" % args.target))
         elif args.action == "terminate":
-            print(
+            _out(
                 call(args.socket, "terminate", {"conn": args.conn}, timeout=args.timeout).get(
                     "message", "terminated"
                 )
             )
         elif args.action == "reload":
             result = call(args.socket, "reload", timeout=args.timeout)
-            print(result.get("message", "reloaded"))
+            _out(result.get("message", "reloaded"))
         elif args.action == "stats":
             result = call(args.socket, "stats", timeout=args.timeout)
             if args.json:
-                print(json.dumps(result, indent=2, sort_keys=True))
+                _out(json.dumps(result, indent=2, sort_keys=True))
             else:
                 for key in sorted(result):
-                    print("%s: %s" % (key, result[key]))
+                    _out("%s: %s" % (key, result[key]))
     except ControlError as exc:
-        print("pyikectl: %s" % exc, file=sys.stderr)
+        _err("pyikectl: %s" % exc)
         return 1
     return 0
 

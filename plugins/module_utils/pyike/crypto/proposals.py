@@ -122,7 +122,7 @@ class ProposalSpec:
         if not encrs:
             raise ProposalError(f"{protocol_name} proposals need an encryption algorithm", proposal=text)
         kinds = [(_is_aead_encr(i, k), transform_name(TransformType.ENCR, i, k)) for i, k in encrs]
-        aead_flags = {flag for flag, _ in kinds if flag is not None}
+        aead_flags = {flag for flag, _length in kinds if flag is not None}
         if len(aead_flags) > 1:
             first = kinds[0][0]
             token = next(name for flag, name in kinds if flag is not None and flag != first)
@@ -131,7 +131,7 @@ class ProposalSpec:
             )
         aead = aead_flags == {True}
 
-        integs = [i for i, _ in self.get(TransformType.INTEG) if i != IntegId.NONE]
+        integs = [i for i, _length in self.get(TransformType.INTEG) if i != IntegId.NONE]
         if aead and integs:
             token = transform_name(TransformType.INTEG, integs[0])
             raise ProposalError("an AEAD proposal takes no integrity algorithm", token, text)
@@ -140,7 +140,7 @@ class ProposalSpec:
                 f"{protocol_name} proposals with a non-AEAD cipher need an integrity algorithm", proposal=text
             )
 
-        methods = [i for i, _ in self.get(TransformType.DH)]
+        methods = [i for i, _length in self.get(TransformType.DH)]
         if self.protocol == ProtocolId.IKE:
             if not self.get(TransformType.PRF):
                 raise ProposalError("IKE proposals need a PRF", proposal=text)
@@ -208,7 +208,7 @@ _KEYWORDS = _keyword_table()
 
 def _lookup(token: str, text: str) -> Tuple[TransformType, int, Optional[int]]:
     if token.startswith("ke") and "_" in token:
-        prefix, _, method = token.partition("_")
+        prefix, _sep, method = token.partition("_")
         number = prefix[2:]
         if not number.isdigit() or not 1 <= int(number) <= len(ADDITIONAL_KE_TYPES):
             raise ProposalError("additional key exchanges are numbered ke1_ to ke7_", token, text)
@@ -245,7 +245,7 @@ def parse_proposal(text: str, protocol: int) -> ProposalSpec:
 
     if protocol == ProtocolId.IKE and TransformType.PRF not in collected:
         # strongSwan: the PRFs follow the integrity algorithms when none is named.
-        for integ_id, _ in collected.get(TransformType.INTEG, []):
+        for integ_id, _length in collected.get(TransformType.INTEG, []):
             collected.setdefault(TransformType.PRF, []).append((INTEG_TRANSFORMS[integ_id].prf, None))
     if protocol == ProtocolId.ESP and TransformType.ESN not in collected:
         collected[TransformType.ESN] = [(EsnId.NO_ESN, None)]

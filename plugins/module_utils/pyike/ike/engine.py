@@ -922,3 +922,8 @@ def _notify_name(notify_type: int) -> str:
         return NotifyType(notify_type).name
     except ValueError:
         return "notify %d" % notify_type
+
+
+def _received_body(id_payload: Payload) -> bytes:
+    """The ID payload body exactly as the peer sent it: its AUTH covers the reserved octets too (§2.15)."""
+    return getattr(id_payload, "raw_body", None) or id_payload.encode_body()
