@@ -533,7 +533,7 @@ class Engine:
             return
         sa.policy = policy
         if auth.method != AuthMethod.SHARED_KEY_MIC or not _equal(
-            auth.data, self._auth_data(sa, False, idi.encode_body())
+            auth.data, self._auth_data(sa, False, _received_body(idi))
         ):
             self.events.append(
                 Failure(
@@ -619,7 +619,7 @@ class Engine:
                 "AUTHENTICATION_FAILED: peer identified as %s, expected another identity" % idr.value_text()
             )
         elif auth.method != AuthMethod.SHARED_KEY_MIC or not _equal(
-            auth.data, self._auth_data(sa, False, idr.encode_body())
+            auth.data, self._auth_data(sa, False, _received_body(idr))
         ):
             reason = "AUTHENTICATION_FAILED: peer %s did not prove the pre-shared key" % idr.value_text()
         else:
