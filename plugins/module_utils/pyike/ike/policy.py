@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..crypto.proposals import ProposalSpec
+from ..ids import IdType
 from ..wire.selectors import TrafficSelector
 
 Identity = Tuple[int, bytes]  # (IdType, identification data) as in the ID payload (RFC 7296 §3.5)
@@ -50,14 +51,18 @@ def selector_from_network(
 
 
 def _config_selector(ts: Any) -> TrafficSelector:
-    """A config-model selector (start/end addresses, protocol, port range) as a wire selector."""
+    """A pyike.config selector (integer start/end of one IP version, protocol, ports) as a wire selector."""
     return TrafficSelector(
-        ipaddress.ip_address(ts.start), ipaddress.ip_address(ts.end), ts.protocol, ts.start_port, ts.end_port
+        ipaddress.ip_address(ts.start) if ts.version == 4 else ipaddress.IPv6Address(ts.start),
+        ipaddress.ip_address(ts.end) if ts.version == 4 else ipaddress.IPv6Address(ts.end),
+        ts.protocol,
+        ts.start_port,
+        ts.end_port,
     )
 
 
 def policy_from_config(conn: Any) -> IkePolicy:
-    """Adapt one pyike.config ConnectionConfig."""
+    """Adapt one pyike.config ConnectionConfig; the local id defaults to the local address."""
     children = {
         name: ChildPolicy(
             name=name,
@@ -68,13 +73,18 @@ def policy_from_config(conn: Any) -> IkePolicy:
         )
         for name, child in conn.children.items()
     }
-    remote_address = conn.remote.address
+    local_id = conn.local.id
+    if local_id is None:
+        local_id = (
+            IdType.ID_IPV4_ADDR if conn.local.address.version == 4 else IdType.ID_IPV6_ADDR,
+            conn.local.address.packed,
+        )
     return IkePolicy(
         name=conn.name,
-        local_address=conn.local.address,
-        remote_address=None if remote_address in (None, "%any") else remote_address,
-        local_id=conn.local.identity,
-        remote_id=conn.remote.identity,
+        local_address=str(conn.local.address),
+        remote_address=None if conn.remote.address is None else str(conn.remote.address),
+        local_id=(int(local_id[0]), bytes(local_id[1])),
+        remote_id=None if conn.remote.id is None else (int(conn.remote.id[0]), bytes(conn.remote.id[1])),
         psk=conn.psk.reveal() if conn.psk is not None else b"",
         ike_proposals=list(conn.ike_proposals),
         children=children,

@@ -1,0 +1,379 @@
+"""The daemon: configuration, the IKE engine, the ESP dataplane and the control socket in one loop.
+
+This is the only place where the sans-I/O engine meets the clock and the sockets: datagrams from
+the dataplane go to `Engine.receive`, the engine's events become datagrams, installed Child SAs
+and log lines, and a timer task calls `Engine.tick` at the engine's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..config.errors import ConfigError
+from ..config.load import load_config
+from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
+from ..esp import TrafficSelector as EspSelector
+from ..ids import IntegId
+from ..ike.engine import Engine
+from ..ike.events import ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram
+from ..ike.policy import IkePolicy, policy_from_config
+from .control import ControlError, ControlServer
+from .dataplane import Dataplane
+from .routes import RouteManager
+from .tun import Tun
+from .udp import RawEspEndpoint, open_endpoints
+
+log = logging.getLogger("pyike.daemon")
+
+
+def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
+    policies = {name: policy_from_config(conn) for name, conn in config.connections.items()}
+    if not raw_esp:  # without a raw ESP socket every Child SA must use UDP encapsulation
+        for policy in policies.values():
+            policy.force_encap = True
+    return policies
+
+
+def _esp_selectors(selectors) -> List[EspSelector]:
+    return [
+        EspSelector(ts.start_addr, ts.end_addr, ts.ip_protocol, ts.start_port, ts.end_port)
+        for ts in selectors
+    ]
+
+
+class Daemon:
+    def __init__(self, config_path: str, config: Any):
+        self.config_path = config_path
+        self.config = config
+        self.raw_esp = True
+        self.engine = Engine(_policies(config))
+        self.dataplane: Optional[Dataplane] = None
+        self.control: Optional[ControlServer] = None
+        self.failures: List[Tuple[float, Failure]] = []  # recent, for `initiate` answers and `stats`
+        self._children: Dict[int, str] = {}  # spi_in -> dataplane child id
+        self._wake: Optional[asyncio.Event] = None  # created inside the running loop (Python 3.9)
+        self._stopping: Optional[asyncio.Event] = None
+        self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
+        self._started = time.monotonic()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> int:
+        settings = self.config.settings
+        loop = asyncio.get_running_loop()
+        self._wake, self._stopping = asyncio.Event(), asyncio.Event()
+        tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
+        listen = [str(address) for address in settings.listen]
+        endpoints: List[Any] = open_endpoints(listen, (settings.ike_port, settings.nat_t_port))
+        try:
+            endpoints += [RawEspEndpoint(address) for address in listen]
+        except OSError as exc:
+            log.warning("no raw ESP socket (%s): every Child SA will use ESP in UDP", exc)
+            self.raw_esp = False
+            self.engine.policies = _policies(self.config, raw_esp=False)
+        routes = RouteManager(tun.name)
+        self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
+        self.dataplane.start(loop)
+        self.control = ControlServer(settings.control_socket, self._handlers())
+        await self.control.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
+        log.info(
+            "pyike daemon started: TUN %s, IKE on %s ports %d/%d, control %s",
+            tun.name,
+            ", ".join(listen),
+            settings.ike_port,
+            settings.nat_t_port,
+            settings.control_socket,
+        )
+        self._start_actions()
+        timer = asyncio.ensure_future(self._timer())
+        await self._stopping.wait()
+        log.info("stopping: deleting IKE SAs")
+        for name in list(self.engine.policies):
+            self.engine.terminate(name, time.monotonic())
+        self._flush()
+        await asyncio.sleep(0.2)  # let DELETE requests leave
+        timer.cancel()
+        await self.control.close()
+        self.dataplane.close()
+        routes.cleanup()
+        for endpoint in endpoints:
+            endpoint.close()
+        tun.close()
+        return 0
+
+    def _start_actions(self) -> None:
+        now = time.monotonic()
+        for name, policy in self.engine.policies.items():
+            for child in policy.children.values():
+                if child.start_action == "start":
+                    try:
+                        self.engine.initiate(name, child.name, now)
+                    except (KeyError, ValueError) as exc:
+                        log.error("cannot start %s/%s: %s", name, child.name, exc)
+        self._flush()
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self.engine.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            self.engine.tick(time.monotonic())
+            self._flush(wake_timer=False)
+
+    # --- engine <-> runtime ------------------------------------------------------------------
+    def _on_ike(self, data: bytes, source: Tuple[str, int], local: Tuple[str, int]) -> None:
+        self.engine.receive(data, local, source, time.monotonic())
+        self._flush()
+
+    def _flush(self, wake_timer: bool = True) -> None:
+        """Act on the engine's events; then the timer task re-reads the engine's next deadline."""
+        for event in self.engine.pop_events():
+            if isinstance(event, SendDatagram):
+                try:
+                    self.dataplane.send_ike(event.data, event.local, event.remote)
+                except (OSError, ValueError) as exc:
+                    log.warning("cannot send IKE message to %s:%d: %s", event.remote[0], event.remote[1], exc)
+            elif isinstance(event, ChildSaUp):
+                self._install(event)
+            elif isinstance(event, ChildSaDown):
+                child_id = self._children.pop(event.spi_in, None)
+                if child_id is not None:
+                    self.dataplane.remove_child(child_id)
+                log.info(
+                    "%s/%s: CHILD_SA %08x_i removed: %s", event.conn, event.child, event.spi_in, event.reason
+                )
+            elif isinstance(event, Failure):
+                log.warning("%s: %s failed: %s", event.conn, event.what, event.reason)
+                self.failures.append((time.monotonic(), event))
+                del self.failures[:-50]
+                self._resolve(event.conn, None, error=event)
+            elif isinstance(event, IkeSaUp):
+                log.info(
+                    "%s: IKE SA %s up between %s and %s",
+                    event.conn,
+                    event.ike_sa,
+                    event.local[0],
+                    event.remote[0],
+                )
+            elif isinstance(event, IkeSaDown):
+                log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
+        if wake_timer and self._wake is not None:
+            self._wake.set()
+
+    def _install(self, event: ChildSaUp) -> None:
+        integ = event.integ_id if event.integ_id else IntegId.NONE
+        local_ts, remote_ts = _esp_selectors(event.local_ts), _esp_selectors(event.remote_ts)
+        try:
+            outbound = OutboundSA(
+                event.spi_out,
+                make_cipher(event.encr_id, event.encr_key_out, integ, event.integ_key_out),
+                event.esn,
+            )
+            inbound = InboundSA(
+                event.spi_in,
+                make_cipher(event.encr_id, event.encr_key_in, integ, event.integ_key_in),
+                event.esn,
+                selectors=SelectorSet(local_ts, remote_ts),
+            )
+            child_id = "%s/%s/%08x" % (event.conn, event.child, event.spi_in)
+            self.dataplane.install_child(
+                child_id,
+                outbound,
+                inbound,
+                local_ts,
+                remote_ts,
+                event.remote,
+                event.encap,
+                local=event.local[0],
+                route_source=_local_address_in(event.local_ts),
+            )
+        except (OSError, ValueError) as exc:
+            log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
+            self.failures.append(
+                (time.monotonic(), Failure(event.conn, "install child %s" % event.child, str(exc)))
+            )
+            return
+        self._children[event.spi_in] = child_id
+        log.info(
+            "%s/%s: CHILD_SA installed, SPIs %08x_i %08x_o, %s",
+            event.conn,
+            event.child,
+            event.spi_in,
+            event.spi_out,
+            "ESP in UDP" if event.encap else "ESP",
+        )
+        self._resolve(event.conn, event.child)
+
+    def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
+        for waiter in list(self._waiters):
+            name, wanted_child, future = waiter
+            if name == conn and (error is not None or wanted_child in (None, child)) and not future.done():
+                future.set_result(error)
+                self._waiters.remove(waiter)
+
+    # --- control commands --------------------------------------------------------------------
+    def _handlers(self):
+        return {
+            "list-conns": self._list_conns,
+            "list-sas": self._list_sas,
+            "initiate": self._initiate,
+            "terminate": self._terminate,
+            "reload": self._reload_command,
+            "stats": self._stats,
+        }
+
+    async def _list_conns(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
+        return [
+            {
+                "name": name,
+                "local_address": policy.local_address,
+                "remote_address": policy.remote_address or "%any",
+                "children": sorted(policy.children),
+            }
+            for name, policy in sorted(self.engine.policies.items())
+        ]
+
+    async def _list_sas(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
+        sas = self.engine.describe_sas(time.monotonic())
+        for ike in sas:
+            for child in ike["children"]:
+                child_id = self._children.get(int(child["spi_in"], 16))
+                stats = self.dataplane.child_stats(child_id) if child_id else {}
+                for key in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
+                    child[key] = stats.get(key, 0)
+        return sas
+
+    async def _initiate(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        conn, child = args.get("conn"), args.get("child")
+        wait = float(args.get("wait") or 10.0)
+        if self._child_installed(conn, child):
+            return {"message": "%s is already up" % conn}
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((conn, child, future))
+        try:
+            self.engine.initiate(conn, child, time.monotonic())
+        except (KeyError, ValueError) as exc:
+            self._waiters.remove((conn, child, future))
+            raise ControlError(str(exc).strip("'\"")) from None
+        self._flush()
+        try:
+            error = await asyncio.wait_for(future, wait)
+        except asyncio.TimeoutError:
+            raise ControlError(
+                "%s did not come up within %ss (retransmits continue in the background)" % (conn, wait)
+            ) from None
+        if error is not None:
+            raise ControlError("%s: %s failed: %s" % (conn, error.what, error.reason))
+        return {
+            "message": "initiate completed successfully: %s%s is up" % (conn, "/" + child if child else "")
+        }
+
+    def _child_installed(self, conn: str, child: Optional[str]) -> bool:
+        for ike in self.engine.describe_sas(time.monotonic()):
+            if ike["name"] == conn and ike["state"] == "ESTABLISHED":
+                if any(child in (None, c["name"]) for c in ike["children"]):
+                    return True
+        return False
+
+    async def _terminate(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        conn = args.get("conn")
+        if conn not in self.engine.policies:
+            raise ControlError("no connection named %r" % conn)
+        count = self.engine.terminate(conn, time.monotonic())
+        self._flush()
+        return {"message": "terminated %d IKE SA(s) of %s" % (count, conn)}
+
+    async def _reload_command(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._reload(raise_errors=True)
+
+    async def _reload(self, raise_errors: bool = False) -> Dict[str, Any]:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            if raise_errors:
+                raise ControlError("reload refused, the running configuration stays:\n%s" % exc) from None
+            return {}
+        before = set(self.engine.policies)
+        self.engine.update_policies(_policies(config, self.raw_esp), time.monotonic())
+        self.config = config
+        self._flush()
+        self._start_actions()
+        after = set(self.engine.policies)
+        message = "reloaded %s: %d connection(s), added %s, removed %s" % (
+            self.config_path,
+            len(after),
+            sorted(after - before) or "none",
+            sorted(before - after) or "none",
+        )
+        log.info(message)
+        return {"message": message}
+
+    async def _stats(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        return {
+            "uptime_seconds": round(time.monotonic() - self._started, 1),
+            "ike": dict(self.engine.counters),
+            "ike_sas": len(self.engine.sas),
+            "dataplane": self.dataplane.stats(),
+            "recent_failures": [
+                {
+                    "conn": f.conn,
+                    "what": f.what,
+                    "reason": f.reason,
+                    "seconds_ago": round(time.monotonic() - at, 1),
+                }
+                for at, f in self.failures[-10:]
+            ],
+        }
+
+
+def _local_address_in(selectors) -> Optional[str]:
+    """An address of this host inside our side's selectors, as the source for tunnel routes
+    (traffic the gateway itself sends then matches the policy, as strongSwan does)."""
+    try:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            addresses = [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
+    except (ImportError, OSError):
+        return None
+    for address in addresses:
+        if any(
+            ts.start_addr.version == address.version and ts.start_addr <= address <= ts.end_addr
+            for ts in selectors
+        ):
+            return str(address)
+    return None
+
+
+def run_daemon(config_path: str, log_level: Optional[str] = None) -> int:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        sys.stderr.write("pyike: %s\n" % exc)
+        return 2
+    level = (log_level or config.settings.log_level or "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    if os.geteuid() != 0:
+        sys.stderr.write("pyike: the daemon needs root (TUN device, ports 500/4500, routes)\n")
+        return 2
+    try:
+        return asyncio.run(Daemon(config_path, config).run())
+    except OSError as exc:
+        sys.stderr.write("pyike: %s\n" % exc)
+        return 1

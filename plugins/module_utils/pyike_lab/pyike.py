@@ -1,0 +1,141 @@
+"""The project's own daemon (python3 -m pyike) inside a lab host, driven with pyikectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from typing import Any, Dict, List, Optional
+
+from .lab import Lab, LabError
+
+MODULE_UTILS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILE = "/etc/pyike/pyike.json"
+CONTROL_SOCKET = "/run/pyike/pyike.ctl"
+PID_FILE = "/run/pyike/pyiked.pid"
+LOG_FILE = "/var/log/pyike.log"
+HOST_PYTHON = "/usr/bin/python3"  # Debian's interpreter with distro cryptography and pyroute2
+
+
+def site_to_site(
+    name: str,
+    local_addr: str,
+    remote_addr: str,
+    local_id: str,
+    remote_id: str,
+    psk: str,
+    local_ts: List[str],
+    remote_ts: List[str],
+    ike_proposals: Optional[List[str]] = None,
+    esp_proposals: Optional[List[str]] = None,
+    start_action: str = "none",
+    **settings: Any,
+) -> Dict[str, Any]:
+    """An engine configuration with one connection and one child called "net"."""
+    return {
+        "settings": dict({"control_socket": CONTROL_SOCKET, "listen": [local_addr]}, **settings),
+        "connections": {
+            name: {
+                "local": {"address": local_addr, "id": local_id},
+                "remote": {"address": remote_addr, "id": remote_id},
+                "auth": "psk",
+                "psk": psk,
+                "ike_proposals": ike_proposals or ["aes256gcm16-prfsha256-x25519"],
+                "children": {
+                    "net": {
+                        "local_ts": local_ts,
+                        "remote_ts": remote_ts,
+                        "esp_proposals": esp_proposals or ["aes256gcm16"],
+                        "start_action": start_action,
+                    }
+                },
+            }
+        },
+    }
+
+
+class PyikeDaemon:
+    """pyike in one lab host; `python` picks the interpreter (the hosts' by default)."""
+
+    def __init__(self, lab: Lab, host: str, python: str = HOST_PYTHON):
+        self.lab = lab
+        self.host = host
+        self.python = python
+
+    def _sh(self, script: str, input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
+        return self.lab.run_in(self.host, ["/bin/sh", "-c", script], input_data=input_data, timeout=timeout)
+
+    def write_config(self, config: Dict[str, Any]) -> None:
+        self._sh(
+            "umask 077 && mkdir -p %s && cat > %s.tmp && mv %s.tmp %s"
+            % (os.path.dirname(CONFIG_FILE), CONFIG_FILE, CONFIG_FILE, CONFIG_FILE),
+            input_data=json.dumps(config, indent=1).encode(),
+        )
+
+    def write_raw_config(self, text: str) -> None:
+        self._sh(
+            "umask 077 && mkdir -p %s && cat > %s" % (os.path.dirname(CONFIG_FILE), CONFIG_FILE),
+            text.encode(),
+        )
+
+    def start(self, config: Optional[Dict[str, Any]] = None, timeout: float = 15.0) -> None:
+        if config is not None:
+            self.write_config(config)
+        command = "PYTHONPATH=%s exec %s -m pyike daemon --config %s" % (
+            shlex.quote(MODULE_UTILS),
+            shlex.quote(self.python),
+            CONFIG_FILE,
+        )
+        self._sh(
+            "mkdir -p /run/pyike && setsid sh -c 'echo $$ > %s; %s' </dev/null >>%s 2>&1 &"
+            % (PID_FILE, command.replace("'", "'\\''"), LOG_FILE)
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._sh("test -S %s && echo yes || true" % CONTROL_SOCKET).strip() == "yes":
+                return
+            if (
+                self._sh("kill -0 $(cat %s 2>/dev/null) 2>/dev/null && echo alive || true" % PID_FILE).strip()
+                != "alive"
+            ):
+                break
+            time.sleep(0.05)
+        raise LabError("lab host %s: pyike daemon did not start; log:\n%s" % (self.host, self.log()[-3000:]))
+
+    def ctl(self, *args: str, timeout: float = 30.0) -> str:
+        return self.lab.run_in(
+            self.host,
+            [
+                "env",
+                "PYTHONPATH=" + MODULE_UTILS,
+                self.python,
+                "-m",
+                "pyike",
+                "ctl",
+                "--socket",
+                CONTROL_SOCKET,
+                *args,
+            ],
+            timeout=timeout,
+        )
+
+    def sas(self) -> List[Dict[str, Any]]:
+        return json.loads(self.ctl("list-sas", "--json"))
+
+    def stats(self) -> Dict[str, Any]:
+        return json.loads(self.ctl("stats", "--json"))
+
+    def log(self) -> str:
+        return self._sh("cat %s 2>/dev/null || true" % LOG_FILE)
+
+    def stop(self) -> None:
+        """Stop the daemon (SIGTERM, then SIGKILL); a lab host that is already gone counts as stopped."""
+        try:
+            self._sh(
+                "pid=$(cat %s 2>/dev/null) && kill $pid 2>/dev/null; "
+                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid"
+                % PID_FILE
+            )
+        except LabError:
+            pass
