@@ -20,11 +20,11 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugins", "module_utils"))
 
-from pyike.runtime.control import call  # noqa: E402
-from pyike_lab.lab import Lab  # noqa: E402
-from pyike_lab.plan import build_plan  # noqa: E402
-from pyike_lab.pyike import CONTROL_SOCKET, HOST_PYTHON, PyikeDaemon, site_to_site  # noqa: E402
-from pyike_lab.strongswan import VICI_SOCKET, SiteToSite, StrongSwan  # noqa: E402
+from pyike.runtime.control import call
+from pyike_lab.lab import Lab
+from pyike_lab.plan import build_plan
+from pyike_lab.pyike import CONTROL_SOCKET, HOST_PYTHON, PyikeDaemon, site_to_site
+from pyike_lab.strongswan import VICI_SOCKET, SiteToSite, StrongSwan
 
 PSK = "bench-psk-not-secret"
 LEFT = ("192.0.2.1", "gw1.example", "10.1.0.0/24")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from conftest import TWO_SITES
-
 from pyike_lab.capture import Capture
 from pyike_lab.lab import LabError
 from pyike_lab.pyike import PyikeDaemon, site_to_site
