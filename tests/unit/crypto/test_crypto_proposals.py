@@ -154,12 +154,10 @@ BAD = [
     (IKE, "sha256-prfsha256-x25519", None, "encryption algorithm"),
     (IKE, "aes256gcm16-aes256-sha256-x25519", "aes256", "AEAD and non-AEAD"),
     (IKE, "aes256-aes256gcm16-sha256-x25519", "aes256gcm16", "AEAD and non-AEAD"),
-    (IKE, "aes256gcm16-sha256-x25519", "sha256", "AEAD proposal takes no integrity"),
     (IKE, "aes256-sha256-x25519-esn", "esn", "ESN"),
     (IKE, "aes256-sha256-x25519-modpnone", "modpnone", "optional"),
     (IKE, "aes256-sha256-x25519-ke8_mlkem768", "ke8_mlkem768", "ke1_ to ke7_"),
     (IKE, "aes256-sha256-x25519-ke1_aes256", "ke1_aes256", "unknown key exchange"),
-    (ESP, "aes256gcm16-sha256", "sha256", "AEAD proposal takes no integrity"),
     (ESP, "aes256", None, "integrity"),
     (ESP, "aes256-sha256-prfsha256", "prfsha256", "PRF"),
     (ESP, "aes256gcm16-ke1_mlkem768", None, "additional key exchanges need"),
@@ -239,3 +237,9 @@ def test_arbitrary_strings_raise_only_proposal_error(text, protocol):
         return
     spec.validate()
     assert parse_proposal(str(spec), protocol) == spec
+
+
+def test_an_integrity_keyword_beside_an_aead_cipher_only_names_the_prf_as_in_strongswan():
+    ike = parse_proposal("aes256gcm16-sha384-ecp384", IKE)
+    assert ike == parse_proposal("aes256gcm16-prfsha384-ecp384", IKE)
+    assert parse_proposal("aes256gcm16-sha256", ESP) == parse_proposal("aes256gcm16", ESP)

@@ -247,6 +247,11 @@ def parse_proposal(text: str, protocol: int) -> ProposalSpec:
         # strongSwan: the PRFs follow the integrity algorithms when none is named.
         for integ_id, _length in collected.get(TransformType.INTEG, []):
             collected.setdefault(TransformType.PRF, []).append((INTEG_TRANSFORMS[integ_id].prf, None))
+    encrs = collected.get(TransformType.ENCR, [])
+    if encrs and all(_is_aead_encr(i, k) for i, k in encrs):
+        # strongSwan: with an AEAD cipher an integrity keyword only names the PRF, so that
+        # configurations such as "aes256gcm16-sha256-modp2048" copied from it work unchanged.
+        collected.pop(TransformType.INTEG, None)
     if protocol == ProtocolId.ESP and TransformType.ESN not in collected:
         collected[TransformType.ESN] = [(EsnId.NO_ESN, None)]
 
