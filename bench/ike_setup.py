@@ -96,7 +96,7 @@ def _unix(path: str):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument(
         "--python", default=HOST_PYTHON, help="interpreter for the pyike daemons (default %(default)s)"

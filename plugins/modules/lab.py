@@ -70,8 +70,10 @@ options:
     default: /run/pyike-lab
 attributes:
   check_mode:
+    description: Reports whether the lab would be created, re-created or removed, and changes nothing.
     support: full
   diff_mode:
+    description: No diff is produced.
     support: none
 notes:
   - Needs root, C(unshare), C(nsenter) and C(ip) (iproute2), and C(/usr/bin/python3) for the holders.

@@ -94,8 +94,8 @@ def test_invalid_ke_payload_retry_with_the_group_the_responder_wants():
 
 
 def test_cbc_hmac_proposals_and_modp():
-    net, left, _right = pair(left_kw={"ike": "aes256-sha256-modp2048", "esp": "aes256-sha256"},
-                            right_kw={"ike": "aes256-sha256-modp2048", "esp": "aes256-sha256"})  # fmt: skip
+    cbc = {"ike": "aes256-sha256-modp2048", "esp": "aes256-sha256"}
+    net, left, _right = pair(left_kw=cbc, right_kw=cbc)
     left.initiate("s2s", None, now=0.0)
     net.run()
     (up,) = net.of(LEFT, ChildSaUp)

@@ -1,0 +1,57 @@
+"""The daemon configuration: JSON Schema, loader with semantic checks, and the immutable model.
+
+``load_config(path)`` / ``parse_config(data, source)`` give an :class:`EngineConfig` or raise
+:class:`ConfigError` listing every problem as ``<file>: <field path>: <message>``.
+"""
+
+from .errors import ConfigError, Problem, format_path
+from .identity import Identity, IdentityError, identity_text, parse_identity
+from .load import decode_psk, load_config, parse_config, parse_document
+from .model import (
+    ChildConfig,
+    ConfigDiff,
+    ConnectionConfig,
+    Endpoint,
+    EngineConfig,
+    Settings,
+    config_digest,
+    connection_digest,
+    default_proposals,
+    diff_configs,
+    parse_proposal_text,
+)
+from .schema import SCHEMA, schema_json
+from .secret import Secret
+from .selectors import SelectorError, TrafficSelector, intersect_lists, parse_traffic_selector
+
+__all__ = [
+    "SCHEMA",
+    "ChildConfig",
+    "ConfigDiff",
+    "ConfigError",
+    "ConnectionConfig",
+    "Endpoint",
+    "EngineConfig",
+    "Identity",
+    "IdentityError",
+    "Problem",
+    "Secret",
+    "SelectorError",
+    "Settings",
+    "TrafficSelector",
+    "config_digest",
+    "connection_digest",
+    "decode_psk",
+    "default_proposals",
+    "diff_configs",
+    "format_path",
+    "identity_text",
+    "intersect_lists",
+    "load_config",
+    "parse_config",
+    "parse_document",
+    "parse_identity",
+    "parse_proposal_text",
+    "parse_traffic_selector",
+    "schema_json",
+]

@@ -1,0 +1,375 @@
+"""JSON Schema (draft 2020-12) of the daemon configuration, with the defaults it documents.
+
+The published copy is ``schemas/pyike-config.schema.json``: it is :func:`schema_json`, written
+with ``PYTHONPATH=plugins/module_utils python3 -c 'import sys; from pyike.config.schema import
+schema_json; sys.stdout.write(schema_json())' > schemas/pyike-config.schema.json`` (a unit test
+keeps the two identical).  The
+schema is embedded here because the engine ships to hosts as ``module_utils`` without the
+repository's ``schemas/`` directory, and the loader validates against it on every load.
+
+The schema checks structure, types, ranges and names.  What it cannot express (proposal
+strings, traffic selectors, identities, file permissions, cross-field rules) is checked by
+:mod:`.load`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List
+
+SCHEMA_ID = "urn:pyike:ipsec:schema:pyike-config:1"
+
+# Defaults: the loader applies exactly these, and the schema documents them as "default".
+DEFAULT_CONTROL_SOCKET = "/run/pyike/pyike.ctl"
+DEFAULT_TUN_NAME = "pyike0"
+DEFAULT_TUN_MTU = 1400
+DEFAULT_LISTEN: List[str] = ["0.0.0.0"]  # noqa: S104 - the daemon listens on every IPv4 address by default
+DEFAULT_IKE_PORT = 500  # RFC 7296 §2
+DEFAULT_NAT_T_PORT = 4500  # RFC 3948 / RFC 7296 §2.23
+DEFAULT_LOG_LEVEL = "info"
+DEFAULT_AUTH = "psk"
+DEFAULT_IKE_PROPOSALS: List[str] = ["default"]
+DEFAULT_ESP_PROPOSALS: List[str] = ["default"]
+DEFAULT_ENCAP = False
+DEFAULT_DPD_DELAY = 30
+DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
+DEFAULT_START_ACTION = "none"
+DEFAULT_CHILD_REKEY_TIME = 3600  # strongSwan: 1 h
+DEFAULT_LIFE_BYTES = 0
+DEFAULT_LIFE_PACKETS = 0
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+START_ACTIONS = ["none", "start"]
+AUTH_METHODS = ["psk"]
+
+# The proposals that the keyword "default" stands for (only transforms that the installed
+# cryptography supports are kept; see model.default_proposals).
+DEFAULT_IKE_PROPOSAL_STRINGS = [
+    "aes256gcm16-aes128gcm16-prfsha256-prfsha384-prfsha512-x25519-ecp256-ecp384-modp3072-modp2048",
+    "aes256-aes128-sha256-sha384-sha512-x25519-ecp256-ecp384-modp3072-modp2048",
+]
+DEFAULT_ESP_PROPOSAL_STRINGS = [
+    "aes256gcm16-aes128gcm16",
+    "aes256-aes128-sha256-sha384-sha512",
+]
+
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MAX_SECONDS = 2**31 - 1
+MAX_COUNT = 2**64 - 1
+
+
+def _seconds(description: str, default: int) -> Dict[str, Any]:
+    return {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_SECONDS,
+        "default": default,
+        "description": description,
+    }
+
+
+def _proposals(description: str, default: List[str]) -> Dict[str, Any]:
+    return {
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": True,
+        "items": {"$ref": "#/$defs/proposal"},
+        "default": default,
+        "description": description,
+    }
+
+
+SCHEMA: Dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "pyike daemon configuration",
+    "description": (
+        "Configuration of the pyike IKEv2 daemon (python3 -m pyike daemon --config FILE), as YAML or "
+        "JSON. Daemon-wide settings plus named site-to-site connections, each with named Child SAs. "
+        "Proposal strings, traffic selectors and identities follow strongSwan's swanctl.conf syntax "
+        "so they can be copied from the peer's configuration."
+    ),
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["connections"],
+    "properties": {
+        "settings": {"$ref": "#/$defs/settings"},
+        "connections": {
+            "type": "object",
+            "description": "The connections (IKE SAs) by name. May be empty: the daemon then only idles.",
+            "propertyNames": {"$ref": "#/$defs/name"},
+            "additionalProperties": {"$ref": "#/$defs/connection"},
+        },
+    },
+    "$defs": {
+        "name": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": ("a name of 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"),
+        },
+        "ipAddress": {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 45,
+            "pattern": "^[0-9A-Fa-f.:]+$",
+            "description": "an IPv4 or IPv6 address (host names are not resolved)",
+        },
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "a UDP port"},
+        "identity": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1024,
+            "description": (
+                "An IKE identity (RFC 7296 §3.5) in strongSwan's syntax: an IPv4/IPv6 address gives "
+                "ID_IPV4_ADDR/ID_IPV6_ADDR; 'name' or '@name' gives ID_FQDN; 'user@host' (or '@@user@host') "
+                "gives ID_RFC822_ADDR; 'C=CH, O=Example, CN=gw1' (or '/C=CH/O=Example/CN=gw1') gives "
+                "ID_DER_ASN1_DN; '@#hex' gives ID_KEY_ID. A prefix forces a type: ipv4:, ipv6:, fqdn:, dns:, "
+                "email:, rfc822:, userfqdn:, asn1dn:, keyid: ('#hex' after the prefix for binary data)."
+            ),
+        },
+        "proposal": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 512,
+            "pattern": "^[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*$",
+            "description": (
+                "one proposal in strongSwan syntax, algorithm keywords joined by '-', e.g. "
+                "'aes256gcm16-prfsha256-x25519'; the keyword 'default' stands for the built-in list"
+            ),
+        },
+        "trafficSelector": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": (
+                "A traffic selector (RFC 7296 §3.13.1) in strongSwan syntax: a CIDR subnet (10.1.0.0/24), a "
+                "single address, or a range (10.1.0.10-10.1.0.20), optionally followed by [proto/port]: "
+                "[tcp], [tcp/443], [udp/1000-2000], [/53], [udp/opaque]. Protocols by number or name "
+                "(tcp, udp, icmp, ipv6-icmp, sctp, gre, esp, ah, ...); ports by number, range, well-known "
+                "service name, 'any' or 'opaque'. For ICMP the port field is type << 8 | code (RFC 7296 "
+                "§3.13.1), given as a number."
+            ),
+        },
+        "settings": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Daemon-wide settings; every one has a default.",
+            "properties": {
+                "control_socket": {
+                    "type": "string",
+                    "pattern": "^/",
+                    "maxLength": 107,
+                    "default": DEFAULT_CONTROL_SOCKET,
+                    "description": "absolute path of the unix control socket (created with mode 0600)",
+                },
+                "tun_name": {
+                    "type": "string",
+                    "pattern": "^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$",
+                    "default": DEFAULT_TUN_NAME,
+                    "description": (
+                        "name of the TUN device that carries the tunnelled traffic: 1 to 15 letters, digits, "
+                        "'_', '.' or '-', but not '.' or '..'"
+                    ),
+                },
+                "tun_mtu": {
+                    "type": "integer",
+                    "minimum": 576,
+                    "maximum": 65535,
+                    "default": DEFAULT_TUN_MTU,
+                    "description": "MTU of the TUN device; leave room for ESP and UDP encapsulation overhead",
+                },
+                "listen": {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"$ref": "#/$defs/ipAddress"},
+                    "default": DEFAULT_LISTEN,
+                    "description": (
+                        "local addresses to bind the IKE and NAT-T UDP ports on; 0.0.0.0 and :: mean every "
+                        "address of that family. Each connection's local address must be covered."
+                    ),
+                },
+                "ike_port": {
+                    "$ref": "#/$defs/port",
+                    "default": DEFAULT_IKE_PORT,
+                    "description": "UDP port for IKE (RFC 7296 §2)",
+                },
+                "nat_t_port": {
+                    "$ref": "#/$defs/port",
+                    "default": DEFAULT_NAT_T_PORT,
+                    "description": "UDP port for IKE and ESP after NAT detection (RFC 3948, RFC 7296 §2.23)",
+                },
+                "log_level": {
+                    "type": "string",
+                    "enum": LOG_LEVELS,
+                    "default": DEFAULT_LOG_LEVEL,
+                    "description": "log verbosity; secrets are never logged at any level",
+                },
+            },
+        },
+        "localEndpoint": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["address"],
+            "description": "This host's end of the IKE SA.",
+            "properties": {
+                "address": {
+                    "$ref": "#/$defs/ipAddress",
+                    "description": "local IKE address; must be covered by settings.listen",
+                },
+                "id": {
+                    "$ref": "#/$defs/identity",
+                    "description": "identity sent in IDi/IDr; defaults to the address",
+                },
+            },
+        },
+        "remoteEndpoint": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["address"],
+            "description": "The peer's end of the IKE SA.",
+            "properties": {
+                "address": {
+                    "type": "string",
+                    "minLength": 2,
+                    "maxLength": 45,
+                    "pattern": "^(%any|[0-9A-Fa-f.:]+)$",
+                    "description": (
+                        "peer IKE address, or %any for a responder-only connection that accepts any peer "
+                        "(host names are not resolved)"
+                    ),
+                },
+                "id": {
+                    "$ref": "#/$defs/identity",
+                    "description": (
+                        "identity the peer must authenticate as; defaults to the address; %any accepts any"
+                    ),
+                },
+                "port": {
+                    "$ref": "#/$defs/port",
+                    "description": "peer IKE port; defaults to settings.ike_port",
+                },
+            },
+        },
+        "connection": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["local", "remote", "children"],
+            "description": "One IKE SA configuration and the Child SAs negotiated under it.",
+            "properties": {
+                "local": {"$ref": "#/$defs/localEndpoint"},
+                "remote": {"$ref": "#/$defs/remoteEndpoint"},
+                "auth": {
+                    "type": "string",
+                    "enum": AUTH_METHODS,
+                    "default": DEFAULT_AUTH,
+                    "description": "authentication method; psk is a pre-shared key (RFC 7296 §2.15)",
+                },
+                "psk": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": (
+                        "the pre-shared key: text (UTF-8), or hex after '0x', or base64 after '0s'. Exactly "
+                        "one of psk and psk_file is required."
+                    ),
+                },
+                "psk_file": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": (
+                        "file holding the pre-shared key (same syntax as psk, one trailing newline ignored); "
+                        "relative paths are relative to the configuration file. It must be a regular file "
+                        "that neither group nor others can access (chmod 600)."
+                    ),
+                },
+                "ike_proposals": _proposals(
+                    "IKE proposals in order of preference (strongSwan syntax); 'default' is "
+                    + ", ".join(DEFAULT_IKE_PROPOSAL_STRINGS)
+                    + " (restricted to what the installed cryptography supports)",
+                    DEFAULT_IKE_PROPOSALS,
+                ),
+                "encap": {
+                    "type": "boolean",
+                    "default": DEFAULT_ENCAP,
+                    "description": "force UDP encapsulation of ESP (RFC 3948) even without a NAT",
+                },
+                "dpd_delay": _seconds(
+                    "seconds without traffic from the peer before a liveness check (RFC 7296 §2.4); "
+                    "0 turns dead peer detection off",
+                    DEFAULT_DPD_DELAY,
+                ),
+                "rekey_time": _seconds(
+                    "seconds after which the IKE SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
+                    DEFAULT_IKE_REKEY_TIME,
+                ),
+                "children": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "description": "the Child SAs by name (at least one); names are unique within the connection",
+                    "propertyNames": {"$ref": "#/$defs/name"},
+                    "additionalProperties": {"$ref": "#/$defs/child"},
+                },
+            },
+            "oneOf": [{"required": ["psk"]}, {"required": ["psk_file"]}],
+        },
+        "child": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["local_ts", "remote_ts"],
+            "description": "One Child SA: the traffic it protects and how.",
+            "properties": {
+                "local_ts": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"$ref": "#/$defs/trafficSelector"},
+                    "description": "traffic selectors on this side (TSi when initiating)",
+                },
+                "remote_ts": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"$ref": "#/$defs/trafficSelector"},
+                    "description": "traffic selectors on the peer's side (TSr when initiating)",
+                },
+                "esp_proposals": _proposals(
+                    "ESP proposals in order of preference (strongSwan syntax); a key exchange method such "
+                    "as x25519 or modp2048 in a proposal means PFS; 'default' is "
+                    + ", ".join(DEFAULT_ESP_PROPOSAL_STRINGS)
+                    + " (no PFS)",
+                    DEFAULT_ESP_PROPOSALS,
+                ),
+                "start_action": {
+                    "type": "string",
+                    "enum": START_ACTIONS,
+                    "default": DEFAULT_START_ACTION,
+                    "description": (
+                        "none: wait for the peer or an explicit initiate; start: initiate when the "
+                        "configuration is loaded (needs a remote address other than %any)"
+                    ),
+                },
+                "rekey_time": _seconds(
+                    "seconds after which the Child SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
+                    DEFAULT_CHILD_REKEY_TIME,
+                ),
+                "life_bytes": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_COUNT,
+                    "default": DEFAULT_LIFE_BYTES,
+                    "description": "bytes after which the Child SA is replaced; 0 is unlimited",
+                },
+                "life_packets": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_COUNT,
+                    "default": DEFAULT_LIFE_PACKETS,
+                    "description": "packets after which the Child SA is replaced; 0 is unlimited",
+                },
+            },
+        },
+    },
+}
+
+
+def schema_json() -> str:
+    """The schema as the text of ``schemas/pyike-config.schema.json``."""
+    return json.dumps(SCHEMA, indent=2, ensure_ascii=False) + "\n"
