@@ -115,7 +115,7 @@ def test_initiator_and_responder_derive_identical_keys(proposal):
 
 def test_keys_against_independent_composition():
     # RFC 7296 §2.14 recomputed with hashlib/hmac for HMAC-SHA-256, AES-128-CBC, HMAC-SHA-256-128.
-    initiator, _ = run_ike_sa_init("aes128-sha256-modp2048")
+    initiator, _responder = run_ike_sa_init("aes128-sha256-modp2048")
     secret = new_key_exchange(DhId.MODP_2048, FIXED_I).shared_secret(
         new_key_exchange(DhId.MODP_2048, FIXED_R).public_bytes()
     )
@@ -178,7 +178,7 @@ def test_hybrid_ike_sa_with_mlkem_additional_exchange():
 
 
 def test_reprs_hide_key_material():
-    initiator, _ = run_ike_sa_init("aes128-sha256-modp2048")
+    initiator, _responder = run_ike_sa_init("aes128-sha256-modp2048")
     text = repr(initiator.keys)
     assert "sk_d=<32 bytes>" in text
     for value in vars(initiator.keys).values():
@@ -188,6 +188,6 @@ def test_reprs_hide_key_material():
 
 
 def test_bad_spi_length():
-    initiator, _ = run_ike_sa_init("aes128-sha256-modp2048")
+    initiator, _responder = run_ike_sa_init("aes128-sha256-modp2048")
     with pytest.raises(CryptoError):
         derive_ike_keys(initiator.selected, b"s" * 32, NI, NR, b"short", SPI_R)

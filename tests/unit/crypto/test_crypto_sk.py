@@ -59,8 +59,8 @@ def test_round_trip_and_tamper(encr, integ, plain, aad, data):
 
 @pytest.mark.parametrize("encr,integ", COMBINATIONS, ids=NAMES)
 def test_wrong_key_fails(encr, integ):
-    sender, _ = make_pair(encr, integ)
-    _, stranger = make_pair(encr, integ)
+    sender, _receiver = make_pair(encr, integ)
+    _sender, stranger = make_pair(encr, integ)
     with pytest.raises(IntegrityError):
         stranger.open(b"hdr", sender.seal(b"payloads", b"hdr"))
 
@@ -69,7 +69,7 @@ def test_wrong_key_fails(encr, integ):
 @settings(max_examples=30, deadline=None)
 @given(body=st.binary(max_size=120))
 def test_arbitrary_bodies_raise_only_integrity_error(encr, integ, body):
-    _, receiver = make_pair(encr, integ)
+    _sender, receiver = make_pair(encr, integ)
     with pytest.raises(IntegrityError):
         receiver.open(b"hdr", body)
 

@@ -23,7 +23,7 @@ CIPHER_IDS = [case[0] for case in CIPHER_CASES]
 
 def cipher_for(case, seed: int = 1):
     """A cipher with deterministic keys derived from ``seed`` (tests only)."""
-    _, encr, key_len, integ, integ_len = case
+    _name, encr, key_len, integ, integ_len = case
     key = bytes((seed + i) & 0xFF for i in range(key_len))
     integ_key = bytes((seed * 7 + i) & 0xFF for i in range(integ_len))
     return make_cipher(encr, key, integ, integ_key)

@@ -85,7 +85,7 @@ def _esp_frame(aad: bytes) -> tuple:
 
 @pytest.mark.parametrize("vector", GCM_ESP_VECTORS, ids=lambda v: f"case{v[0]}")
 def test_aes_gcm_esp_framing_matches_mcgrew_viega_vectors(vector):
-    _, key, salt, iv, aad, plaintext, ciphertext, tag = (
+    _case_no, key, salt, iv, aad, plaintext, ciphertext, tag = (
         bytes.fromhex(x) if isinstance(x, str) else x for x in vector
     )
     cipher = make_cipher(EncrId.AES_GCM_16, key + salt)
@@ -97,7 +97,7 @@ def test_aes_gcm_esp_framing_matches_mcgrew_viega_vectors(vector):
 
 
 def test_aes_gcm_esn_vector_needs_the_high_half():
-    key, salt, iv, aad, _, ciphertext, tag = (bytes.fromhex(x) for x in GCM_ESP_VECTORS[0][1:])
+    key, salt, iv, aad, _plaintext, ciphertext, tag = (bytes.fromhex(x) for x in GCM_ESP_VECTORS[0][1:])
     cipher = make_cipher(EncrId.AES_GCM_16, key + salt)
     header, seq_hi = _esp_frame(aad)
     packet = header + iv + ciphertext + tag
@@ -191,7 +191,7 @@ def test_cbc_hmac_packet_layout_checked_with_independent_primitives(seq_hi):
 def test_cbc_ivs_are_fresh_per_packet():
     cipher = cipher_for(CIPHER_CASES[3])
     header = struct.pack("!II", 1, 1)
-    ivs = {cipher.seal(header, b"", 1, bytes(16))[8:24] for _ in range(64)}
+    ivs = {cipher.seal(header, b"", 1, bytes(16))[8:24] for _attempt in range(64)}
     assert len(ivs) == 64
 
 
@@ -199,7 +199,7 @@ def test_cbc_ivs_are_fresh_per_packet():
 def test_repr_never_shows_key_material(case):
     cipher = cipher_for(case, seed=0xA5)
     text = repr(cipher)
-    _, _, key_len, _, integ_len = case
+    _name, _encr, key_len, _integ, integ_len = case
     for secret_len in (key_len, integ_len):
         secret = bytes((0xA5 + i) & 0xFF for i in range(secret_len))
         if secret_len:

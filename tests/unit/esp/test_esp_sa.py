@@ -72,7 +72,7 @@ def test_sequence_numbers_count_up_and_batches_keep_order():
 
 
 def test_outbound_refuses_non_ip_input():
-    out, _ = pair(CIPHER_CASES[0])
+    out, _inb = pair(CIPHER_CASES[0])
     assert out.encapsulate(b"") is None
     assert out.encapsulate(b"\x50" + bytes(40)) is None
     assert len(out.encapsulate_many([b"", ipv4(), b"\x00"])) == 1
@@ -93,7 +93,7 @@ def test_sequence_overflow_refuses_instead_of_wrapping():
 
 
 def test_esn_sequence_overflow_at_two_to_the_64():
-    out, _ = pair(CIPHER_CASES[2], esn=True, seq=2**64 - 2)
+    out, _inb = pair(CIPHER_CASES[2], esn=True, seq=2**64 - 2)
     assert out.encapsulate(ipv4()) is not None
     assert out.encapsulate(ipv4()) is None
     assert out.drops.seq_overflow == 1
@@ -189,7 +189,7 @@ def sealed(inb: InboundSA, seq: int, payload: bytes) -> bytes:
     ],
 )
 def test_authenticated_but_malformed_payloads_are_dropped_after_updating_the_window(payload, reason):
-    _, inb = pair(CIPHER_CASES[0])
+    _out, inb = pair(CIPHER_CASES[0])
     assert inb.decapsulate(sealed(inb, 7, payload)) is None
     assert getattr(inb.drops, reason) == 1
     assert inb.drops.total == 1
@@ -197,7 +197,7 @@ def test_authenticated_but_malformed_payloads_are_dropped_after_updating_the_win
 
 
 def test_tfc_padding_after_the_inner_packet_is_stripped():
-    _, inb = pair(CIPHER_CASES[0])
+    _out, inb = pair(CIPHER_CASES[0])
     for inner, next_header in ((ipv4(body=b"abc"), 4), (ipv6(body=b"abc"), 41)):
         padded = inner + bytes(37)  # RFC 4303 §2.7 TFC padding
         pad_len = -(len(padded) + 2) % 4
@@ -223,7 +223,7 @@ def test_inbound_selector_check():
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_garbage_never_raises(case, data):
-    _, inb = pair(case)
+    _out, inb = pair(case)
     before = inb.drops.total
     assert inb.decapsulate(data) is None
     assert inb.drops.total == before + 1

@@ -147,7 +147,7 @@ def test_cached_lookup_agrees_with_reference_search(specs, flows):
         policy = Policy(f"p{i}", [_net(local)], [remote_ts], out_sa(i + 1))
         spd.add(policy)
         policies.append(policy)
-    for _ in range(2):  # second pass is served from the cache where it survived
+    for _pass in range(2):  # second pass is served from the cache where it survived
         for a, b, proto, dport in flows:
             packet = ipv4(f"10.{a}.{a}.1", f"10.{b}.{b}.1", proto, dport=dport)
             assert spd.lookup_policy(packet) is _reference(policies, packet)
@@ -197,12 +197,12 @@ def test_make_before_break_rekey():
 
 def test_sad_replace_is_one_step():
     sad = SAD()
-    _, old = _sad_pair(0x4001)
-    _, new = _sad_pair(0x4002)
+    _old_out, old = _sad_pair(0x4001)
+    _new_out, new = _sad_pair(0x4002)
     sad.add(old)
     assert sad.replace(0x4001, new) is old
     assert sad.get(0x4001) is None and sad.get(0x4002) is new
-    _, other = _sad_pair(0x4003)
+    _other_out, other = _sad_pair(0x4003)
     sad.add(other)
     with pytest.raises(ValueError):
         sad.replace(0x4002, other)

@@ -66,7 +66,7 @@ def test_valid_header_with_arbitrary_payload_bytes(header, first_type, body):
 def mutations(draw):
     header, payloads = draw(messages())
     raw = bytearray(encode_message(header, payloads))
-    for _ in range(draw(st.integers(1, 4))):
+    for _index in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["flip", "set", "truncate", "insert", "delete"]))
         position = draw(st.integers(0, len(raw) - 1))
         if kind == "flip":

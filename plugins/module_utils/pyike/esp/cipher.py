@@ -98,7 +98,7 @@ class CbcHmacCipher:
     block = AES_BLOCK
 
     def __init__(self, aes_key: bytes, integ: IntegId, integ_key: bytes):
-        integ_name, hash_cls, _, icv_len = _INTEG[integ]
+        integ_name, hash_cls, _key_len, icv_len = _INTEG[integ]
         self.name = "AES_CBC"
         self.integ_name = integ_name
         self.key_bits = len(aes_key) * 8

@@ -79,7 +79,7 @@ def flow_key(packet: bytes) -> Optional[FlowKey]:
         dst = bytes(packet[24:40])
         offset = 40
         opaque = False
-        for _ in range(_V6_MAX_EXT):
+        for _ext_index in range(_V6_MAX_EXT):
             if proto in _V6_GENERIC_EXT:
                 if length < offset + 8:
                     return None

@@ -182,7 +182,7 @@ class InboundSA:
 
     def decapsulate(self, packet: bytes) -> Optional[bytes]:
         """The inner IP packet of an ESP packet (starting at the SPI), or None (counted)."""
-        if type(packet) is not bytes:
+        if not isinstance(packet, bytes):
             packet = bytes(packet)
         drops = self.drops
         length = len(packet)

@@ -63,9 +63,9 @@ class _Table:
 
     def __init__(self, entries: List[_Entry], cache_size: int):
         self.entries = tuple(entries)
-        self.uses_ports = any(not (lo.any_port and re.any_port) for lo, re, _ in entries)
+        self.uses_ports = any(not (lo.any_port and re.any_port) for lo, re, _policy in entries)
         self.addresses_only = not self.uses_ports and not any(
-            lo.protocol or re.protocol for lo, re, _ in entries
+            lo.protocol or re.protocol for lo, re, _policy in entries
         )
         self.cache: Dict[tuple, Optional[Policy]] = {}
         self.cache_size = cache_size
@@ -143,7 +143,7 @@ class SPD:
     def _publish(self, policies: Dict[str, Policy]) -> None:
         pairs = [(lo, re, p) for p in policies.values() for lo in p.local for re in p.remote]
         ranked = sorted(enumerate(pairs), key=lambda item: _specificity(item[1], item[0]))
-        table = _Table([entry for _, entry in ranked], self._cache_size)
+        table = _Table([entry for _rank, entry in ranked], self._cache_size)
         self._policies = policies
         self._table = table
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import struct
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from .errors import WireError
 
@@ -456,11 +457,9 @@ class Struct:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-def redacted(default: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field kept out of reprs and logs (key exchange and AUTH data)."""
-    if default is dataclasses.MISSING:
-        return dataclasses.field(metadata={"redact": True})
-    return dataclasses.field(default=default, metadata={"redact": True})
+# Metadata for dataclass fields kept out of reprs and logs (key exchange and AUTH data):
+# ``data: bytes = field(metadata=REDACTED)``.
+REDACTED: Mapping[str, Any] = MappingProxyType({"redact": True})
 
 
 def enum_name(enum: Any, value: int) -> str:

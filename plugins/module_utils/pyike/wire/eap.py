@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..ids import PayloadType
-from .codec import FailFn, Int, Length, Rest, When, redacted
+from .codec import REDACTED, FailFn, Int, Length, Rest, When
 from .payload import Payload
 
 EAP_SUCCESS = 3
@@ -28,7 +28,7 @@ class EapPayload(Payload):
     code: int
     identifier: int
     eap_type: Optional[int] = None
-    type_data: bytes = redacted(b"")
+    type_data: bytes = field(default=b"", metadata=REDACTED)
 
     payload_type = PayloadType.EAP
     LAYOUT = (

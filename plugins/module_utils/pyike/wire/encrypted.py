@@ -6,10 +6,10 @@ Their generic header's Next Payload names the first *inner* payload, kept as ``f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ids import PayloadType
-from .codec import FailFn, Int, Rest, redacted
+from .codec import REDACTED, FailFn, Int, Rest
 from .payload import Payload, short_name
 
 SKF_FIELDS_LEN = 4  # Fragment Number + Total Fragments
@@ -24,7 +24,7 @@ def _check_first_inner(first_inner: int, fail: FailFn) -> None:
 class SkPayload(Payload):
     """Encrypted payload (§3.14); always the last payload of its message."""
 
-    body: bytes = redacted()
+    body: bytes = field(metadata=REDACTED)
     first_inner: int = PayloadType.NONE
 
     payload_type = PayloadType.SK
@@ -47,7 +47,7 @@ class SkfPayload(Payload):
 
     fragment_number: int
     total_fragments: int
-    body: bytes = redacted()
+    body: bytes = field(metadata=REDACTED)
     first_inner: int = PayloadType.NONE
 
     payload_type = PayloadType.SKF

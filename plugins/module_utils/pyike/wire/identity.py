@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..ids import AuthMethod, CertEncoding, IdType, PayloadType
-from .codec import FailFn, Int, Reserved, Rest, enum_name, hexdump, redacted
+from .codec import REDACTED, FailFn, Int, Reserved, Rest, enum_name, hexdump
 from .payload import Payload
 
 _ADDRESS_SIZES = {IdType.ID_IPV4_ADDR: 4, IdType.ID_IPV6_ADDR: 16}
@@ -59,7 +59,7 @@ class CertPayload(Payload):
     """Certificate payload (§3.6)."""
 
     encoding: int
-    data: bytes = field(metadata={"redact": True})  # large; show only its length
+    data: bytes = field(metadata=REDACTED)  # large; show only its length
 
     payload_type = PayloadType.CERT
     LAYOUT = (Int("encoding", 1), Rest("data"))
@@ -93,7 +93,7 @@ class AuthPayload(Payload):
     """Authentication payload (§3.8)."""
 
     method: int
-    data: bytes = redacted()
+    data: bytes = field(metadata=REDACTED)
 
     payload_type = PayloadType.AUTH
     LAYOUT = (Int("method", 1), Reserved(3), Rest("data"))

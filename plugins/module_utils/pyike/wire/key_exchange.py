@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ids import DhId, PayloadType
-from .codec import FailFn, Int, Reserved, Rest, enum_name, redacted
+from .codec import REDACTED, FailFn, Int, Reserved, Rest, enum_name
 from .payload import Payload
 
 NONCE_MIN = 16  # §3.9: "at least 16 octets"
@@ -17,7 +17,7 @@ class KePayload(Payload):
     """Key Exchange payload (§3.4): the method number and this side's public value."""
 
     group: int
-    data: bytes = redacted()
+    data: bytes = field(metadata=REDACTED)
 
     payload_type = PayloadType.KE
     LAYOUT = (Int("group", 2), Reserved(2), Rest("data"))

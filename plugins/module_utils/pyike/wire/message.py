@@ -184,7 +184,7 @@ def decode_message(data: bytes) -> Message:
 
 def decode_payload_chain(first_type: int, data: bytes, offset: int = 0) -> List[Payload]:
     """Decode a decrypted inner chain; ``offset`` only shifts byte positions in errors."""
-    payloads, _ = _decode_chain(first_type, bytes(data), offset, False)
+    payloads, _sk_offset = _decode_chain(first_type, bytes(data), offset, False)
     return payloads
 
 

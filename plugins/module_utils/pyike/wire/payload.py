@@ -54,7 +54,7 @@ class Payload(Struct):
         """Decode a body; ``offset`` is where the body starts in the message (for errors)."""
         data = bytes(body)
         cur = Cursor(data, offset, f"{payload_name(cls.payload_type)} payload", cls.payload_type)
-        obj, _ = cls.decode_from(cur)
+        obj, _values = cls.decode_from(cur)
         obj.raw_body = data
         return obj
 

@@ -199,16 +199,16 @@ def _select_child_response(payloads: Sequence[Payload]) -> Shape:
 
 
 _SELECTORS: Dict[Tuple[int, bool], Callable[[Sequence[Payload]], Shape]] = {
-    (ExchangeType.IKE_SA_INIT, False): lambda _: INIT_REQUEST,
+    (ExchangeType.IKE_SA_INIT, False): lambda _payloads: INIT_REQUEST,
     (ExchangeType.IKE_SA_INIT, True): _select_init_response,
     (ExchangeType.IKE_AUTH, False): _select_auth_request,
-    (ExchangeType.IKE_AUTH, True): lambda _: AUTH_RESPONSE,
+    (ExchangeType.IKE_AUTH, True): lambda _payloads: AUTH_RESPONSE,
     (ExchangeType.CREATE_CHILD_SA, False): _select_child_request,
     (ExchangeType.CREATE_CHILD_SA, True): _select_child_response,
-    (ExchangeType.INFORMATIONAL, False): lambda _: INFORMATIONAL,
-    (ExchangeType.INFORMATIONAL, True): lambda _: INFORMATIONAL,
-    (ExchangeType.IKE_INTERMEDIATE, False): lambda _: INTERMEDIATE,
-    (ExchangeType.IKE_INTERMEDIATE, True): lambda _: INTERMEDIATE,
+    (ExchangeType.INFORMATIONAL, False): lambda _payloads: INFORMATIONAL,
+    (ExchangeType.INFORMATIONAL, True): lambda _payloads: INFORMATIONAL,
+    (ExchangeType.IKE_INTERMEDIATE, False): lambda _payloads: INTERMEDIATE,
+    (ExchangeType.IKE_INTERMEDIATE, True): lambda _payloads: INTERMEDIATE,
 }
 
 
