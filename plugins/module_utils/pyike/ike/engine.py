@@ -80,8 +80,11 @@ class Engine:
         random_bytes: Callable[[int], bytes] = os.urandom,
         key_exchange_factory: Callable[[int], object] = new_key_exchange,
         retransmit: Optional[RetransmitPolicy] = None,
+        ike_port: int = IKE_PORT,
+        nat_t_port: int = NATT_PORT,
     ):
         self.policies = dict(policies)
+        self.ike_port, self.nat_t_port = ike_port, nat_t_port
         self.random_bytes = random_bytes
         self.new_ke = key_exchange_factory
         self.retransmit = retransmit or RetransmitPolicy()
@@ -123,8 +126,8 @@ class Engine:
             True,
             self.random_bytes(8),
             ZERO_SPI,
-            (policy.local_address, IKE_PORT),
-            (policy.remote_address, IKE_PORT),
+            (policy.local_address, self.ike_port),
+            (policy.remote_address, policy.remote_port),
             now,
         )
         sa.auth_child = child_policy
@@ -472,8 +475,8 @@ class Engine:
         self._check_natd(sa, payloads, sa.spi_r)
         self._derive_keys(sa, shared)
         if sa.encap:  # §2.23: continue on port 4500 once a NAT is detected
-            sa.local = (sa.local[0], NATT_PORT)
-            sa.remote = (sa.remote[0], NATT_PORT)
+            sa.local = (sa.local[0], self.nat_t_port)
+            sa.remote = (sa.remote[0], self.nat_t_port)
         sa.state = AUTHENTICATING
         self._send_auth_request(sa, now)
 

@@ -38,6 +38,7 @@ class IkePolicy:
     children: Dict[str, ChildPolicy]
     force_encap: bool = False
     dpd_delay: float = 0.0
+    remote_port: int = 500
 
     def __repr__(self) -> str:
         return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
@@ -90,6 +91,7 @@ def policy_from_config(conn: Any) -> IkePolicy:
         children=children,
         force_encap=bool(conn.encap),
         dpd_delay=float(conn.dpd_delay or 0),
+        remote_port=int(conn.remote.port),
     )
 
 
@@ -121,4 +123,5 @@ def policy_signature(policy: IkePolicy) -> tuple:
         children,
         policy.force_encap,
         policy.dpd_delay,
+        policy.remote_port,
     )

@@ -53,7 +53,9 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.raw_esp = True
-        self.engine = Engine(_policies(config))
+        self.engine = Engine(
+            _policies(config), ike_port=config.settings.ike_port, nat_t_port=config.settings.nat_t_port
+        )
         self.dataplane: Optional[Dataplane] = None
         self.control: Optional[ControlServer] = None
         self.failures: List[Tuple[float, Failure]] = []  # recent, for `initiate` answers and `stats`
