@@ -64,6 +64,7 @@ class Daemon:
         self._stopping: Optional[asyncio.Event] = None
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
         self._started = time.monotonic()
+        self._ipr: Any = None  # pyroute2 IPRoute for address look-ups, opened on first use
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -107,6 +108,8 @@ class Daemon:
         await self.control.close()
         self.dataplane.close()
         routes.cleanup()
+        if self._ipr is not None:
+            self._ipr.close()
         for endpoint in endpoints:
             endpoint.close()
         tun.close()
@@ -200,7 +203,7 @@ class Daemon:
                 event.remote,
                 event.encap,
                 local=event.local[0],
-                route_source=_local_address_in(event.local_ts),
+                route_source=_local_address_in(event.local_ts, self._netlink()),
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
@@ -218,6 +221,13 @@ class Daemon:
             "ESP in UDP" if event.encap else "ESP",
         )
         self._resolve(event.conn, event.child)
+
+    def _netlink(self) -> Any:
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute()
+        return self._ipr
 
     def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
         for waiter in list(self._waiters):
@@ -342,15 +352,12 @@ class Daemon:
         }
 
 
-def _local_address_in(selectors) -> Optional[str]:
+def _local_address_in(selectors, netlink: Any) -> Optional[str]:
     """An address of this host inside our side's selectors, as the source for tunnel routes
     (traffic the gateway itself sends then matches the policy, as strongSwan does)."""
     try:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            addresses = [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
-    except (ImportError, OSError):
+        addresses = [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in netlink.get_addr()]
+    except (OSError, ValueError):
         return None
     for address in addresses:
         if any(
