@@ -178,3 +178,25 @@ def test_garbage_and_truncated_messages_are_counted_not_fatal():
         right.receive(junk, (RIGHT, 500), (LEFT, 500), 1.0)
     assert right.counters["invalid_messages"] >= 3
     assert len(right.sas) == 1
+
+
+def test_nat_keepalives_only_from_the_side_behind_the_nat():
+    from pyike.ike.events import SendKeepalive
+
+    net, left, right = pair(left_kw={"force_encap": True})
+    left.initiate("s2s", None, now=0.0)
+    net.run()
+    # force_encap fakes our own NAT detection hash: the *peer* believes we are behind a NAT, and we
+    # send no keepalives; neither does the peer, which is not behind one.
+    left.tick(25.0)
+    right.tick(25.0)
+    net.run(now=25.0)
+    assert not net.of(LEFT, SendKeepalive) and not net.of(RIGHT, SendKeepalive)
+    sa = next(iter(left.sas.values()))
+    sa.local_behind_nat = True
+    sa.next_keepalive_at = 30.0
+    assert left.next_deadline() == 30.0
+    left.tick(30.0)
+    net.run(now=30.0)
+    (keepalive,) = net.of(LEFT, SendKeepalive)
+    assert keepalive.remote == (RIGHT, NATT_PORT) and left.next_deadline() == 50.0

@@ -50,7 +50,7 @@ from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
 from .convert import from_wire, strip_ke, to_wire
-from .events import Address, ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram
+from .events import Address, ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
 from .identity import identity_text
 from .natd import natd_hash
 from .policy import ChildPolicy, IkePolicy, policy_signature
@@ -60,6 +60,7 @@ log = logging.getLogger("pyike.ike")
 
 NONCE_SIZE = 32
 HALF_OPEN_TIMEOUT = 30.0
+KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4: keep the NAT mapping alive; 20 s is the usual choice
 ZERO_SPI = bytes(8)
 
 
@@ -172,6 +173,7 @@ class Engine:
             for sa in self.sas.values()
             if not sa.initiator and sa.state == CONNECTING
         ]
+        deadlines += [sa.next_keepalive_at for sa in self.sas.values() if sa.next_keepalive_at is not None]
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> None:
@@ -179,6 +181,9 @@ class Engine:
             if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
                 self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
                 continue
+            if sa.next_keepalive_at is not None and now >= sa.next_keepalive_at:
+                self.events.append(SendKeepalive(sa.local, sa.remote))
+                sa.next_keepalive_at = now + KEEPALIVE_INTERVAL
             pending = sa.pending
             if pending is None or now < pending.next_at:
                 continue
@@ -733,6 +738,8 @@ class Engine:
     def _established(self, sa: IkeSa, now: float) -> None:
         sa.state = ESTABLISHED
         sa.established_at = now
+        if sa.local_behind_nat:
+            sa.next_keepalive_at = now + KEEPALIVE_INTERVAL
         log.info(
             "%s: IKE_SA established between %s and %s (%s)",
             sa.key,
@@ -817,6 +824,7 @@ class Engine:
         self._remove_children(sa, reason)
         sa.state = DEAD
         sa.pending = None
+        sa.next_keepalive_at = None
         sa.queued = []
         self.sas.pop(sa.our_spi, None)
         self.half_open.pop((sa.spi_i, sa.remote[0]), None)

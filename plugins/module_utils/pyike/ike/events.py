@@ -23,6 +23,14 @@ class SendDatagram:
 
 
 @dataclass
+class SendKeepalive:
+    """Send a NAT keepalive (one 0xFF octet, RFC 3948 §2.3) from our NAT-T port to the peer."""
+
+    local: Address
+    remote: Address
+
+
+@dataclass
 class ChildSaUp:
     """A Child SA is established: install its ESP SAs and policies (tunnel mode)."""
 

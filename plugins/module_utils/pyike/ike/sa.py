@@ -93,6 +93,7 @@ class IkeSa:
     next_peer_request_id: int = 0
     last_response: Optional[Tuple[int, bytes]] = None  # (message id, datagram) to replay (§2.1)
     last_received_at: float = 0.0
+    next_keepalive_at: Optional[float] = None  # set while we are behind a NAT (RFC 3948 §2.3)
     children: List[ChildSa] = field(default_factory=list)
     # The first Child SA, negotiated inside IKE_AUTH.
     auth_child: Optional[ChildPolicy] = None

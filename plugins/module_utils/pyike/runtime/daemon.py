@@ -22,13 +22,13 @@ from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..esp import TrafficSelector as EspSelector
 from ..ids import IntegId
 from ..ike.engine import Engine
-from ..ike.events import ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram
+from ..ike.events import ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
 from ..ike.policy import IkePolicy, policy_from_config
 from .control import ControlError, ControlServer
 from .dataplane import Dataplane
 from .routes import RouteManager
 from .tun import Tun
-from .udp import RawEspEndpoint, open_endpoints
+from .udp import RawEspEndpoint, UdpEndpoint, open_endpoints
 
 log = logging.getLogger("pyike.daemon")
 
@@ -151,6 +151,8 @@ class Daemon:
                     self.dataplane.send_ike(event.data, event.local, event.remote)
                 except (OSError, ValueError) as exc:
                     log.warning("cannot send IKE message to %s:%d: %s", event.remote[0], event.remote[1], exc)
+            elif isinstance(event, SendKeepalive):
+                self._send_keepalive(event)
             elif isinstance(event, ChildSaUp):
                 self._install(event)
             elif isinstance(event, ChildSaDown):
@@ -177,6 +179,13 @@ class Daemon:
                 log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
         if wake_timer and self._wake is not None:
             self._wake.set()
+
+    def _send_keepalive(self, event: SendKeepalive) -> None:
+        for endpoint in self.dataplane.endpoints:
+            if isinstance(endpoint, UdpEndpoint) and endpoint.nat_t and endpoint.local[1] == event.local[1]:
+                if endpoint.local[0] == event.local[0] or endpoint.wildcard:
+                    endpoint.send_keepalive(event.remote)
+                    return
 
     def _install(self, event: ChildSaUp) -> None:
         integ = event.integ_id if event.integ_id else IntegId.NONE
