@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     initiate.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the Child SA")
     terminate = actions.add_parser("terminate", help="delete a connection's IKE SA and its Child SAs")
     terminate.add_argument("conn", metavar="CONN")
+    rekey = actions.add_parser("rekey", help="rekey a connection's Child SAs (or its IKE SA with --ike)")
+    rekey.add_argument("target", metavar="CONN[/CHILD]")
+    rekey.add_argument("--ike", action="store_true", help="rekey the IKE SA instead")
     actions.add_parser("reload", help="re-read the configuration file; an invalid file is refused")
     stats = actions.add_parser("stats", help="daemon counters")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
@@ -107,6 +110,15 @@ def _ctl(args: argparse.Namespace) -> int:
                     "message", "terminated"
                 )
             )
+        elif args.action == "rekey":
+            conn, _sep, child = args.target.partition("/")
+            result = call(
+                args.socket,
+                "rekey",
+                {"conn": conn, "child": child or None, "ike": args.ike},
+                timeout=args.timeout,
+            )
+            _out(result.get("message", "rekeying"))
         elif args.action == "reload":
             result = call(args.socket, "reload", timeout=args.timeout)
             _out(result.get("message", "reloaded"))

@@ -8,7 +8,7 @@ from pyike.crypto.ke import new_key_exchange
 from pyike.crypto.proposals import parse_proposals
 from pyike.ids import IdType, ProtocolId
 from pyike.ike.engine import Engine
-from pyike.ike.events import SendDatagram
+from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, SendDatagram
 from pyike.ike.policy import ChildPolicy, IkePolicy, selector_from_network
 
 LEFT = "192.0.2.1"
@@ -60,6 +60,7 @@ class Net:
     def __init__(self, engines):
         self.engines = engines
         self.events = {ip: [] for ip in engines}
+        self.tables = {ip: SaTable() for ip in engines}
         self.wire = []  # every datagram, in order
         self.drop = None  # optional predicate(datagram) -> True to lose it
 
@@ -77,6 +78,8 @@ class Net:
                         moved = True
                     else:
                         self.events[ip].append(event)
+                        self.tables[ip].apply(event)
+            self.check_no_loss()
             if not moved:
                 return
         raise AssertionError("exchange did not settle")
@@ -99,3 +102,41 @@ def _engine(policy_, rng):
         return new_key_exchange(group, private_key=random_bytes(size) if size else None)
 
     return Engine({policy_.name: policy_}, random_bytes=random_bytes, key_exchange_factory=key_exchange)
+
+
+class SaTable:
+    """What a dataplane would hold, driven by the engine's events as the daemon applies them."""
+
+    def __init__(self):
+        self.inbound = {}  # spi_in -> (child name, spi_out)
+        self.outbound = {}  # child name -> spi_out in use
+
+    def apply(self, event):
+        if isinstance(event, ChildSaUp):
+            self.inbound[event.spi_in] = (event.child, event.spi_out)
+            if event.outbound:
+                self.outbound[event.child] = event.spi_out
+        elif isinstance(event, ChildSaOutbound):
+            self.outbound[event.child] = self.inbound[event.spi_in][1]
+        elif isinstance(event, ChildSaDown):
+            self.inbound.pop(event.spi_in, None)
+            if not event.replaced and self.outbound.get(event.child) == event.spi_out:
+                del self.outbound[event.child]
+
+
+def _assert_receivable(sender, receiver):
+    """Once both ends have a child, whatever one sends the other can receive. (A brand-new child may
+    briefly be installed on the responder only: nothing flows before the initiator has it too.)"""
+    known = {name for name, _spi_out in receiver.inbound.values()}
+    for child, spi in sender.outbound.items():
+        if child in known:
+            assert spi in receiver.inbound, "%s sends on %08x, which the peer cannot receive" % (child, spi)
+
+
+def check_tables(net):
+    (a, b) = list(net.tables.values())
+    _assert_receivable(a, b)
+    _assert_receivable(b, a)
+
+
+Net.check_no_loss = check_tables

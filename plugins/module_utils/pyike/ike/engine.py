@@ -50,8 +50,10 @@ from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
 from .convert import from_wire, strip_ke, to_wire
-from .events import Address, ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
+from .create_child import CreateChildMixin
+from .events import Address, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
 from .identity import identity_text
+from .ike_lifecycle import IkeLifecycleMixin
 from .natd import natd_hash
 from .policy import ChildPolicy, IkePolicy, policy_signature
 from .sa import AUTHENTICATING, CONNECTING, DEAD, DELETING, ESTABLISHED, ChildSa, IkeSa, Pending
@@ -74,7 +76,7 @@ class RetransmitPolicy:
         return self.timeout * (self.base**tries)
 
 
-class Engine:
+class Engine(CreateChildMixin, IkeLifecycleMixin):
     def __init__(
         self,
         policies: Dict[str, IkePolicy],
@@ -93,6 +95,7 @@ class Engine:
         self.half_open: Dict[Tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer ip) -> SA
         self.events: List[object] = []
         self.counters: Dict[str, int] = {}
+        self.restarts: Dict[str, float] = {}  # connection -> when to initiate it again (dpd_action restart)
         self._serial = 0
 
     # --- output ----------------------------------------------------------------------------
@@ -118,10 +121,15 @@ class Engine:
             raise KeyError("no connection named %r" % conn)
         if policy.remote_address is None:
             raise ValueError("connection %r has remote address %%any: it can only respond" % conn)
+        child_policy = self._child_policy(policy, child)
         for sa in self.sas.values():
             if sa.policy.name == conn and sa.state in (CONNECTING, AUTHENTICATING, ESTABLISHED):
-                return sa.key  # already up or coming up: initiating twice must not make a second SA
-        child_policy = self._child_policy(policy, child)
+                # Already up or coming up: never a second IKE SA. A child that is not there yet
+                # is added with CREATE_CHILD_SA (§1.3.1).
+                wanted = child_policy.name if child_policy is not None else None
+                if sa.state == ESTABLISHED and wanted and not any(c.name == wanted for c in sa.children):
+                    self._start_create_child(sa, child_policy, now)
+                return sa.key
         sa = self._new_sa(
             policy,
             True,
@@ -174,13 +182,21 @@ class Engine:
             if not sa.initiator and sa.state == CONNECTING
         ]
         deadlines += [sa.next_keepalive_at for sa in self.sas.values() if sa.next_keepalive_at is not None]
+        for sa in self.sas.values():
+            if sa.state == ESTABLISHED:
+                deadlines += self._child_deadlines(sa) + self._ike_deadlines(sa)
+        deadlines += self._restart_deadlines()
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> None:
+        self._restart_timers(now)
         for sa in list(self.sas.values()):
             if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
                 self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
                 continue
+            if sa.state == ESTABLISHED:
+                self._child_timers(sa, now)
+                self._ike_timers(sa, now)
             if sa.next_keepalive_at is not None and now >= sa.next_keepalive_at:
                 self.events.append(SendKeepalive(sa.local, sa.remote))
                 sa.next_keepalive_at = now + KEEPALIVE_INTERVAL
@@ -191,7 +207,7 @@ class Engine:
                 self._fail(
                     sa, ExchangeType(pending.exchange).name, "no answer after %d retransmits" % pending.tries
                 )
-                self._drop_sa(sa, "peer not responding")
+                self._drop_sa(sa, "peer not responding", now=now)
                 continue
             pending.tries += 1
             pending.next_at = now + self.retransmit.delay(pending.tries)
@@ -263,7 +279,7 @@ class Engine:
             log.info("%s: dropping request that failed integrity or syntax: %s", sa.key, exc)
             return
         try:
-            check_payloads(message.header.exchange, False, payloads)
+            shape = check_payloads(message.header.exchange, False, payloads)
         except WireError as exc:
             log.info("%s: invalid %s request: %s", sa.key, ExchangeType(message.header.exchange).name, exc)
             self._respond(
@@ -278,8 +294,13 @@ class Engine:
             self._on_auth_request(sa, message, payloads, now)
         elif exchange == ExchangeType.INFORMATIONAL and sa.state in (ESTABLISHED, DELETING):
             self._on_informational(sa, message, payloads, now)
+        elif exchange == ExchangeType.CREATE_CHILD_SA and sa.state == DELETING:
+            self._respond(sa, message, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])  # §2.25.2
         elif exchange == ExchangeType.CREATE_CHILD_SA and sa.state == ESTABLISHED:
-            self._respond(sa, message, [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)])
+            if shape == "IKE SA rekey":
+                self._on_ike_rekey_request(sa, message, payloads, now)
+            else:
+                self._on_create_child_request(sa, message, payloads, now)
         else:
             self._count("unexpected_requests")
 
@@ -693,21 +714,35 @@ class Engine:
         local_ts,
         remote_ts,
         now: float,
+        nonces: Optional[Tuple[bytes, bytes]] = None,
+        exchange_initiator: Optional[bool] = None,
+        dh_secret: Optional[bytes] = None,
+        rekey_of: Optional[int] = None,
+        outbound: bool = True,
     ) -> ChildSaUp:
+        """Derive the Child SA's keys (§2.17) and record it; `nonces` and `exchange_initiator` are those of
+        the exchange that created it (IKE_AUTH by default, else CREATE_CHILD_SA)."""
+        ni, nr = nonces or (sa.nonce_i, sa.nonce_r)
+        we_initiated = sa.initiator if exchange_initiator is None else exchange_initiator
         encr_len, integ_len = child_key_lengths(selected.encr, selected.key_length, selected.integ)
-        keys = child_keymat(sa.selected.prf, sa.keys.sk_d, sa.nonce_i, sa.nonce_r, encr_len, integ_len)
-        if sa.initiator:
+        keys = child_keymat(sa.selected.prf, sa.keys.sk_d, ni, nr, encr_len, integ_len, dh_secret)
+        if we_initiated:
             out_keys, in_keys = (keys.encr_i, keys.integ_i), (keys.encr_r, keys.integ_r)
         else:
             out_keys, in_keys = (keys.encr_r, keys.integ_r), (keys.encr_i, keys.integ_i)
         proposal = "/".join(transform_name(t, i, k) for t, i, k in selected.transforms)
-        sa.children.append(
-            ChildSa(child.name, spi_in, spi_out, proposal, list(local_ts), list(remote_ts), sa.encap, now)
+        record = ChildSa(
+            child.name, spi_in, spi_out, proposal, list(local_ts), list(remote_ts), sa.encap, now
         )
+        record.policy = child
+        record.outbound_active = outbound
+        self._schedule_child_lifetime(record, now)
+        sa.children.append(record)
         log.info(
-            "%s: CHILD_SA %s established with SPIs %08x_i %08x_o and TS %s === %s",
+            "%s: CHILD_SA %s %s with SPIs %08x_i %08x_o and TS %s === %s",
             sa.key,
             child.name,
+            "rekeyed" if rekey_of is not None else "established",
             spi_in,
             spi_out,
             tsmod.describe(local_ts),
@@ -733,11 +768,14 @@ class Engine:
             remote=sa.remote,
             encap=sa.encap,
             proposal=proposal,
+            rekey_of=rekey_of,
+            outbound=outbound,
         )
 
     def _established(self, sa: IkeSa, now: float) -> None:
         sa.state = ESTABLISHED
         sa.established_at = now
+        self._schedule_ike_lifetime(sa, now)
         if sa.local_behind_nat:
             sa.next_keepalive_at = now + KEEPALIVE_INTERVAL
         log.info(
@@ -760,10 +798,12 @@ class Engine:
                 elif payload.protocol == ProtocolId.ESP:
                     ours = []
                     for spi in payload.spis:
-                        child = self._child_by_spi_out(sa, struct.unpack("!I", spi)[0])
+                        child = (
+                            self._child_by_spi_out(sa, struct.unpack("!I", spi)[0]) if len(spi) == 4 else None
+                        )
                         if child is not None:
                             ours.append(struct.pack("!I", child.spi_in))
-                            self._remove_child(sa, child, "deleted by peer")
+                            self._peer_deleted_child(sa, child)
                     if ours:
                         response.append(DeletePayload(ProtocolId.ESP, ours))
             elif (
@@ -809,17 +849,14 @@ class Engine:
     def _child_by_spi_out(self, sa: IkeSa, spi_out: int) -> Optional[ChildSa]:
         return next((c for c in sa.children if c.spi_out == spi_out), None)
 
-    def _remove_child(self, sa: IkeSa, child: ChildSa, reason: str) -> None:
-        sa.children.remove(child)
-        self.events.append(ChildSaDown(sa.policy.name, child.name, child.spi_in, child.spi_out, reason))
-
     def _remove_children(self, sa: IkeSa, reason: str) -> None:
         for child in list(sa.children):
             self._remove_child(sa, child, reason)
 
-    def _drop_sa(self, sa: IkeSa, reason: str, quiet: bool = False) -> None:
+    def _drop_sa(self, sa: IkeSa, reason: str, quiet: bool = False, now: Optional[float] = None) -> None:
         if sa.state == DEAD:
             return
+        self._maybe_restart(sa, reason, now)
         was_established = sa.state in (ESTABLISHED, DELETING)
         self._remove_children(sa, reason)
         sa.state = DEAD

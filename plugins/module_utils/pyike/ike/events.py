@@ -53,6 +53,17 @@ class ChildSaUp:
     remote: Address = ("", 0)
     encap: bool = False
     proposal: str = ""
+    rekey_of: Optional[int] = None  # inbound SPI of the Child SA this one replaces (RFC 7296 §2.8)
+    outbound: bool = True  # send through it now; otherwise wait for ChildSaOutbound (make-before-break)
+
+
+@dataclass
+class ChildSaOutbound:
+    """Start sending through the Child SA with this inbound SPI (the rekeyed SA it replaces is going)."""
+
+    conn: str
+    child: str
+    spi_in: int
 
 
 @dataclass
@@ -62,6 +73,7 @@ class ChildSaDown:
     spi_in: int
     spi_out: int
     reason: str
+    replaced: bool = False  # a rekey replaced it: remove only this SA, the policy stays
 
 
 @dataclass

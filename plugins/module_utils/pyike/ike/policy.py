@@ -24,6 +24,9 @@ class ChildPolicy:
     remote_ts: List[TrafficSelector]
     esp_proposals: List[ProposalSpec]
     start_action: str = "none"
+    rekey_time: float = 3600.0  # seconds; 0 disables rekeying
+    life_bytes: int = 0
+    life_packets: int = 0
 
 
 @dataclass
@@ -39,6 +42,8 @@ class IkePolicy:
     force_encap: bool = False
     dpd_delay: float = 0.0
     remote_port: int = 500
+    rekey_time: float = 14400.0  # IKE SA, seconds; 0 disables rekeying
+    dpd_action: str = "clear"  # clear | restart
 
     def __repr__(self) -> str:
         return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
@@ -71,6 +76,9 @@ def policy_from_config(conn: Any) -> IkePolicy:
             remote_ts=[_config_selector(ts) for ts in child.remote_ts],
             esp_proposals=list(child.esp_proposals),
             start_action=child.start_action,
+            rekey_time=float(child.rekey_time),
+            life_bytes=int(child.life_bytes),
+            life_packets=int(child.life_packets),
         )
         for name, child in conn.children.items()
     }
@@ -92,6 +100,8 @@ def policy_from_config(conn: Any) -> IkePolicy:
         force_encap=bool(conn.encap),
         dpd_delay=float(conn.dpd_delay or 0),
         remote_port=int(conn.remote.port),
+        rekey_time=float(conn.rekey_time),
+        dpd_action=str(getattr(conn, "dpd_action", "clear")),
     )
 
 
@@ -124,4 +134,6 @@ def policy_signature(policy: IkePolicy) -> tuple:
         policy.force_encap,
         policy.dpd_delay,
         policy.remote_port,
+        policy.rekey_time,
+        policy.dpd_action,
     )

@@ -33,6 +33,8 @@ DELETING = "DELETING"
 DEAD = "DEAD"
 
 INSTALLED = "INSTALLED"
+REKEYING = "REKEYING"  # our CREATE_CHILD_SA with REKEY_SA is in flight
+REKEYED = "REKEYED"  # replaced; waiting for the DELETE exchange to finish
 
 
 @dataclass
@@ -59,6 +61,13 @@ class ChildSa:
     encap: bool
     established_at: float
     state: str = INSTALLED
+    policy: Optional[ChildPolicy] = None
+    rekey_at: Optional[float] = None  # soft lifetime (with jitter)
+    expire_at: Optional[float] = None  # hard lifetime
+    replaced_by: Optional[int] = None  # inbound SPI of the Child SA that rekeyed this one
+    rekey_exchange: Optional[Any] = None  # our CREATE_CHILD_SA rekeying it, while in flight
+    collision: Optional[Any] = None  # the peer's simultaneous rekey of it (§2.8.1)
+    outbound_active: bool = True
 
 
 @dataclass(repr=False)
@@ -94,6 +103,8 @@ class IkeSa:
     last_response: Optional[Tuple[int, bytes]] = None  # (message id, datagram) to replay (§2.1)
     last_received_at: float = 0.0
     next_keepalive_at: Optional[float] = None  # set while we are behind a NAT (RFC 3948 §2.3)
+    rekey_at: Optional[float] = None  # IKE SA soft lifetime (with jitter)
+    ike_rekey: Optional[Any] = None  # our IKE SA rekey exchange in flight
     children: List[ChildSa] = field(default_factory=list)
     # The first Child SA, negotiated inside IKE_AUTH.
     auth_child: Optional[ChildPolicy] = None

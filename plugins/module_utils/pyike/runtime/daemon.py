@@ -22,7 +22,16 @@ from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..esp import TrafficSelector as EspSelector
 from ..ids import IntegId
 from ..ike.engine import Engine
-from ..ike.events import ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
+from ..ike.events import (
+    ChildSaDown,
+    ChildSaOutbound,
+    ChildSaUp,
+    Failure,
+    IkeSaDown,
+    IkeSaUp,
+    SendDatagram,
+    SendKeepalive,
+)
 from ..ike.policy import IkePolicy, policy_from_config
 from .control import ControlError, ControlServer
 from .dataplane import Dataplane
@@ -59,7 +68,8 @@ class Daemon:
         self.dataplane: Optional[Dataplane] = None
         self.control: Optional[ControlServer] = None
         self.failures: List[Tuple[float, Failure]] = []  # recent, for `initiate` answers and `stats`
-        self._children: Dict[int, str] = {}  # spi_in -> dataplane child id
+        self._children: Dict[int, str] = {}  # spi_in -> dataplane child id (rekeyed SAs share it)
+        self._outbound_later: Dict[int, Tuple[str, OutboundSA, Tuple[str, int]]] = {}
         self._wake: Optional[asyncio.Event] = None  # created inside the running loop (Python 3.9)
         self._stopping: Optional[asyncio.Event] = None
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
@@ -155,9 +165,14 @@ class Daemon:
                 self._send_keepalive(event)
             elif isinstance(event, ChildSaUp):
                 self._install(event)
+            elif isinstance(event, ChildSaOutbound):
+                self._switch_outbound(event.spi_in)
             elif isinstance(event, ChildSaDown):
                 child_id = self._children.pop(event.spi_in, None)
-                if child_id is not None:
+                self._outbound_later.pop(event.spi_in, None)
+                if child_id is not None and event.replaced:
+                    self.dataplane.remove_inbound(child_id, event.spi_in)
+                elif child_id is not None:
                     self.dataplane.remove_child(child_id)
                 log.info(
                     "%s/%s: CHILD_SA %08x_i removed: %s", event.conn, event.child, event.spi_in, event.reason
@@ -202,6 +217,9 @@ class Daemon:
                 event.esn,
                 selectors=SelectorSet(local_ts, remote_ts),
             )
+            if event.rekey_of is not None and event.rekey_of in self._children:
+                self._install_rekeyed(event, outbound, inbound)
+                return
             child_id = "%s/%s/%08x" % (event.conn, event.child, event.spi_in)
             self.dataplane.install_child(
                 child_id,
@@ -238,6 +256,30 @@ class Daemon:
             self._ipr = IPRoute()
         return self._ipr
 
+    def _install_rekeyed(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
+        """Make-before-break (RFC 7296 §2.8): new inbound SA first, the outbound switch now or later."""
+        child_id = self._children[event.rekey_of]
+        self.dataplane.add_inbound(child_id, inbound)
+        self._children[event.spi_in] = child_id
+        if event.outbound:
+            self.dataplane.switch_outbound(child_id, outbound, event.remote)
+        else:
+            self._outbound_later[event.spi_in] = (child_id, outbound, event.remote)
+        log.info(
+            "%s/%s: CHILD_SA rekeyed, SPIs %08x_i %08x_o replace %08x_i",
+            event.conn,
+            event.child,
+            event.spi_in,
+            event.spi_out,
+            event.rekey_of,
+        )
+
+    def _switch_outbound(self, spi_in: int) -> None:
+        waiting = self._outbound_later.pop(spi_in, None)
+        if waiting is not None:
+            child_id, outbound, remote = waiting
+            self.dataplane.switch_outbound(child_id, outbound, remote)
+
     def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
         for waiter in list(self._waiters):
             name, wanted_child, future = waiter
@@ -252,6 +294,7 @@ class Daemon:
             "list-sas": self._list_sas,
             "initiate": self._initiate,
             "terminate": self._terminate,
+            "rekey": self._rekey,
             "reload": self._reload_command,
             "stats": self._stats,
         }
@@ -316,6 +359,22 @@ class Daemon:
         count = self.engine.terminate(conn, time.monotonic())
         self._flush()
         return {"message": "terminated %d IKE SA(s) of %s" % (count, conn)}
+
+    async def _rekey(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        conn, child = args.get("conn"), args.get("child")
+        if conn not in self.engine.policies:
+            raise ControlError("no connection named %r" % conn)
+        now = time.monotonic()
+        if args.get("ike"):
+            count = self.engine.rekey_ike(conn, now)
+            what = "IKE SA"
+        else:
+            count = self.engine.rekey_child(conn, child, now)
+            what = "Child SA"
+        self._flush()
+        if not count:
+            raise ControlError("%s has no established %s to rekey" % (conn, what))
+        return {"message": "rekeying %d %s(s) of %s" % (count, what, conn)}
 
     async def _reload_command(self, args: Dict[str, Any]) -> Dict[str, Any]:
         return await self._reload(raise_errors=True)

@@ -1,0 +1,409 @@
+"""CREATE_CHILD_SA for Child SAs (RFC 7296 §1.3.1, §1.3.3, §2.8, §2.8.1): more Child SAs on an IKE SA,
+rekeying make-before-break, PFS, and simultaneous-rekey collisions. A mixin of the Engine.
+
+Make-before-break: the exchange's responder installs the new inbound SA before it answers and keeps
+sending on the old SA until the old one is deleted; the initiator switches its outbound SA when the
+answer arrives and then deletes the old SA. At every moment each side can receive what the other sends.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from ..crypto.errors import CryptoError
+from ..crypto.selection import accept_response, select_proposal, spec_from_selected
+from ..ids import ExchangeType, NotifyType, PayloadType, ProtocolId, TransformType
+from ..wire.key_exchange import KePayload, NoncePayload
+from ..wire.message import find_notifies, find_payload
+from ..wire.notify import DeletePayload, NotifyPayload
+from ..wire.payload import Payload
+from ..wire.sa import SaPayload
+from ..wire.selectors import TsiPayload, TsrPayload
+from . import ts as tsmod
+from .convert import from_wire, to_wire
+from .events import ChildSaDown, ChildSaOutbound
+from .policy import ChildPolicy
+from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
+
+
+def notify_name(notify_type: int) -> str:
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return "notify %d" % notify_type
+
+
+NONCE_SIZE = 32
+HARD_LIFETIME_FACTOR = 1.1  # strongSwan: life_time = rekey_time * 110% by default
+JITTER_FRACTION = 0.1  # strongSwan: rand_time = over_time = 10% of rekey_time
+RETRY_DELAY = 5.0  # after TEMPORARY_FAILURE (§2.25)
+
+
+@dataclass
+class ChildExchange:
+    """Our CREATE_CHILD_SA request in flight."""
+
+    policy: ChildPolicy
+    spi_in: int
+    nonce: bytes = field(repr=False)
+    key_exchange: Any
+    offer: List[Any]
+    local_ts: List[Any]
+    remote_ts: List[Any]
+    rekeying: Optional[ChildSa] = None
+    peer_nonce: bytes = field(default=b"", repr=False)
+
+
+@dataclass
+class PeerRekey:
+    """A rekey of one of our Child SAs that the peer started while ours was in flight (§2.8.1)."""
+
+    nonce_i: bytes = field(repr=False)
+    nonce_r: bytes = field(repr=False)
+    new_spi_in: int = 0
+
+
+class CreateChildMixin:
+    # --- scheduling ------------------------------------------------------------------------
+    def _jitter(self, span: float) -> float:
+        fraction = int.from_bytes(self.random_bytes(2), "big") / 65535.0
+        return span * JITTER_FRACTION * fraction
+
+    def _schedule_child_lifetime(self, child: ChildSa, now: float) -> None:
+        rekey_time = child.policy.rekey_time if child.policy is not None else 0
+        if rekey_time and rekey_time > 0:
+            # Random jitter keeps both ends from rekeying at the same moment (§2.8.1 collisions are rare).
+            child.rekey_at = now + rekey_time - self._jitter(rekey_time)
+            child.expire_at = now + rekey_time * HARD_LIFETIME_FACTOR
+
+    def _child_deadlines(self, sa: IkeSa) -> List[float]:
+        deadlines = []
+        for child in sa.children:
+            if child.state == INSTALLED and child.rekey_at is not None:
+                deadlines.append(child.rekey_at)
+            if child.expire_at is not None:
+                deadlines.append(child.expire_at)
+        return deadlines
+
+    def _child_timers(self, sa: IkeSa, now: float) -> None:
+        for child in list(sa.children):
+            if child.expire_at is not None and now >= child.expire_at and child.state != REKEYED:
+                self._delete_child(sa, child, now, "hard lifetime expired")
+            elif child.state == INSTALLED and child.rekey_at is not None and now >= child.rekey_at:
+                child.rekey_at = None
+                self._start_create_child(sa, child.policy, now, rekeying=child)
+
+    # --- commands --------------------------------------------------------------------------
+    def rekey_child(self, conn: str, child_name: Optional[str], now: float) -> int:
+        """Rekey the installed Child SAs of `conn` (one child, or all); returns how many were started."""
+        started = 0
+        for sa in list(self.sas.values()):
+            if sa.policy.name != conn or sa.state != ESTABLISHED:
+                continue
+            for child in list(sa.children):
+                if child.state == INSTALLED and child_name in (None, child.name) and child.policy is not None:
+                    self._start_create_child(sa, child.policy, now, rekeying=child)
+                    started += 1
+        return started
+
+    # --- initiator -------------------------------------------------------------------------
+    def _start_create_child(
+        self, sa: IkeSa, policy: ChildPolicy, now: float, rekeying: Optional[ChildSa] = None
+    ) -> None:
+        spi_in = self._new_child_spi()
+        nonce = self.random_bytes(NONCE_SIZE)
+        groups = [g for spec in policy.esp_proposals for g, _length in spec.get(TransformType.DH) if g]
+        key_exchange = self.new_ke(groups[0]) if groups else None  # a KE in ESP proposals means PFS
+        local_ts = list(rekeying.local_ts if rekeying is not None else policy.local_ts)
+        remote_ts = list(rekeying.remote_ts if rekeying is not None else policy.remote_ts)
+        exchange = ChildExchange(
+            policy,
+            spi_in,
+            nonce,
+            key_exchange,
+            list(enumerate(policy.esp_proposals, 1)),
+            local_ts,
+            remote_ts,
+            rekeying,
+        )
+        payloads: List[Payload] = []
+        if rekeying is not None:
+            rekeying.state = REKEYING
+            rekeying.rekey_exchange = exchange
+            payloads.append(
+                NotifyPayload(NotifyType.REKEY_SA, b"", ProtocolId.ESP, struct.pack("!I", rekeying.spi_in))
+            )
+        payloads += [
+            SaPayload(to_wire(policy.esp_proposals, spi=struct.pack("!I", spi_in))),
+            NoncePayload(nonce),
+        ]
+        if key_exchange is not None:
+            payloads.append(KePayload(key_exchange.group, key_exchange.public_bytes()))
+        payloads += [TsiPayload(local_ts), TsrPayload(remote_ts)]
+        self._request(
+            sa,
+            ExchangeType.CREATE_CHILD_SA,
+            payloads,
+            lambda message, inner, at: self._on_create_child_response(sa, exchange, inner, at),
+            now,
+        )
+
+    def _on_create_child_response(
+        self, sa: IkeSa, exchange: ChildExchange, payloads: List[Payload], now: float
+    ) -> None:
+        old = exchange.rekeying
+        what = "CREATE_CHILD_SA %s%s" % (exchange.policy.name, " rekey" if old is not None else "")
+        if old is not None:
+            old.rekey_exchange = None
+        errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
+        if errors:
+            code = errors[0].notify_type
+            if code == NotifyType.INVALID_KE_PAYLOAD and len(errors[0].data) >= 2:
+                wanted = struct.unpack("!H", errors[0].data[:2])[0]
+                offered = {
+                    g for spec in exchange.policy.esp_proposals for g, _length in spec.get(TransformType.DH)
+                }
+                if wanted in offered:
+                    self._retry_child_with_group(sa, exchange, wanted, now)
+                    return
+            self._fail(sa, what, "peer answered %s" % notify_name(code))
+            if old is not None and old in sa.children:
+                old.state = INSTALLED
+                old.rekey_at = now + RETRY_DELAY  # TEMPORARY_FAILURE and friends: try again a little later
+            return
+        try:
+            sa_payload = find_payload(payloads, PayloadType.SA)
+            chosen = from_wire(sa_payload.proposals)
+            if len(chosen) != 1:
+                raise CryptoError("the response must hold exactly one ESP proposal")
+            selected = accept_response(exchange.offer, chosen[0][0], chosen[0][1])
+            spi = sa_payload.proposals[0].spi
+            if len(spi) != 4:
+                raise CryptoError("the ESP SPI must be 4 bytes")
+            secret = None
+            ke_payload = find_payload(payloads, PayloadType.KE)
+            if selected.dh:
+                if (
+                    exchange.key_exchange is None
+                    or ke_payload is None
+                    or ke_payload.group != exchange.key_exchange.group
+                ):
+                    raise CryptoError(
+                        "the accepted proposal needs a key exchange the response does not carry"
+                    )
+                secret = exchange.key_exchange.shared_secret(ke_payload.data)
+            local_ts = find_payload(payloads, PayloadType.TSi).selectors
+            remote_ts = find_payload(payloads, PayloadType.TSr).selectors
+            if not (
+                tsmod.is_subset(local_ts, exchange.local_ts)
+                and tsmod.is_subset(remote_ts, exchange.remote_ts)
+            ):
+                raise CryptoError("the narrowed traffic selectors are not within those we proposed")
+        except CryptoError as exc:
+            self._fail(sa, what, "invalid response: %s" % exc)
+            if old is not None and old in sa.children:
+                old.state = INSTALLED
+                old.rekey_at = now + RETRY_DELAY
+            return
+        nonce_r = find_payload(payloads, PayloadType.NONCE).data
+        lost = False
+        if old is not None and old.collision is not None:
+            # §2.8.1: both ends rekeyed the same Child SA; the SA created with the lowest nonce
+            # is redundant and is deleted by the end that created it.
+            theirs = old.collision
+            lowest = min(exchange.nonce, nonce_r, theirs.nonce_i, theirs.nonce_r)
+            lost = lowest in (exchange.nonce, nonce_r)
+        event = self._child_up(
+            sa,
+            exchange.policy,
+            selected,
+            exchange.spi_in,
+            struct.unpack("!I", spi)[0],
+            local_ts,
+            remote_ts,
+            now,
+            nonces=(exchange.nonce, nonce_r),
+            exchange_initiator=True,
+            dh_secret=secret,
+            rekey_of=old.spi_in if old is not None else None,
+            outbound=not lost,
+        )
+        self.events.append(event)
+        if old is None:
+            return
+        if lost:
+            redundant = next(c for c in sa.children if c.spi_in == exchange.spi_in)
+            redundant.state = REKEYED
+            self._send_child_delete(sa, redundant, now, "redundant after a rekey collision")
+            old.state = REKEYED
+            old.replaced_by = old.collision.new_spi_in
+            return
+        old.state = REKEYED
+        old.replaced_by = exchange.spi_in
+        self._send_child_delete(sa, old, now, "rekeyed")
+
+    def _retry_child_with_group(self, sa: IkeSa, exchange: ChildExchange, group: int, now: float) -> None:
+        policy = exchange.policy
+        reordered = sorted(
+            policy.esp_proposals, key=lambda spec: 0 if (group, None) in spec.get(TransformType.DH) else 1
+        )
+        retry_policy = ChildPolicy(
+            policy.name,
+            policy.local_ts,
+            policy.remote_ts,
+            reordered,
+            policy.start_action,
+            policy.rekey_time,
+            policy.life_bytes,
+            policy.life_packets,
+        )
+        self._start_create_child(sa, retry_policy, now, rekeying=exchange.rekeying)
+
+    def _send_child_delete(self, sa: IkeSa, child: ChildSa, now: float, reason: str) -> None:
+        """INFORMATIONAL with D(ESP, our inbound SPI) (§1.4.1); the SA goes when the answer arrives."""
+
+        def done(message, inner, at, child=child):
+            if child in sa.children:
+                self._remove_child(
+                    sa,
+                    child,
+                    reason,
+                    replaced=child.replaced_by is not None or reason.startswith("redundant"),
+                )
+
+        self._request(
+            sa,
+            ExchangeType.INFORMATIONAL,
+            [DeletePayload(ProtocolId.ESP, [struct.pack("!I", child.spi_in)])],
+            done,
+            now,
+        )
+
+    def _delete_child(self, sa: IkeSa, child: ChildSa, now: float, reason: str) -> None:
+        child.state = REKEYED
+        child.expire_at = None
+        self._send_child_delete(sa, child, now, reason)
+
+    # --- responder -------------------------------------------------------------------------
+    def _on_create_child_request(self, sa: IkeSa, request: Any, payloads: List[Payload], now: float) -> None:
+        rekey = [n for n in find_notifies(payloads, NotifyType.REKEY_SA) if n.protocol == ProtocolId.ESP]
+        old = None
+        if rekey:
+            spi = struct.unpack("!I", rekey[0].spi)[0] if len(rekey[0].spi) == 4 else -1
+            old = next((c for c in sa.children if c.spi_out == spi), None)
+            if old is None:
+                self._respond(
+                    sa,
+                    request,
+                    [NotifyPayload(NotifyType.CHILD_SA_NOT_FOUND, b"", ProtocolId.ESP, rekey[0].spi)],
+                )
+                return
+            if old.state == REKEYED:
+                self._respond(sa, request, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])
+                return
+        tsi = find_payload(payloads, PayloadType.TSi).selectors
+        tsr = find_payload(payloads, PayloadType.TSr).selectors
+        candidates = (
+            [old.policy] if old is not None and old.policy is not None else list(sa.policy.children.values())
+        )
+        for policy in candidates:
+            remote_ts, local_ts = tsmod.narrow(tsi, policy.remote_ts), tsmod.narrow(tsr, policy.local_ts)
+            if remote_ts and local_ts:
+                break
+        else:
+            self._fail(
+                sa,
+                "CREATE_CHILD_SA",
+                "TS_UNACCEPTABLE: peer proposed %s === %s" % (tsmod.describe(tsi), tsmod.describe(tsr)),
+            )
+            self._respond(sa, request, [NotifyPayload(NotifyType.TS_UNACCEPTABLE)])
+            return
+        sa_payload = find_payload(payloads, PayloadType.SA)
+        selected = select_proposal(from_wire(sa_payload.proposals), policy.esp_proposals, ProtocolId.ESP)
+        if selected is None:
+            self._fail(sa, "CREATE_CHILD_SA %s" % policy.name, "NO_PROPOSAL_CHOSEN: no common ESP proposal")
+            self._respond(sa, request, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)])
+            return
+        ke_payload = find_payload(payloads, PayloadType.KE)
+        secret, our_ke = None, None
+        if selected.dh:
+            if ke_payload is None or ke_payload.group != selected.dh:
+                self._respond(
+                    sa,
+                    request,
+                    [NotifyPayload(NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", selected.dh))],
+                )
+                return
+            try:
+                public, secret = self.new_ke(selected.dh).respond(ke_payload.data)
+            except CryptoError as exc:
+                self._fail(sa, "CREATE_CHILD_SA %s" % policy.name, "invalid KE payload: %s" % exc)
+                self._respond(sa, request, [NotifyPayload(NotifyType.INVALID_SYNTAX)])
+                return
+            our_ke = KePayload(selected.dh, public)
+        peer_proposal = next(p for p in sa_payload.proposals if p.number == selected.number)
+        if len(peer_proposal.spi) != 4:
+            self._respond(sa, request, [NotifyPayload(NotifyType.INVALID_SYNTAX)])
+            return
+        nonce_i = find_payload(payloads, PayloadType.NONCE).data
+        nonce_r = self.random_bytes(NONCE_SIZE)
+        spi_in = self._new_child_spi()
+        reply = to_wire([spec_from_selected(selected)], spi=struct.pack("!I", spi_in))
+        reply[0].number = selected.number
+        response: List[Payload] = [SaPayload(reply), NoncePayload(nonce_r)]
+        if our_ke is not None:
+            response.append(our_ke)
+        response += [TsiPayload(remote_ts), TsrPayload(local_ts)]
+        # Install the new inbound SA before answering; keep sending on the old one until it is deleted.
+        event = self._child_up(
+            sa,
+            policy,
+            selected,
+            spi_in,
+            struct.unpack("!I", peer_proposal.spi)[0],
+            local_ts,
+            remote_ts,
+            now,
+            nonces=(nonce_i, nonce_r),
+            exchange_initiator=False,
+            dh_secret=secret,
+            rekey_of=old.spi_in if old is not None else None,
+            outbound=old is None,
+        )
+        self._respond(sa, request, response)
+        self.events.append(event)
+        if old is not None:
+            if old.state == REKEYING and old.rekey_exchange is not None:
+                old.collision = PeerRekey(nonce_i, nonce_r, spi_in)
+            else:
+                old.replaced_by = spi_in
+                old.state = REKEYED
+                old.rekey_at = None
+
+    def _peer_deleted_child(self, sa: IkeSa, child: ChildSa) -> None:
+        """The peer deleted `child` (D(ESP) naming its inbound SPI, our outbound SPI)."""
+        replacement = (
+            next((c for c in sa.children if c.spi_in == child.replaced_by), None)
+            if child.replaced_by
+            else None
+        )
+        if replacement is not None and not replacement.outbound_active:
+            replacement.outbound_active = True
+            self.events.append(ChildSaOutbound(sa.policy.name, replacement.name, replacement.spi_in))
+        self._remove_child(
+            sa,
+            child,
+            "rekeyed" if replacement is not None else "deleted by peer",
+            replaced=replacement is not None,
+        )
+
+    def _remove_child(self, sa: IkeSa, child: ChildSa, reason: str, replaced: bool = False) -> None:
+        """Forget one Child SA; `replaced` (computed) tells the runtime whether others of the same
+        child still carry its policy, so that only this SA's keys go."""
+        sa.children.remove(child)
+        replaced = any(other.name == child.name for other in sa.children)
+        self.events.append(
+            ChildSaDown(sa.policy.name, child.name, child.spi_in, child.spi_out, reason, replaced)
+        )
