@@ -377,8 +377,9 @@ class _Builder:
         encap = attempt(get, raw, "encap", path, "bool", defaults.DEFAULT_ENCAP)
         dpd_delay = attempt(get, raw, "dpd_delay", path, "int", defaults.DEFAULT_DPD_DELAY)
         rekey_time = attempt(get, raw, "rekey_time", path, "int", defaults.DEFAULT_IKE_REKEY_TIME)
+        dpd_action = attempt(get, raw, "dpd_action", path, "str", defaults.DEFAULT_DPD_ACTION)
         raw_children = attempt(get, raw, "children", path, "dict") or {}
-        ok = None not in (local, remote, auth, psk, ike_proposals, encap, dpd_delay, rekey_time)
+        ok = None not in (local, remote, auth, psk, ike_proposals, encap, dpd_delay, rekey_time, dpd_action)
         if local is not None and local.address is not None and not settings.covers(local.address):
             self.add(
                 (*path, "local", "address"),
@@ -417,6 +418,7 @@ class _Builder:
             encap=encap,
             dpd_delay=dpd_delay,
             rekey_time=rekey_time,
+            dpd_action=dpd_action,
         )
 
     def endpoint(

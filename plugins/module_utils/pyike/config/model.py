@@ -197,6 +197,7 @@ class ConnectionConfig:
     encap: bool = defaults.DEFAULT_ENCAP
     dpd_delay: int = defaults.DEFAULT_DPD_DELAY
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
+    dpd_action: str = defaults.DEFAULT_DPD_ACTION
 
     def child(self, name: str) -> ChildConfig:
         return self.children[name]
@@ -213,6 +214,7 @@ class ConnectionConfig:
             "ike_proposals": [str(p) for p in self.ike_proposals],
             "encap": self.encap,
             "dpd_delay": self.dpd_delay,
+            "dpd_action": self.dpd_action,
             "rekey_time": self.rekey_time,
             "children": {name: child.as_dict() for name, child in self.children.items()},
         }

@@ -32,6 +32,8 @@ DEFAULT_IKE_PROPOSALS: List[str] = ["default"]
 DEFAULT_ESP_PROPOSALS: List[str] = ["default"]
 DEFAULT_ENCAP = False
 DEFAULT_DPD_DELAY = 30
+DEFAULT_DPD_ACTION = "clear"
+DPD_ACTIONS = ["clear", "restart"]
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
 DEFAULT_START_ACTION = "none"
 DEFAULT_CHILD_REKEY_TIME = 3600  # strongSwan: 1 h
@@ -298,6 +300,13 @@ SCHEMA: Dict[str, Any] = {
                     "0 turns dead peer detection off",
                     DEFAULT_DPD_DELAY,
                 ),
+                "dpd_action": {
+                    "type": "string",
+                    "enum": DPD_ACTIONS,
+                    "default": DEFAULT_DPD_ACTION,
+                    "description": "when the peer is found dead: clear (remove its SAs) or restart "
+                    "(remove them and initiate again until the peer answers)",
+                },
                 "rekey_time": _seconds(
                     "seconds after which the IKE SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
                     DEFAULT_IKE_REKEY_TIME,
