@@ -31,7 +31,9 @@ def daemons():
 
 def flood(lab, count=600, interval="0.01"):
     """A ping flood from c1 to c2 in the background; returns the Popen."""
-    argv = nsenter_argv(lab.pid_of("c1"), ["ping", "-q", "-c", str(count), "-i", interval, "-W", "2", "10.2.0.10"])
+    argv = nsenter_argv(
+        lab.pid_of("c1"), ["ping", "-q", "-c", str(count), "-i", interval, "-W", "2", "10.2.0.10"]
+    )
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -84,3 +86,31 @@ def test_short_lifetimes_rekey_repeatedly_for_a_while(lab, daemons):
     assert stats["ike"].get("ike_rekeys", 0) >= 2
     sas = left.sas()
     assert len(sas) == 1 and len(sas[0]["children"]) == 1
+
+
+def wait_for(predicate, timeout, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_dead_peer_detection_and_restart(lab, daemons):
+    config = pyike_config(LEFT, RIGHT, retransmit_timeout=0.5, retransmit_base=1.0, retransmit_tries=3)
+    config["connections"]["s2s"].update({"dpd_delay": 2, "dpd_action": "restart"})
+    left = start_pyike(lab, daemons, "gw1", config)
+    right = start_strongswan(lab, daemons, "gw2", strongswan_config(RIGHT, LEFT))
+    left.ctl("initiate", "s2s")
+    right.kill()  # the peer dies without a DELETE
+    killed = time.monotonic()
+    assert wait_for(lambda: any("no answer" in f["reason"] for f in left.stats()["recent_failures"]), 15)
+    noticed = time.monotonic() - killed
+    # dpd_delay (2 s) + 3 retransmits of 0.5 s, plus polling slack
+    assert noticed < 2 + 4 * 0.5 + 2.5, noticed
+    assert not any(sa["state"] == "ESTABLISHED" for sa in left.sas())
+    right.start()  # the peer comes back with no state; pyike initiates again by itself
+    assert wait_for(lambda: any(sa["state"] == "ESTABLISHED" and sa["children"] for sa in left.sas()), 20)
+    lost, out = losses(flood(lab, count=20, interval="0.05"))
+    assert lost == 0, out

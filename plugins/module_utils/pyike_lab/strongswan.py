@@ -149,6 +149,10 @@ class StrongSwan:
     def log(self) -> str:
         return self._sh("cat %s 2>/dev/null || true" % LOG_FILE)
 
+    def kill(self) -> None:
+        """Kill charon without a chance to send DELETEs: a dead peer, for DPD tests."""
+        self._sh("kill -9 $(cat %s) 2>/dev/null; rm -f %s %s; true" % (PID_FILE, PID_FILE, VICI_SOCKET))
+
     def stop(self) -> None:
         """Stop charon if it runs; a lab host that is already gone counts as stopped."""
         try:

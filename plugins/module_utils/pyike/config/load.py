@@ -262,6 +262,10 @@ class _Builder:
             if number is None:
                 raise _Skip((*path, key))
             return number
+        if kind == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _Skip((*path, key))
+            return float(value)
         checks = {"str": str, "bool": bool, "dict": dict, "list": list}
         if not isinstance(value, checks[kind]):
             raise _Skip((*path, key))
@@ -309,6 +313,15 @@ class _Builder:
             "tun_name": attempt(get, raw, "tun_name", path, "str", defaults.DEFAULT_TUN_NAME),
             "tun_mtu": attempt(get, raw, "tun_mtu", path, "int", defaults.DEFAULT_TUN_MTU),
             "log_level": attempt(get, raw, "log_level", path, "str", defaults.DEFAULT_LOG_LEVEL),
+            "retransmit_timeout": attempt(
+                get, raw, "retransmit_timeout", path, "number", defaults.DEFAULT_RETRANSMIT_TIMEOUT
+            ),
+            "retransmit_base": attempt(
+                get, raw, "retransmit_base", path, "number", defaults.DEFAULT_RETRANSMIT_BASE
+            ),
+            "retransmit_tries": attempt(
+                get, raw, "retransmit_tries", path, "int", defaults.DEFAULT_RETRANSMIT_TRIES
+            ),
         }
         ok = True
         listen: List[IPAddress] = []

@@ -108,6 +108,9 @@ class Settings:
     ike_port: int = defaults.DEFAULT_IKE_PORT
     nat_t_port: int = defaults.DEFAULT_NAT_T_PORT
     log_level: str = defaults.DEFAULT_LOG_LEVEL
+    retransmit_timeout: float = defaults.DEFAULT_RETRANSMIT_TIMEOUT
+    retransmit_base: float = defaults.DEFAULT_RETRANSMIT_BASE
+    retransmit_tries: int = defaults.DEFAULT_RETRANSMIT_TRIES
 
     def covers(self, address: IPAddress) -> bool:
         """Whether the listening sockets receive on ``address``."""
@@ -122,6 +125,9 @@ class Settings:
             "ike_port": self.ike_port,
             "nat_t_port": self.nat_t_port,
             "log_level": self.log_level,
+            "retransmit_timeout": self.retransmit_timeout,
+            "retransmit_base": self.retransmit_base,
+            "retransmit_tries": self.retransmit_tries,
         }
 
 

@@ -33,6 +33,9 @@ DEFAULT_ESP_PROPOSALS: List[str] = ["default"]
 DEFAULT_ENCAP = False
 DEFAULT_DPD_DELAY = 30
 DEFAULT_DPD_ACTION = "clear"
+DEFAULT_RETRANSMIT_TIMEOUT = 2.0
+DEFAULT_RETRANSMIT_BASE = 1.8
+DEFAULT_RETRANSMIT_TRIES = 5
 DPD_ACTIONS = ["clear", "restart"]
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
 DEFAULT_START_ACTION = "none"
@@ -206,6 +209,28 @@ SCHEMA: Dict[str, Any] = {
                     "enum": LOG_LEVELS,
                     "default": DEFAULT_LOG_LEVEL,
                     "description": "log verbosity; secrets are never logged at any level",
+                },
+                "retransmit_timeout": {
+                    "type": "number",
+                    "minimum": 0.1,
+                    "maximum": 60,
+                    "default": DEFAULT_RETRANSMIT_TIMEOUT,
+                    "description": "seconds before the first retransmission of an unanswered IKE request "
+                    "(RFC 7296 §2.1); retransmission n waits retransmit_timeout * retransmit_base^n",
+                },
+                "retransmit_base": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 4,
+                    "default": DEFAULT_RETRANSMIT_BASE,
+                    "description": "growth factor of the retransmission timeout",
+                },
+                "retransmit_tries": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 20,
+                    "default": DEFAULT_RETRANSMIT_TRIES,
+                    "description": "retransmissions before the peer is declared dead (RFC 7296 §2.4)",
                 },
             },
         },

@@ -21,7 +21,7 @@ from ..config.load import load_config
 from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..esp import TrafficSelector as EspSelector
 from ..ids import IntegId
-from ..ike.engine import Engine
+from ..ike.engine import Engine, RetransmitPolicy
 from ..ike.events import (
     ChildSaDown,
     ChildSaOutbound,
@@ -62,8 +62,14 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.raw_esp = True
+        settings = config.settings
         self.engine = Engine(
-            _policies(config), ike_port=config.settings.ike_port, nat_t_port=config.settings.nat_t_port
+            _policies(config),
+            retransmit=RetransmitPolicy(
+                settings.retransmit_timeout, settings.retransmit_base, settings.retransmit_tries
+            ),
+            ike_port=settings.ike_port,
+            nat_t_port=settings.nat_t_port,
         )
         self.dataplane: Optional[Dataplane] = None
         self.control: Optional[ControlServer] = None
