@@ -9,9 +9,8 @@ import time
 
 import pytest
 from conftest import TWO_SITES
-from test_pyike_tunnels import LEFT, RIGHT, pyike_config, start_pyike, start_strongswan, strongswan_config
-
 from pyike_lab.lab import nsenter_argv
+from test_pyike_tunnels import LEFT, RIGHT, pyike_config, start_pyike, start_strongswan, strongswan_config
 
 pytestmark = pytest.mark.root
 

@@ -218,6 +218,7 @@ class Reassembler:
     ``cipher`` is the SA's inbound SkCipher.  Partial messages are keyed by (Message ID,
     response flag); a fragment of a new Message ID in the same direction replaces the partial one
     (the engine only passes fragments with acceptable Message IDs, so the old one is obsolete).
+    Fragments of the message last completed in a direction count as duplicates.
     """
 
     def __init__(
@@ -234,6 +235,7 @@ class Reassembler:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self._partial: Dict[bool, Tuple[int, _Partial]] = {}  # response flag -> (Message ID, partial)
+        self._completed: Dict[bool, int] = {}  # response flag -> last Message ID reassembled
         self.counters: Dict[str, int] = {}
         self.last_status = ""
 
@@ -266,6 +268,7 @@ class Reassembler:
         """Forget everything (the IKE SA is gone); returns the memory to the budget."""
         for direction in list(self._partial):
             self._discard(direction)
+        self._completed.clear()
 
     def _discard(self, direction: bool) -> None:
         entry = self._partial.pop(direction, None)
@@ -294,6 +297,9 @@ class Reassembler:
             self._status(TOO_MANY)
             return None
         direction = bool(header.response)
+        if self._completed.get(direction) == header.message_id:
+            self._status(DUPLICATE)  # a late or retransmitted fragment of a message already delivered
+            return None
         entry = self._partial.get(direction)
         partial = None
         if entry is not None and entry[0] == header.message_id:
@@ -337,6 +343,7 @@ class Reassembler:
             self._status(RESTARTED if restarted else STORED)
             return None
         self._discard(direction)
+        self._completed[direction] = header.message_id
         self._status(COMPLETE)
         return partial.first_inner or 0, b"".join(partial.pieces[n] for n in range(1, partial.total + 1))
 
