@@ -38,6 +38,7 @@ from ..ids import (
     ProtocolId,
     TransformType,
 )
+from ..wire.encrypted import SkfPayload
 from ..wire.errors import WireError
 from ..wire.header import Header
 from ..wire.identity import AuthPayload, IdiPayload, IdrPayload
@@ -50,8 +51,10 @@ from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
 from .convert import from_wire, strip_ke, to_wire
+from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
 from .create_child import CreateChildMixin
 from .events import Address, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
+from .fragments import FragmentBudget, Reassembler, fragmentation_notify, offers_fragmentation
 from .identity import identity_text
 from .ike_lifecycle import IkeLifecycleMixin
 from .natd import natd_hash
@@ -62,6 +65,7 @@ log = logging.getLogger("pyike.ike")
 
 NONCE_SIZE = 32
 HALF_OPEN_TIMEOUT = 30.0
+MAX_COOKIE_TRIES = 3
 KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4: keep the NAT mapping alive; 20 s is the usual choice
 ZERO_SPI = bytes(8)
 
@@ -85,6 +89,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         retransmit: Optional[RetransmitPolicy] = None,
         ike_port: int = IKE_PORT,
         nat_t_port: int = NATT_PORT,
+        fragment_size: int = 1280,
+        guard: Optional[HalfOpenGuard] = None,
     ):
         self.policies = dict(policies)
         self.ike_port, self.nat_t_port = ike_port, nat_t_port
@@ -95,7 +101,11 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         self.half_open: Dict[Tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer ip) -> SA
         self.events: List[object] = []
         self.counters: Dict[str, int] = {}
-        self.restarts: Dict[str, float] = {}  # connection -> when to initiate it again (dpd_action restart)
+        self.restarts: Dict[str, float] = {}
+        self.fragment_size = fragment_size  # RFC 7383 §2.5.1: 1280 is safe on every path
+        self.fragment_budget = FragmentBudget()
+        self.cookies = CookieJar(self.random_bytes, 0.0)
+        self.guard = guard or HalfOpenGuard()  # connection -> when to initiate it again (dpd_action restart)
         self._serial = 0
 
     # --- output ----------------------------------------------------------------------------
@@ -106,8 +116,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
-    def _send(self, sa: IkeSa, data: bytes) -> None:
-        self.events.append(SendDatagram(data, sa.local, sa.remote))
+    def _send(self, sa: IkeSa, datagrams: List[bytes]) -> None:
+        for data in datagrams:
+            self.events.append(SendDatagram(data, sa.local, sa.remote))
 
     def _fail(self, sa: IkeSa, what: str, reason: str) -> None:
         log.warning("%s: %s failed: %s", sa.key, what, reason)
@@ -186,11 +197,16 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             if sa.state == ESTABLISHED:
                 deadlines += self._child_deadlines(sa) + self._ike_deadlines(sa)
         deadlines += self._restart_deadlines()
+        deadlines += [
+            d for d in (sa.reassembler.next_deadline() for sa in self.sas.values() if sa.reassembler) if d
+        ]
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> None:
         self._restart_timers(now)
         for sa in list(self.sas.values()):
+            if sa.reassembler is not None:
+                sa.reassembler.expire(now)
             if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
                 self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
                 continue
@@ -250,8 +266,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
                 check_payloads(message.header.exchange, True, message.payloads)
                 payloads = message.payloads
             else:
-                check_envelope(message)
-                payloads = sa.unprotect(message)
+                payloads = self._open(sa, message, now)
+                if payloads is None:
+                    return  # a fragment of a message that is not complete yet
                 check_payloads(message.header.exchange, True, payloads)
         except (WireError, CryptoError) as exc:
             self._count("invalid_messages")
@@ -266,14 +283,19 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         message_id = message.header.message_id
         if sa.last_response is not None and message_id == sa.last_response[0]:
             self._count("replayed_responses")  # a retransmitted request gets the same answer (§2.1)
-            self.events.append(SendDatagram(sa.last_response[1], local, remote))
+            encrypted = message.encrypted
+            if not isinstance(encrypted, SkfPayload) or encrypted.fragment_number == 1:
+                # §2.1; for fragments only the first one triggers the resend (RFC 7383 §2.6.1)
+                for data in sa.last_response[1]:
+                    self.events.append(SendDatagram(data, local, remote))
             return
         if message_id != sa.next_peer_request_id:
             self._count("invalid_message_ids")
             return
         try:
-            check_envelope(message)
-            payloads = sa.unprotect(message)
+            payloads = self._open(sa, message, now)
+            if payloads is None:
+                return
         except (WireError, CryptoError) as exc:
             self._count("invalid_messages")
             log.info("%s: dropping request that failed integrity or syntax: %s", sa.key, exc)
@@ -303,6 +325,15 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
                 self._on_create_child_request(sa, message, payloads, now)
         else:
             self._count("unexpected_requests")
+
+    def _open(self, sa: IkeSa, message: Message, now: float) -> Optional[List[Payload]]:
+        """The inner payloads of an SK message, or of a fragmented one once all SKF pieces are in
+        (RFC 7383 §2.6: each fragment is verified before it is kept); None while incomplete."""
+        if check_envelope(message) != "fragment":
+            return sa.unprotect(message)
+        if not sa.fragmentation or sa.reassembler is None:
+            raise CryptoError("a fragment on an IKE SA that did not negotiate fragmentation")
+        return sa.reassembler.add_payloads(message, now)
 
     # --- request/response plumbing ---------------------------------------------------------
     def _request(self, sa: IkeSa, exchange: int, payloads: List[Payload], on_response, now: float) -> None:
@@ -359,18 +390,19 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             NoncePayload(sa.nonce_i),
         ]
         payloads += self._natd_payloads(sa, ZERO_SPI)
+        payloads.append(fragmentation_notify())
         data = sa.plain(ExchangeType.IKE_SA_INIT, 0, False, payloads)
         sa.init_request = data
         sa.next_request_id = 1
         sa.pending = Pending(
             0,
             ExchangeType.IKE_SA_INIT,
-            data,
+            [data],
             lambda m, p, t: self._on_init_response(sa, m, t),
             now,
             now + self.retransmit.delay(0),
         )
-        self._send(sa, data)
+        self._send(sa, [data])
 
     def _on_init_request(self, message: Message, local: Address, remote: Address, now: float) -> None:
         header = message.header
@@ -386,6 +418,27 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             log.info("IKE_SA_INIT request from %s rejected: %s", remote[0], exc)
             if exc.notify is not None:
                 self._init_error(header.spi_i, local, remote, exc.notify, exc.notify_data)
+            return
+        nonce = find_payload(message.payloads, PayloadType.NONCE).data
+        cookies = find_notifies(message.payloads, NotifyType.COOKIE)
+        verdict = self.guard.admit(
+            remote[0],
+            lambda: (
+                bool(cookies) and self.cookies.check(cookies[0].data, nonce, remote[0], header.spi_i, now)
+            ),
+        )
+        if verdict == DROP:
+            self._count("half_open_dropped")
+            return
+        if verdict == COOKIE:  # §2.6: too many half-open SAs; answer statelessly with a cookie
+            self._count("cookies_sent")
+            self._init_error(
+                header.spi_i,
+                local,
+                remote,
+                NotifyType.COOKIE,
+                self.cookies.make(nonce, remote[0], header.spi_i, now),
+            )
             return
         policy = self._responder_policy(local[0], remote[0])
         if policy is None:
@@ -438,10 +491,14 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         ]
         payloads[0].proposals[0].number = selected.number
         payloads += self._natd_payloads(sa, sa.spi_r)
+        if offers_fragmentation(message.payloads):
+            sa.fragmentation = True
+            payloads.append(fragmentation_notify())
         sa.init_response = sa.plain(ExchangeType.IKE_SA_INIT, 0, True, payloads)
         self.sas[sa.spi_r] = sa
         self.half_open[(sa.spi_i, remote[0])] = sa
-        self._send(sa, sa.init_response)
+        self.guard.opened(remote[0])
+        self._send(sa, [sa.init_response])
 
     def _init_error(
         self, spi_i: bytes, local: Address, remote: Address, notify: int, data: bytes = b""
@@ -455,6 +512,13 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         payloads = message.payloads
         cookie = find_notifies(payloads, NotifyType.COOKIE)
         if cookie:  # §2.6: repeat the request with the cookie in front
+            sa.cookie_tries += 1
+            if sa.cookie_tries > MAX_COOKIE_TRIES:
+                self._fail(
+                    sa, "IKE_SA_INIT", "the peer keeps asking for a COOKIE (%d times)" % sa.cookie_tries
+                )
+                self._drop_sa(sa, "cookie exchange did not converge")
+                return
             sa.cookie = cookie[0].data
             self._send_init_request(sa, now)
             return
@@ -498,6 +562,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         sa.spi_r = message.header.spi_r
         sa.nonce_r = find_payload(payloads, PayloadType.NONCE).data
         sa.init_response = message.raw
+        sa.fragmentation = offers_fragmentation(payloads)
         self._check_natd(sa, payloads, sa.spi_r)
         self._derive_keys(sa, shared)
         if sa.encap:  # §2.23: continue on port 4500 once a NAT is detected
@@ -510,6 +575,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         seed = skeyseed(sa.selected.prf, sa.nonce_i, sa.nonce_r, shared)
         sa.keys = derive_ike_keys(sa.selected, seed, sa.nonce_i, sa.nonce_r, sa.spi_i, sa.spi_r)
         sa.cipher_out, sa.cipher_in = sk_ciphers(sa.selected, sa.keys, sa.initiator)
+        sa.max_datagram = self.fragment_size
+        sa.reassembler = Reassembler(sa.cipher_in, self.fragment_budget)
         sa.key_exchange = None  # the private value is no longer needed (§2.12)
 
     # --- IKE_AUTH (§1.2, §2.15) ------------------------------------------------------------
@@ -545,7 +612,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         )
 
     def _on_auth_request(self, sa: IkeSa, request: Message, payloads: List[Payload], now: float) -> None:
-        self.half_open.pop((sa.spi_i, sa.remote[0]), None)
+        self._close_half_open(sa)
         idi = find_payload(payloads, PayloadType.IDi)
         auth = find_payload(payloads, PayloadType.AUTH)
         policy = self._policy_for_peer(sa, (idi.id_type, idi.data))
@@ -840,6 +907,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             last_received_at=now,
         )
 
+    def _close_half_open(self, sa: IkeSa) -> None:
+        for key, half in list(self.half_open.items()):
+            if half is sa:
+                del self.half_open[key]
+                self.guard.closed(key[1])
+
     def _new_child_spi(self) -> int:
         while True:
             spi = struct.unpack("!I", self.random_bytes(4))[0]
@@ -864,7 +937,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         sa.next_keepalive_at = None
         sa.queued = []
         self.sas.pop(sa.our_spi, None)
-        self.half_open.pop((sa.spi_i, sa.remote[0]), None)
+        self._close_half_open(sa)
+        if sa.reassembler is not None:
+            sa.reassembler.clear()
         if was_established or not quiet:
             self.events.append(IkeSaDown(sa.policy.name, sa.key, reason))
 

@@ -10,7 +10,7 @@ from ..crypto.keys import IkeKeys
 from ..crypto.selection import SelectedProposal
 from ..crypto.sk import SkCipher
 from ..crypto.transforms import transform_name
-from ..ids import IKE_HEADER_LEN
+from ..ids import IKE_HEADER_LEN, IKE_PORT
 from ..wire.encrypted import SkPayload
 from ..wire.header import Header
 from ..wire.message import (
@@ -23,6 +23,7 @@ from ..wire.message import (
 from ..wire.payload import Payload
 from ..wire.selectors import TrafficSelector
 from .events import Address
+from .fragments import datagram_overhead, fragment_message, must_fragment, sk_message_length
 from .policy import ChildPolicy, Identity, IkePolicy
 
 # IKE SA states
@@ -43,7 +44,7 @@ class Pending:
 
     message_id: int
     exchange: int
-    data: bytes = field(repr=False)
+    data: List[bytes] = field(repr=False)  # the datagram, or its fragments
     on_response: Callable[[Message, List[Payload], float], None]
     sent_at: float
     next_at: float
@@ -92,6 +93,7 @@ class IkeSa:
     init_response: bytes = b""  # IKE_SA_INIT response as sent: signed by the responder
     offered_ike: List[Any] = field(default_factory=list)  # (number, ProposalSpec) we proposed
     cookie: bytes = b""
+    cookie_tries: int = 0
     local_behind_nat: bool = False
     remote_behind_nat: bool = False
     peer_id: Optional[Identity] = None
@@ -100,7 +102,13 @@ class IkeSa:
     pending: Optional[Pending] = None
     queued: List[Callable[[float], None]] = field(default_factory=list)
     next_peer_request_id: int = 0
-    last_response: Optional[Tuple[int, bytes]] = None  # (message id, datagram) to replay (§2.1)
+    last_response: Optional[Tuple[int, List[bytes]]] = None  # (message id, datagrams) to replay (§2.1)
+    fragmentation: bool = False  # both ends sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3)
+    max_datagram: int = 1280
+    reassembler: Optional[Any] = None
+    last_plain: Optional[Tuple[Any, int, bytes]] = (
+        None  # header, first inner type, plaintext of the last SK message
+    )
     last_received_at: float = 0.0
     next_keepalive_at: Optional[float] = None  # set while we are behind a NAT (RFC 3948 §2.3)
     rekey_at: Optional[float] = None  # IKE SA soft lifetime (with jitter)
@@ -139,13 +147,19 @@ class IkeSa:
             response=response,
         )
 
-    def protect(self, exchange: int, message_id: int, response: bool, payloads: List[Payload]) -> bytes:
-        """An SK-protected message (RFC 7296 §3.14; RFC 5282 for AEAD)."""
+    def protect(self, exchange: int, message_id: int, response: bool, payloads: List[Payload]) -> List[bytes]:
+        """An SK-protected message (RFC 7296 §3.14; RFC 5282 for AEAD) as one datagram, or as SKF
+        fragments (RFC 7383) when both ends support them and it would exceed `max_datagram`."""
         header = self.header(exchange, message_id, response)
         first_inner, plain = encode_payload_chain(payloads)
+        self.last_plain = (header, first_inner, plain)
+        overhead = datagram_overhead(":" in self.remote[0], self.remote[1] != IKE_PORT)
+        length = sk_message_length(self.cipher_out, len(plain))
+        if must_fragment(self.fragmentation, exchange, length, self.max_datagram, overhead):
+            return fragment_message(header, first_inner, plain, self.cipher_out, self.max_datagram, overhead)
         body_len = self.cipher_out.body_length(len(plain))
         prefix = encode_sk_prefix(header, first_inner, body_len)
-        return prefix + self.cipher_out.seal(plain, prefix)
+        return [prefix + self.cipher_out.seal(plain, prefix)]
 
     def unprotect(self, message: Message) -> List[Payload]:
         """The inner payloads of an SK message; raises CryptoError (integrity) or WireError (syntax)."""
@@ -154,7 +168,9 @@ class IkeSa:
             raise CryptoError("fragmented messages (SKF) are not supported on this IKE SA")
         aad_end = message.aad_end
         plain = self.cipher_in.open(message.raw[:aad_end], message.raw[aad_end:])
+        self.last_plain = (message.header, encrypted.first_inner, plain)
         return decode_payload_chain(encrypted.first_inner, plain, IKE_HEADER_LEN)
 
     def plain(self, exchange: int, message_id: int, response: bool, payloads: List[Payload]) -> bytes:
+        """An unprotected message (IKE_SA_INIT)."""
         return encode_message(self.header(exchange, message_id, response), payloads)
