@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import tracemalloc
 
+import pytest
 from ike_harness import LEFT, RIGHT, pair
 from pyike.ids import ExchangeType, NotifyType, PayloadType
 from pyike.ike.convert import to_wire
 from pyike.ike.cookies import HalfOpenGuard
-from pyike.ike.events import ChildSaUp
+from pyike.ike.events import ChildSaUp, Failure
 from pyike.wire.header import Header
 from pyike.wire.key_exchange import KePayload, NoncePayload
 from pyike.wire.message import decode_message, encode_message, find_notifies
@@ -107,3 +108,65 @@ def test_a_flood_of_spoofed_ike_sa_init_keeps_memory_bounded_and_lets_a_real_pee
     left.initiate("s2s", None, now=2.0)
     net.run(now=2.0)
     assert len(net.of(LEFT, ChildSaUp)) == 1
+
+
+def _mlkem_available():
+    from pyike.crypto.transforms import available_ke_groups
+    from pyike.ids import DhId
+
+    return DhId.ML_KEM_768 in available_ke_groups()
+
+
+@pytest.mark.skipif(not _mlkem_available(), reason="the installed cryptography has no ML-KEM (needs 47+)")
+def test_hybrid_x25519_plus_ml_kem_768_with_ike_intermediate():
+    ike = ["aes256gcm16-prfsha256-x25519-ke1_mlkem768"]
+    net, left, _right = pair(left_kw={"ike": ike}, right_kw={"ike": ike})
+    left.initiate("s2s", None, now=0.0)
+    net.run()
+    (up_l,), (up_r,) = net.of(LEFT, ChildSaUp), net.of(RIGHT, ChildSaUp)
+    assert up_l.encr_key_out == up_r.encr_key_in
+    kinds = [decode_message(d.data).header.exchange for d in net.wire]
+    assert (
+        kinds
+        == [ExchangeType.IKE_SA_INIT] * 2 + [ExchangeType.IKE_INTERMEDIATE] * 2 + [ExchangeType.IKE_AUTH] * 2
+    )
+    (sa,) = left.sas.values()
+    assert sa.intermediate_done == 1 and "mlkem768" in sa.proposal_text
+    # The IKE SA keys changed after the ML-KEM exchange: they differ from a run without it.
+    classic_net, classic_left, _classic_right = pair(left_kw={"ike": "aes256gcm16-prfsha256-x25519"},
+                                                     right_kw={"ike": "aes256gcm16-prfsha256-x25519"})  # fmt: skip
+    classic_left.initiate("s2s", None, now=0.0)
+    classic_net.run()
+    assert next(iter(classic_left.sas.values())).keys.sk_d != sa.keys.sk_d
+
+
+@pytest.mark.skipif(not _mlkem_available(), reason="the installed cryptography has no ML-KEM (needs 47+)")
+def test_ml_kem_offered_as_an_optional_extra_falls_back_for_a_classic_peer():
+    net, left, _right = pair(
+        left_kw={"ike": ["aes256gcm16-prfsha256-x25519-ke1_mlkem768", "aes256gcm16-prfsha256-x25519"]},
+        right_kw={"ike": "aes256gcm16-prfsha256-x25519"},
+    )
+    left.initiate("s2s", None, now=0.0)
+    net.run()
+    assert len(net.of(LEFT, ChildSaUp)) == 1
+    assert ExchangeType.IKE_INTERMEDIATE not in [decode_message(d.data).header.exchange for d in net.wire]
+
+
+@pytest.mark.skipif(not _mlkem_available(), reason="the installed cryptography has no ML-KEM (needs 47+)")
+def test_tampered_intermediate_exchange_fails_authentication():
+    ike = ["aes256gcm16-prfsha256-x25519-ke1_mlkem768"]
+    net, left, right = pair(left_kw={"ike": ike}, right_kw={"ike": ike})
+    original = right._int_auth_add
+
+    def corrupt(sa, from_initiator):
+        original(sa, from_initiator)
+        if from_initiator:
+            sa.int_auth_i = bytes(
+                len(sa.int_auth_i)
+            )  # as if it had seen a different IKE_INTERMEDIATE message
+
+    right._int_auth_add = corrupt
+    left.initiate("s2s", None, now=0.0)
+    net.run()
+    assert not net.of(LEFT, ChildSaUp)
+    assert any("AUTHENTICATION_FAILED" in f.reason for f in net.of(RIGHT, Failure))

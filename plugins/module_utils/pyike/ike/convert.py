@@ -44,3 +44,20 @@ def strip_ke(specs: Sequence[ProposalSpec]) -> List[ProposalSpec]:
         grouped = {ttype: list(entries) for ttype, entries in spec.items() if ttype != TransformType.DH}
         out.append(ProposalSpec(spec.protocol, grouped))
     return out
+
+
+def strip_additional_kes(specs: Sequence[ProposalSpec]) -> List[ProposalSpec]:
+    """The proposals without RFC 9370 additional key exchanges (used where no IKE_INTERMEDIATE or
+    IKE_FOLLOWUP_KE exchange can carry them, such as an IKE SA rekey here)."""
+    additional = set(range(TransformType.ADDKE1, TransformType.ADDKE7 + 1))
+    out = []
+    for spec in specs:
+        grouped = {ttype: list(entries) for ttype, entries in spec.items() if ttype not in additional}
+        candidate = ProposalSpec(spec.protocol, grouped)
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def has_additional_kes(specs: Sequence[ProposalSpec]) -> bool:
+    return any(ttype >= TransformType.ADDKE1 for spec in specs for ttype, _entries in spec.items())

@@ -27,6 +27,7 @@ from ..crypto.selection import SelectedProposal, accept_response, select_proposa
 from ..crypto.sk import sk_ciphers
 from ..crypto.transforms import transform_name
 from ..ids import (
+    IKE_HEADER_LEN,
     IKE_PORT,
     NATT_PORT,
     AuthMethod,
@@ -43,20 +44,28 @@ from ..wire.errors import WireError
 from ..wire.header import Header
 from ..wire.identity import AuthPayload, IdiPayload, IdrPayload
 from ..wire.key_exchange import KePayload, NoncePayload
-from ..wire.message import Message, decode_message, encode_message, find_notifies, find_payload
+from ..wire.message import (
+    Message,
+    decode_message,
+    decode_payload_chain,
+    encode_message,
+    find_notifies,
+    find_payload,
+)
 from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.payload import Payload
 from ..wire.rules import check_envelope, check_payloads
 from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
-from .convert import from_wire, strip_ke, to_wire
+from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
 from .create_child import CreateChildMixin
 from .events import Address, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
 from .fragments import FragmentBudget, Reassembler, fragmentation_notify, offers_fragmentation
 from .identity import identity_text
 from .ike_lifecycle import IkeLifecycleMixin
+from .intermediate import IntermediateMixin
 from .natd import natd_hash
 from .policy import ChildPolicy, IkePolicy, policy_signature
 from .sa import AUTHENTICATING, CONNECTING, DEAD, DELETING, ESTABLISHED, ChildSa, IkeSa, Pending
@@ -80,7 +89,7 @@ class RetransmitPolicy:
         return self.timeout * (self.base**tries)
 
 
-class Engine(CreateChildMixin, IkeLifecycleMixin):
+class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
     def __init__(
         self,
         policies: Dict[str, IkePolicy],
@@ -312,7 +321,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         sa.local, sa.remote, sa.last_received_at = local, remote, now
         sa.next_peer_request_id = message_id + 1
         exchange = message.header.exchange
-        if exchange == ExchangeType.IKE_AUTH and not sa.initiator and sa.state == CONNECTING:
+        if exchange == ExchangeType.IKE_INTERMEDIATE and not sa.initiator and sa.state == CONNECTING:
+            self._on_intermediate_request(sa, message, payloads, now)
+        elif exchange == ExchangeType.IKE_AUTH and not sa.initiator and sa.state == CONNECTING:
             self._on_auth_request(sa, message, payloads, now)
         elif exchange == ExchangeType.INFORMATIONAL and sa.state in (ESTABLISHED, DELETING):
             self._on_informational(sa, message, payloads, now)
@@ -333,7 +344,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             return sa.unprotect(message)
         if not sa.fragmentation or sa.reassembler is None:
             raise CryptoError("a fragment on an IKE SA that did not negotiate fragmentation")
-        return sa.reassembler.add_payloads(message, now)
+        complete = sa.reassembler.add(message, now)
+        if complete is None:
+            return None
+        first_inner, plain = complete
+        sa.last_plain = (message.header, first_inner, plain)
+        return decode_payload_chain(first_inner, plain, IKE_HEADER_LEN)
 
     # --- request/response plumbing ---------------------------------------------------------
     def _request(self, sa: IkeSa, exchange: int, payloads: List[Payload], on_response, now: float) -> None:
@@ -391,6 +407,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         ]
         payloads += self._natd_payloads(sa, ZERO_SPI)
         payloads.append(fragmentation_notify())
+        if has_additional_kes(sa.policy.ike_proposals):
+            payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))  # RFC 9242 §3.1
         data = sa.plain(ExchangeType.IKE_SA_INIT, 0, False, payloads)
         sa.init_request = data
         sa.next_request_id = 1
@@ -460,6 +478,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             )
             self._init_error(header.spi_i, local, remote, NotifyType.NO_PROPOSAL_CHOSEN)
             return
+        if selected.additional_kes and not find_notifies(
+            message.payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED
+        ):
+            # RFC 9370 §2.2.1: additional key exchanges need IKE_INTERMEDIATE, which the peer did not offer.
+            self._init_error(header.spi_i, local, remote, NotifyType.NO_PROPOSAL_CHOSEN)
+            return
         ke_payload = find_payload(message.payloads, PayloadType.KE)
         if ke_payload.group != selected.dh:
             # §1.3: tell the initiator which group we want; no state is kept.
@@ -494,6 +518,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         if offers_fragmentation(message.payloads):
             sa.fragmentation = True
             payloads.append(fragmentation_notify())
+        sa.additional_kes = list(selected.additional_kes)
+        if sa.additional_kes:
+            payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
         sa.init_response = sa.plain(ExchangeType.IKE_SA_INIT, 0, True, payloads)
         self.sas[sa.spi_r] = sa
         self.half_open[(sa.spi_i, remote[0])] = sa
@@ -569,7 +596,15 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
             sa.local = (sa.local[0], self.nat_t_port)
             sa.remote = (sa.remote[0], self.nat_t_port)
         sa.state = AUTHENTICATING
-        self._send_auth_request(sa, now)
+        sa.additional_kes = list(sa.selected.additional_kes)
+        if sa.additional_kes:
+            if not find_notifies(payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED):
+                self._fail(sa, "IKE_SA_INIT", "peer chose additional key exchanges without IKE_INTERMEDIATE")
+                self._drop_sa(sa, "invalid IKE_SA_INIT response")
+                return
+            self._send_intermediate(sa, now)
+        else:
+            self._send_auth_request(sa, now)
 
     def _derive_keys(self, sa: IkeSa, shared: bytes) -> None:
         seed = skeyseed(sa.selected.prf, sa.nonce_i, sa.nonce_r, shared)
@@ -586,11 +621,14 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
         real_message = sa.init_request if we_sign_as_initiator else sa.init_response
         nonce = sa.nonce_r if we_sign_as_initiator else sa.nonce_i
         sk_p = sa.keys.sk_pi if we_sign_as_initiator else sa.keys.sk_pr
-        signed = signed_octets(real_message, nonce, sa.selected.prf, sk_p, id_body)
+        signed = signed_octets(real_message, nonce, sa.selected.prf, sk_p, id_body) + self._int_auth(
+            sa, sa.ike_auth_mid
+        )
         return PskAuthenticator(sa.selected.prf, sa.policy.psk).build(signed)
 
     def _send_auth_request(self, sa: IkeSa, now: float) -> None:
         policy = sa.policy
+        sa.ike_auth_mid = sa.next_request_id
         idi = IdiPayload(*policy.local_id)
         payloads: List[Payload] = [idi]
         if policy.remote_id is not None:
@@ -613,6 +651,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin):
 
     def _on_auth_request(self, sa: IkeSa, request: Message, payloads: List[Payload], now: float) -> None:
         self._close_half_open(sa)
+        sa.ike_auth_mid = request.header.message_id
+        if sa.additional_kes:
+            self._fail(sa, "IKE_AUTH", "IKE_AUTH before the negotiated additional key exchanges")
+            self._respond(sa, request, [NotifyPayload(NotifyType.INVALID_SYNTAX)])
+            self._drop_sa(sa, "additional key exchanges skipped", quiet=True)
+            return
         idi = find_payload(payloads, PayloadType.IDi)
         auth = find_payload(payloads, PayloadType.AUTH)
         policy = self._policy_for_peer(sa, (idi.id_type, idi.data))

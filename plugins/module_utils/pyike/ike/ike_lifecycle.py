@@ -20,7 +20,7 @@ from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import find_payload
 from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.sa import SaPayload
-from .convert import from_wire, to_wire
+from .convert import from_wire, strip_additional_kes, to_wire
 from .events import IkeSaUp
 from .sa import DELETING, ESTABLISHED, IkeSa
 
@@ -97,7 +97,7 @@ class IkeLifecycleMixin:
     def _start_ike_rekey(self, sa: IkeSa, now: float) -> None:
         if sa.ike_rekey is not None:
             return
-        proposals = sa.policy.ike_proposals
+        proposals = strip_additional_kes(sa.policy.ike_proposals)
         spi = self.random_bytes(8)
         exchange = IkeRekeyExchange(
             spi, self.random_bytes(NONCE_SIZE), self.new_ke(sa.selected.dh), list(enumerate(proposals, 1))
@@ -164,7 +164,9 @@ class IkeLifecycleMixin:
             self._respond(sa, request, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])
             return
         sa_payload = find_payload(payloads, PayloadType.SA)
-        selected = select_proposal(from_wire(sa_payload.proposals), sa.policy.ike_proposals, ProtocolId.IKE)
+        selected = select_proposal(
+            from_wire(sa_payload.proposals), strip_additional_kes(sa.policy.ike_proposals), ProtocolId.IKE
+        )
         if selected is None:
             self._fail(sa, "IKE SA rekey", "NO_PROPOSAL_CHOSEN: no common IKE proposal")
             self._respond(sa, request, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)])

@@ -94,6 +94,11 @@ class IkeSa:
     offered_ike: List[Any] = field(default_factory=list)  # (number, ProposalSpec) we proposed
     cookie: bytes = b""
     cookie_tries: int = 0
+    additional_kes: List[Any] = field(default_factory=list)  # RFC 9370 key exchanges still to run
+    intermediate_done: int = 0
+    int_auth_i: bytes = field(default=b"", repr=False)  # RFC 9242 §3.3.2 IntAuth chains
+    int_auth_r: bytes = field(default=b"", repr=False)
+    ike_auth_mid: int = 1
     local_behind_nat: bool = False
     remote_behind_nat: bool = False
     peer_id: Optional[Identity] = None
