@@ -191,3 +191,32 @@ def test_a_broken_reload_keeps_the_tunnel(lab, daemons):
     assert "local_ts[0]" in str(refused.value)
     ping_across(lab, count=2)
     assert child_of(left)[1]["packets_out"] >= 4
+
+
+LEFT6 = dict(addr="2001:db8:1::1", id="gw1.example", net="fd00:0:1::/64")
+RIGHT6 = dict(addr="2001:db8:2::1", id="gw2.example", net="fd00:0:2::/64")
+
+
+def ping6_across(lab, count=5):
+    with Capture(lab, "internet", "inet0", "ip6 and not icmp6") as wire:
+        out = lab.run_in("c1", ["ping", "-6", "-c", str(count), "-i", "0.1", "-W", "2", "fd00:0:2::a"])
+    assert "%d received" % count in out, out
+    assert wire.count("fd00:0:1::a >") + wire.count("fd00:0:2::a >") == 0, wire.lines
+    return wire
+
+
+def test_ipv6_outer_and_inner_pyike_to_pyike(lab, daemons):
+    left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT6, RIGHT6))
+    start_pyike(lab, daemons, "gw2", pyike_config(RIGHT6, LEFT6))
+    assert "initiate completed successfully" in left.ctl("initiate", "s2s")
+    wire = ping6_across(lab)
+    assert wire.count("ESP(spi=") >= 10, wire.lines
+    assert child_of(left)[1]["local_ts"] == ["fd00:0:1::/64"]
+
+
+def test_ipv6_pyike_initiates_to_strongswan(lab, daemons):
+    left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT6, RIGHT6))
+    right = start_strongswan(lab, daemons, "gw2", strongswan_config(RIGHT6, LEFT6))
+    assert "initiate completed successfully" in left.ctl("initiate", "s2s")
+    ping6_across(lab)
+    assert "5 packets" in right.list_sas()

@@ -247,6 +247,7 @@ class Lab:
             self._ensure_bridge(pid, host.name, bridge)
         sysctl = "1" if host.forwarding else "0"
         run(nsenter_argv(pid, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=" + sysctl]), what)
+        run(nsenter_argv(pid, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=" + sysctl]), what)
         for key, value in host.sysctls.items():
             run(nsenter_argv(pid, ["sysctl", "-q", "-w", "%s=%s" % (key, value)]), what)
         links = run(nsenter_argv(pid, ["ip", "-o", "link", "show"]), what)
@@ -256,9 +257,15 @@ class Lab:
                 run(nsenter_argv(pid, ["ip", "link", "set", ifname, "up"]), what)
         for ifname, cidrs in host.addresses.items():
             for cidr in cidrs:
-                run(nsenter_argv(pid, ["ip", "address", "add", cidr, "dev", ifname]), what)
+                # nodad: IPv6 addresses are usable at once instead of tentative for a second or two
+                extra = ["nodad"] if ":" in cidr else []
+                run(nsenter_argv(pid, ["ip", "address", "add", cidr, "dev", ifname, *extra]), what)
         if host.default_gateway:
             run(nsenter_argv(pid, ["ip", "route", "add", "default", "via", host.default_gateway]), what)
+        if host.default_gateway6:
+            run(
+                nsenter_argv(pid, ["ip", "-6", "route", "add", "default", "via", host.default_gateway6]), what
+            )
 
     # --- destroy ---------------------------------------------------------------------------
     def down(self) -> bool:

@@ -44,6 +44,7 @@ class HostPlan:
     addresses: Dict[str, List[str]] = field(default_factory=dict)  # ifname -> CIDRs
     bridges: List[str] = field(default_factory=list)
     default_gateway: Optional[str] = None
+    default_gateway6: Optional[str] = None
     forwarding: bool = False
     sysctls: Dict[str, str] = field(default_factory=dict)
 
@@ -173,15 +174,21 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
                 "lab host %r: WAN address %s is the internet router's address" % (gw["name"], wan)
             )
         router_addresses.add("%s/%d" % (router, wan.network.prefixlen))
+        router_addresses.add("2001:db8:%x::fe/64" % site)
         lan = ipaddress.IPv4Interface("10.%d.0.1/24" % site)
         plan_hosts.append(
             HostPlan(
                 name=gw["name"],
                 role="gateway",
                 site=site,
-                addresses={"wan0": [str(wan)], "lan0": [str(lan)]},
+                # Dual stack: 2001:db8:<site>::1/64 on the WAN, fd00:0:<site>::1/64 on the LAN.
+                addresses={
+                    "wan0": [str(wan), "2001:db8:%x::1/64" % site],
+                    "lan0": [str(lan), "fd00:0:%x::1/64" % site],
+                },
                 bridges=["lan0"],
                 default_gateway=str(router),
+                default_gateway6="2001:db8:%x::fe" % site,
                 forwarding=True,
             )
         )
@@ -221,8 +228,9 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
                 name=client["name"],
                 role="client",
                 site=site,
-                addresses={"eth0": [str(address)]},
+                addresses={"eth0": [str(address), "fd00:0:%x::%x/64" % (site, int(address.ip) & 0xFF)]},
                 default_gateway="10.%d.0.1" % site,
+                default_gateway6="fd00:0:%x::1" % site,
             )
         )
         links.append(

@@ -14,12 +14,23 @@ def test_two_sites_addresses_links_and_routes():
     )
     assert [h.name for h in plan.hosts] == ["internet", "gw1", "gw2", "c1", "c2"]
     gw1, gw2 = plan.host("gw1"), plan.host("gw2")
-    assert gw1.addresses == {"wan0": ["192.0.2.1/24"], "lan0": ["10.1.0.1/24"]}
-    assert gw2.addresses == {"wan0": ["198.51.100.1/24"], "lan0": ["10.2.0.1/24"]}
-    assert gw1.default_gateway == "192.0.2.254" and gw1.forwarding
-    assert plan.host("internet").addresses == {"inet0": ["192.0.2.254/24", "198.51.100.254/24"]}
+    assert gw1.addresses == {
+        "wan0": ["192.0.2.1/24", "2001:db8:1::1/64"],
+        "lan0": ["10.1.0.1/24", "fd00:0:1::1/64"],
+    }
+    assert gw2.addresses == {
+        "wan0": ["198.51.100.1/24", "2001:db8:2::1/64"],
+        "lan0": ["10.2.0.1/24", "fd00:0:2::1/64"],
+    }
+    assert (
+        gw1.default_gateway == "192.0.2.254" and gw1.default_gateway6 == "2001:db8:1::fe" and gw1.forwarding
+    )
+    assert plan.host("internet").addresses == {
+        "inet0": ["192.0.2.254/24", "198.51.100.254/24", "2001:db8:1::fe/64", "2001:db8:2::fe/64"]
+    }
     c2 = plan.host("c2")
-    assert c2.addresses == {"eth0": ["10.2.0.10/24"]} and c2.default_gateway == "10.2.0.1"
+    assert c2.addresses == {"eth0": ["10.2.0.10/24", "fd00:0:2::a/64"]} and c2.default_gateway == "10.2.0.1"
+    assert c2.default_gateway6 == "fd00:0:2::1"
     assert [(link.a_host, link.b_host, link.b_bridge) for link in plan.links] == [
         ("gw1", "internet", "inet0"),
         ("gw2", "internet", "inet0"),
@@ -42,9 +53,9 @@ def test_clients_are_numbered_per_site_and_explicit_addresses_are_kept():
     hosts = _hosts(("gw1", 1, "gateway"), ("b", 1, "client"), ("a", 1, "client"))
     hosts.append({"name": "c", "site": 1, "role": "client", "lan_address": "10.1.0.99/24"})
     plan = build_plan("demo", hosts)
-    assert plan.host("a").addresses["eth0"] == ["10.1.0.10/24"]
-    assert plan.host("b").addresses["eth0"] == ["10.1.0.11/24"]
-    assert plan.host("c").addresses["eth0"] == ["10.1.0.99/24"]
+    assert plan.host("a").addresses["eth0"] == ["10.1.0.10/24", "fd00:0:1::a/64"]
+    assert plan.host("b").addresses["eth0"] == ["10.1.0.11/24", "fd00:0:1::b/64"]
+    assert plan.host("c").addresses["eth0"] == ["10.1.0.99/24", "fd00:0:1::63/64"]
 
 
 @pytest.mark.parametrize(
