@@ -48,7 +48,10 @@ def test_lab_up_ping_down(tmp_path, lab_name):
         lab_hosts = task_results(result, LAB_TASK.format(name=lab_name, state="present"))["localhost"][
             "hosts"
         ]
-        assert lab_hosts["gw2"]["addresses"] == {"wan0": ["198.51.100.1/24"], "lan0": ["10.2.0.1/24"]}
+        assert lab_hosts["gw2"]["addresses"] == {
+            "wan0": ["198.51.100.1/24", "2001:db8:2::1/64"],
+            "lan0": ["10.2.0.1/24", "fd00:0:2::1/64"],
+        }
 
         rc, result, output = run_playbook(UP, inventory)
         assert rc == 0, output
