@@ -15,8 +15,12 @@ setup:
 
 demo: setup
 	ansible-playbook -i $(DEMO_INVENTORY) $(ROOT)/playbooks/lab_up.yml
-	ansible -i $(DEMO_INVENTORY) lab -m ansible.builtin.ping
-	@echo "The demo lab is up: ansible -i $(DEMO_INVENTORY) lab -m ... reaches every host. Remove it with: make demo-down"
+	ansible -i $(DEMO_INVENTORY) lab -m ansible.builtin.ping -o
+	ansible-playbook -i $(DEMO_INVENTORY) $(ROOT)/playbooks/site.yml
+	ansible-playbook -i $(DEMO_INVENTORY) $(ROOT)/playbooks/status.yml
+	@echo "== spoke1's LAN client c2 (10.2.0.10) pings spoke2's LAN client c3 (10.3.0.10) through the hub:"
+	ansible -i $(DEMO_INVENTORY) c2 -m ansible.builtin.command -a "ping -c 3 -i 0.2 10.3.0.10"
+	@echo "The VPN demo is up (hub, spoke1, spoke2 and LAN clients c1-c3). Remove it with: make demo-down"
 
 demo-down: setup
 	ansible-playbook -i $(DEMO_INVENTORY) $(ROOT)/playbooks/lab_down.yml

@@ -19,7 +19,7 @@ def _changed(result, name, state):
 
 
 def test_lab_up_ping_down(tmp_path, lab_name):
-    demo = yaml.safe_load((REPO / "playbooks" / "inventory" / "demo.yml").read_text())
+    demo = yaml.safe_load((REPO / "tests" / "integration" / "inventories" / "two_sites.yml").read_text())
     demo["all"]["vars"]["pyike_lab_name"] = lab_name
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump(demo))
