@@ -1,0 +1,47 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Inventory variables -> checked VPN model -> per-host engine configurations (no Ansible imports).
+
+``validate_inventory(data, hosts)`` lists every problem as ``path: message``;
+``engine_configs(data, hosts)`` gives ``{host: engine configuration}`` in the form of
+schemas/pyike-config.schema.json, or raises :class:`InventoryError`.  The data model is
+schemas/inventory.schema.json (:data:`SCHEMA`).
+"""
+
+from __future__ import annotations
+
+from .build import build_configs, build_secrets, check, engine_configs, psk_refs, validate_inventory
+from .model import Child, End, Gateway, InventoryError, Problem, Tunnel
+from .resolve import Inventory
+from .schema import (
+    GLOBAL_VARIABLES,
+    HOST_VARIABLES,
+    SCHEMA,
+    VARIABLE_PREFIX,
+    global_names,
+    host_names,
+    schema_json,
+)
+
+__all__ = [
+    "GLOBAL_VARIABLES",
+    "HOST_VARIABLES",
+    "SCHEMA",
+    "VARIABLE_PREFIX",
+    "Child",
+    "End",
+    "Gateway",
+    "Inventory",
+    "InventoryError",
+    "Problem",
+    "Tunnel",
+    "build_configs",
+    "build_secrets",
+    "check",
+    "engine_configs",
+    "global_names",
+    "host_names",
+    "psk_refs",
+    "schema_json",
+    "validate_inventory",
+]

@@ -1,0 +1,51 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the inventory code uses from the engine package ``pyike`` (a sibling in module_utils).
+
+Inside the collection both packages live under ``...plugins.module_utils`` and the relative
+import works; with ``plugins/module_utils`` on ``sys.path`` (unit tests, a checkout) they are
+top-level packages and the relative import reaches beyond the top, so the absolute one is used.
+"""
+
+from __future__ import annotations
+
+try:
+    from ..pyike.config import ConfigError, parse_config
+    from ..pyike.config.errors import format_path
+    from ..pyike.config.identity import IdentityError, parse_identity
+    from ..pyike.config.load import decode_psk
+    from ..pyike.config.selectors import SelectorError, TrafficSelector, intersect_lists
+    from ..pyike.config.validate import schema_violations
+    from ..pyike.crypto.errors import ProposalError
+    from ..pyike.crypto.proposals import parse_proposal
+    from ..pyike.ids import ProtocolId
+except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a top-level package
+    from pyike.config import ConfigError, parse_config  # type: ignore[no-redef]
+    from pyike.config.errors import format_path  # type: ignore[no-redef]
+    from pyike.config.identity import IdentityError, parse_identity  # type: ignore[no-redef]
+    from pyike.config.load import decode_psk  # type: ignore[no-redef]
+    from pyike.config.selectors import (  # type: ignore[no-redef]
+        SelectorError,
+        TrafficSelector,
+        intersect_lists,
+    )
+    from pyike.config.validate import schema_violations  # type: ignore[no-redef]
+    from pyike.crypto.errors import ProposalError  # type: ignore[no-redef]
+    from pyike.crypto.proposals import parse_proposal  # type: ignore[no-redef]
+    from pyike.ids import ProtocolId  # type: ignore[no-redef]
+
+__all__ = [
+    "ConfigError",
+    "IdentityError",
+    "ProposalError",
+    "ProtocolId",
+    "SelectorError",
+    "TrafficSelector",
+    "decode_psk",
+    "format_path",
+    "intersect_lists",
+    "parse_config",
+    "parse_identity",
+    "parse_proposal",
+    "schema_violations",
+]
