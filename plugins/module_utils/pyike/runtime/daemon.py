@@ -88,6 +88,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
         tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
+        _no_redirects(tun.name)
         listen = [str(address) for address in settings.listen]
         endpoints: List[Any] = open_endpoints(listen, (settings.ike_port, settings.nat_t_port))
         try:
@@ -424,6 +425,17 @@ class Daemon:
                 for at, f in self.failures[-10:]
             ],
         }
+
+
+def _no_redirects(ifname: str) -> None:
+    """A hub forwards spoke-to-spoke traffic back out of the TUN device it came in on; the kernel
+    would answer each such packet with an ICMP redirect, which is meaningless on a tunnel."""
+    for name in ("all", ifname):
+        try:
+            with open("/proc/sys/net/ipv4/conf/%s/send_redirects" % name, "w") as handle:
+                handle.write("0\n")
+        except OSError as exc:
+            log.debug("cannot turn off ICMP redirects on %s: %s", name, exc)
 
 
 def _local_address_in(selectors, netlink: Any) -> Optional[str]:
