@@ -81,10 +81,15 @@ def run_playbook(playbook: Path, inventory: Path, *extra: str, timeout: float = 
         timeout=timeout,
         check=False,
     )
-    try:
-        result = json.loads(done.stdout)
-    except ValueError:
-        result = None
+    result = None
+    # With -v.. the display's lines come first; the callback's document is the last line.
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith('{"plays"'):
+            try:
+                result = json.loads(line)
+            except ValueError:
+                result = None
+            break
     return done.returncode, result, done.stderr + done.stdout
 
 
