@@ -108,7 +108,7 @@ def test_invalid_inventory_fails_before_any_host_is_contacted(tmp_path, lab_name
     ] = ["10.2.0.0/33"]
     path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump(data))
-    rc, result, output = run_playbook(SITE, path)
+    rc, result, _output = run_playbook(SITE, path)
     assert rc != 0
     (validation,) = task_results(
         result, "pyike.ipsec.gateway : Validate the VPN inventory and compute every gateway's connections"
