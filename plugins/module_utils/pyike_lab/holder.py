@@ -13,7 +13,13 @@ import sys
 import time
 
 MARKER = "pyike-lab-holder"  # appears in argv so the lab can tell its holders from recycled PIDs
-COPY_ON_WRITE_DIRS = ("/etc", "/var/lib", "/var/log", "/opt", "/usr/local")  # what packages and installers write
+COPY_ON_WRITE_DIRS = (
+    "/etc",
+    "/var/lib",
+    "/var/log",
+    "/opt",
+    "/usr/local",
+)  # what packages and installers write
 PRIVATE_TMPFS_DIRS = ("/run", "/tmp")  # noqa: S108 - a private, empty tmpfs per host, not a shared temp path
 
 
