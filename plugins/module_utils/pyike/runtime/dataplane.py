@@ -1,0 +1,560 @@
+"""The ESP packet pump: TUN <-> SPD/SAD and the ESP core <-> UDP (RFC 3948) or raw ESP sockets.
+
+One :class:`Dataplane` serves one TUN queue and its sockets from an asyncio loop
+(``loop.add_reader``); it holds no global state, so later several TUN queues, each served by its
+own process with its own Child SAs (RFC 9611 style), can each run one. Per wakeup it drains a
+batch:
+
+* TUN readable: read up to ``batch`` packets into reused buffers, SPD lookup, encapsulate, and
+  send each SA's packets to its peer together (UDP GSO runs).
+* socket readable: receive up to ``batch`` datagrams (UDP GRO runs), demultiplex RFC 3948 (IKE
+  behind the non-ESP marker to the IKE handler, NAT keepalives counted, ESP to the SAD),
+  decapsulate (replay, ICV, padding and inbound selector checks are the ESP core's), and write
+  the inner packets to the TUN device — as TCP super-packets when the TUN has a virtio-net
+  header (:mod:`.gro`).
+
+Nothing here logs or raises per packet: every packet that is not forwarded is counted under a
+reason — in the SA's ``drops`` (ESP core), in the SAD's or SPD's ``drops``, or in this object's
+:class:`DataplaneDrops`.
+
+The IKE side drives it with :meth:`Dataplane.install_child` / :meth:`Dataplane.remove_child`,
+and for make-before-break rekeying (RFC 7296 §2.8) :meth:`Dataplane.add_inbound`, then
+:meth:`Dataplane.switch_outbound`, then later :meth:`Dataplane.remove_inbound`. IKE messages
+that arrive on the sockets go to ``ike_handler(data, source, local)`` (without the non-ESP
+marker); :meth:`Dataplane.send_ike` sends them (adding it on NAT-T ports).
+
+Several queues later: create the TUN with ``Tun(..., multi_queue=True)``, give each worker
+process ``tun.open_queue()`` and its own ``UdpEndpoint(..., reuse_port=True)`` and one Dataplane;
+each process then needs Child SAs of its own (sequence numbers and replay windows cannot be
+shared between processes), i.e. one SA pair per queue as RFC 9611 describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from ..esp import SAD, SPD, InboundSA, OutboundSA, Policy, SelectorSet, TrafficSelector
+from ..esp.counters import InboundDrops, OutboundDrops, Traffic
+from .gro import TcpCoalescer
+from .routes import RouteManager, networks_of_range
+from .tun import Tun
+from .udp import NON_ESP_MARKER, RawEspEndpoint, UdpEndpoint
+
+log = logging.getLogger("pyike.dataplane")
+
+DEFAULT_BATCH = 64
+Address = Tuple[str, int]
+Endpoint = Union[UdpEndpoint, RawEspEndpoint]
+Selectors = Iterable[Union[str, TrafficSelector]]
+IkeHandler = Callable[[bytes, Address, Address], None]
+
+
+class DataplaneError(ValueError):
+    """An API call the dataplane refuses (unknown child, duplicate SPI, no socket for a peer)."""
+
+
+class DataplaneDrops:
+    """Packets dropped by the pump itself (SA, SAD and SPD drops are counted where they happen)."""
+
+    __slots__ = (
+        "ike_unhandled",  # IKE message received but no IKE handler set
+        "invalid_datagram",  # on a NAT-T port: neither ESP, IKE nor keepalive (too short)
+        "no_tx_path",  # an outbound SA not installed through this dataplane
+        "tun_write",  # the kernel refused a decrypted packet
+        "tx_error",  # sendmsg failed (buffer full, no route to the peer)
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> Dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class IoCounters:
+    __slots__ = ("ike_in", "keepalives_in", "rx_wakeups", "tun_rx", "tun_tx", "tun_wakeups", "udp_rx")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> Dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _selectors(items: Selectors) -> Tuple[TrafficSelector, ...]:
+    out = []
+    for item in items:
+        if isinstance(item, TrafficSelector):
+            out.append(item)
+        else:
+            out.append(TrafficSelector.from_network(str(item)))
+    if not out:
+        raise DataplaneError("a Child SA needs at least one local and one remote traffic selector")
+    return tuple(out)
+
+
+def _sources(addresses: Union[str, Iterable[str], None]) -> Dict[int, str]:
+    """Preferred route sources by IP version (the first address of each version wins)."""
+    if addresses is None:
+        return {}
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    sources: Dict[int, str] = {}
+    for address in addresses:
+        sources.setdefault(ipaddress.ip_address(address).version, str(address))
+    return sources
+
+
+def _add_counts(total: Dict[str, int], counters) -> None:
+    for name, value in counters.as_dict().items():
+        total[name] = total.get(name, 0) + value
+
+
+class Child:
+    """One Child SA as the dataplane sees it: its policy, SAs, peer and socket."""
+
+    __slots__ = (
+        "child_id",
+        "encap",
+        "endpoint",
+        "inbound",
+        "local_ts",
+        "outbound",
+        "peer",
+        "policy",
+        "remote_ts",
+        "retired_drops",
+        "retired_in",
+        "retired_out",
+        "routes",
+        "tx_errors",
+    )
+
+    def __init__(self, child_id: str, policy: Policy, endpoint: Endpoint, peer: Address, encap: bool):
+        self.child_id = child_id
+        self.policy = policy
+        self.local_ts = policy.local
+        self.remote_ts = policy.remote
+        self.outbound: Optional[OutboundSA] = policy.sa
+        self.inbound: Dict[int, InboundSA] = {}
+        self.endpoint = endpoint
+        self.peer = peer
+        self.encap = encap
+        self.routes: List[Tuple[str, Optional[str]]] = []
+        self.tx_errors = 0
+        # counts of SAs that were replaced or removed, so a child's totals never go backwards
+        self.retired_in = Traffic()
+        self.retired_out = Traffic()
+        self.retired_drops: Dict[str, int] = {}
+
+    def retire_outbound(self, sa: OutboundSA) -> None:
+        self.retired_out.bytes += sa.traffic.bytes
+        self.retired_out.packets += sa.traffic.packets
+        _add_counts(self.retired_drops, sa.drops)
+
+    def retire_inbound(self, sa: InboundSA) -> None:
+        self.retired_in.bytes += sa.traffic.bytes
+        self.retired_in.packets += sa.traffic.packets
+        _add_counts(self.retired_drops, sa.drops)
+
+    def stats(self) -> Dict[str, Any]:
+        out_bytes, out_packets = self.retired_out.bytes, self.retired_out.packets
+        in_bytes, in_packets = self.retired_in.bytes, self.retired_in.packets
+        drops = dict.fromkeys(OutboundDrops.__slots__ + InboundDrops.__slots__, 0)
+        for name, value in self.retired_drops.items():
+            drops[name] += value
+        drops["tx_error"] = self.tx_errors
+        sas_out = []
+        if self.outbound is not None:
+            sa = self.outbound
+            out_bytes += sa.traffic.bytes
+            out_packets += sa.traffic.packets
+            _add_counts(drops, sa.drops)
+            sas_out.append(
+                {"spi": sa.spi, "bytes": sa.traffic.bytes, "packets": sa.traffic.packets, "seq": sa.seq}
+            )
+        sas_in = []
+        for sa in self.inbound.values():
+            in_bytes += sa.traffic.bytes
+            in_packets += sa.traffic.packets
+            _add_counts(drops, sa.drops)
+            sas_in.append(
+                {
+                    "spi": sa.spi,
+                    "bytes": sa.traffic.bytes,
+                    "packets": sa.traffic.packets,
+                    "drops": sa.drops.as_dict(),
+                }
+            )
+        return {
+            "peer": "%s:%d" % self.peer if self.encap else self.peer[0],
+            "encap": self.encap,
+            "local_ts": [repr(ts) for ts in self.local_ts],
+            "remote_ts": [repr(ts) for ts in self.remote_ts],
+            "spi_out": self.outbound.spi if self.outbound is not None else None,
+            "spi_in": sorted(self.inbound),
+            "bytes_out": out_bytes,
+            "packets_out": out_packets,
+            "bytes_in": in_bytes,
+            "packets_in": in_packets,
+            "drops": drops,
+            "sas_out": sas_out,
+            "sas_in": sas_in,
+        }
+
+
+class Dataplane:
+    """The packet pump of one TUN queue and its sockets; see the module docstring."""
+
+    def __init__(
+        self,
+        tun: Tun,
+        endpoints: Sequence[Endpoint],
+        *,
+        routes: Optional[RouteManager] = None,
+        route_source: Union[str, Sequence[str], None] = None,
+        batch: int = DEFAULT_BATCH,
+        ike_handler: Optional[IkeHandler] = None,
+        gro: bool = True,
+    ):
+        self.tun = tun
+        self.endpoints = list(endpoints)
+        self.routes = routes
+        self.route_source = route_source
+        self.batch = batch
+        tun.set_batch(batch)
+        self.ike_handler = ike_handler
+        self.spd = SPD()
+        self.sad = SAD()
+        self.drops = DataplaneDrops()
+        self.io = IoCounters()
+        self._children: Dict[str, Child] = {}
+        self._tx: Dict[OutboundSA, Child] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._coalescer = TcpCoalescer() if (gro and tun.vnet_hdr) else None
+
+    def __repr__(self) -> str:
+        return "<Dataplane %s children=%d>" % (self.tun.name, len(self._children))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        """Start serving the TUN queue and the sockets on ``loop`` (default: the running loop)."""
+        if self._loop is not None:
+            return
+        loop = loop or asyncio.get_running_loop()
+        loop.add_reader(self.tun.fd, self._on_tun)
+        for endpoint in self.endpoints:
+            loop.add_reader(endpoint.fileno(), self._on_socket, endpoint)
+        self._loop = loop
+
+    def stop(self) -> None:
+        """Stop serving; SAs, policies and routes stay (see :meth:`close`)."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        loop.remove_reader(self.tun.fd)
+        for endpoint in self.endpoints:
+            loop.remove_reader(endpoint.fileno())
+
+    def close(self) -> None:
+        """Stop, remove every child and its routes; the TUN and sockets belong to the caller."""
+        self.stop()
+        for child_id in list(self._children):
+            self.remove_child(child_id)
+
+    # --- the IKE side's API ------------------------------------------------------------------
+    def install_child(
+        self,
+        child_id: str,
+        outbound_sa: Optional[OutboundSA],
+        inbound_sa: Optional[InboundSA],
+        local_ts: Selectors,
+        remote_ts: Selectors,
+        peer: Address,
+        encap: bool = True,
+        *,
+        local: Optional[str] = None,
+        route: bool = True,
+        route_source: Union[str, Sequence[str], None] = None,
+    ) -> None:
+        """Install a Child SA: policy local_ts -> remote_ts through ``outbound_sa`` to ``peer``.
+
+        ``encap``: ESP in UDP (RFC 3948) from our NAT-T socket (on address ``local`` if given),
+        else raw ESP. The inbound SA is checked against the selectors (set on it if it has none).
+        With a route manager, routes to the remote selectors go into the TUN device, with
+        ``route_source`` (an address, or one per IP version) as preferred source for routes of
+        the same IP version.
+        """
+        if child_id in self._children:
+            raise DataplaneError("child %r is already installed; remove it or rekey it" % child_id)
+        local_sel = _selectors(local_ts)
+        remote_sel = _selectors(remote_ts)
+        endpoint = self._endpoint_for(peer, encap, local)
+        peer = (peer[0], int(peer[1]) if encap else 0)
+        if inbound_sa is not None and inbound_sa.spi in self.sad:
+            raise DataplaneError("inbound SPI %#010x is already installed" % inbound_sa.spi)
+        policy = Policy(child_id, local_sel, remote_sel, outbound_sa)
+        child = Child(child_id, policy, endpoint, peer, encap)
+        if route and self.routes is not None:
+            sources = _sources(route_source or self.route_source)
+            try:
+                for ts in remote_sel:
+                    source = sources.get(ts.version)
+                    for network in networks_of_range(ts.start, ts.end, ts.version):
+                        self.routes.add(network, source)
+                        child.routes.append((network, source))
+            except OSError:
+                for network, source in child.routes:
+                    self.routes.remove(network, source)
+                raise
+        self._children[child_id] = child
+        if inbound_sa is not None:
+            self.add_inbound(child_id, inbound_sa)
+        if outbound_sa is not None:
+            self._publish_tx(add=(outbound_sa, child))
+        self.spd.add(policy)
+
+    def remove_child(self, child_id: str) -> None:
+        """Remove the policy, every SA and the routes of a child (unknown ids are ignored)."""
+        child = self._children.pop(child_id, None)
+        if child is None:
+            return
+        self.spd.remove(child_id)
+        if child.outbound is not None:
+            child.retire_outbound(child.outbound)
+            self._publish_tx(remove=child.outbound)
+        for spi in list(child.inbound):
+            self.sad.remove(spi)
+            child.retire_inbound(child.inbound.pop(spi))
+        if self.routes is not None:
+            for network, source in child.routes:
+                self.routes.remove(network, source)
+        child.routes = []
+
+    def add_inbound(self, child_id: str, inbound_sa: InboundSA) -> None:
+        """Accept packets of a new inbound SA too (rekey, step 1)."""
+        child = self._child(child_id)
+        if inbound_sa.selectors is None:
+            inbound_sa.selectors = SelectorSet(child.local_ts, child.remote_ts)
+        try:
+            self.sad.add(inbound_sa)
+        except ValueError as exc:
+            raise DataplaneError(str(exc)) from None
+        child.inbound[inbound_sa.spi] = inbound_sa
+
+    def switch_outbound(
+        self, child_id: str, outbound_sa: OutboundSA, peer: Optional[Address] = None
+    ) -> Optional[OutboundSA]:
+        """Send through ``outbound_sa`` from now on (rekey, step 2); returns the old SA."""
+        child = self._child(child_id)
+        old = child.outbound
+        if peer is not None:
+            child.peer = (peer[0], int(peer[1]) if child.encap else 0)
+        self._publish_tx(add=(outbound_sa, child), remove=old)
+        child.outbound = outbound_sa
+        self.spd.switch_sa(child_id, outbound_sa)
+        if old is not None and old is not outbound_sa:
+            child.retire_outbound(old)
+        return old
+
+    def remove_inbound(self, child_id: str, spi: int) -> Optional[InboundSA]:
+        """Stop accepting packets of an old inbound SA (rekey, step 3)."""
+        child = self._child(child_id)
+        sa = child.inbound.pop(spi, None)
+        if sa is not None:
+            self.sad.remove(spi)
+            child.retire_inbound(sa)
+        return sa
+
+    def update_peer(self, child_id: str, peer: Address) -> None:
+        """The peer's address or NAT mapping changed (RFC 7296 §2.23)."""
+        child = self._child(child_id)
+        child.peer = (peer[0], int(peer[1]) if child.encap else 0)
+
+    @property
+    def children(self) -> Tuple[str, ...]:
+        return tuple(self._children)
+
+    def child_stats(self, child_id: str) -> Dict[str, Any]:
+        return self._child(child_id).stats()
+
+    def stats(self) -> Dict[str, Any]:
+        """Per child: bytes/packets in and out, drops by reason; and the pump's own counters."""
+        drops = self.drops.as_dict()
+        _add_counts(drops, self.sad.drops)
+        for name, value in self.spd.drops.as_dict().items():
+            drops["spd_" + name] = value
+        endpoints = {}
+        for endpoint in self.endpoints:
+            name = "%s:%d" % endpoint.local if endpoint.local[1] else "%s/esp" % endpoint.local[0]
+            endpoints[name] = dict(endpoint.counters.as_dict(), gro=endpoint.gro, gso=endpoint.gso)
+        return {
+            "tun": self.tun.name,
+            "children": {child_id: child.stats() for child_id, child in self._children.items()},
+            "drops": drops,
+            "io": self.io.as_dict(),
+            "endpoints": endpoints,
+        }
+
+    # --- IKE messages ------------------------------------------------------------------------
+    def send_ike(self, data: bytes, local: Address, peer: Address) -> bool:
+        """Send an IKE message from our (address, port) to the peer; the marker is added on 4500."""
+        for endpoint in self.endpoints:
+            if isinstance(endpoint, UdpEndpoint) and endpoint.local[1] == local[1]:
+                if endpoint.local[0] == local[0] or endpoint.wildcard:
+                    return endpoint.send_ike(data, peer)
+        raise DataplaneError("no UDP socket on %s:%d to send IKE from" % local)
+
+    def _deliver_ike(self, data: bytes, source: Address, local: Address) -> None:
+        self.io.ike_in += 1
+        handler = self.ike_handler
+        if handler is None:
+            self.drops.ike_unhandled += 1
+            return
+        try:
+            handler(data, source, local)
+        except Exception:  # the IKE side's bug must not stop the dataplane
+            log.exception("IKE handler failed on a message from %s:%d", source[0], source[1])
+
+    # --- internals ---------------------------------------------------------------------------
+    def _child(self, child_id: str) -> Child:
+        child = self._children.get(child_id)
+        if child is None:
+            raise DataplaneError("no child %r is installed" % child_id)
+        return child
+
+    def _endpoint_for(self, peer: Address, encap: bool, local: Optional[str]) -> Endpoint:
+        family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+        for endpoint in self.endpoints:
+            if endpoint.family != family:
+                continue
+            if local is not None and endpoint.local[0] != local and not endpoint.wildcard:
+                continue
+            if encap and isinstance(endpoint, UdpEndpoint) and endpoint.nat_t:
+                return endpoint
+            if not encap and isinstance(endpoint, RawEspEndpoint):
+                return endpoint
+        raise DataplaneError(
+            "no %s socket%s for peer %s"
+            % ("NAT-T UDP" if encap else "raw ESP", " on %s" % local if local else "", peer[0])
+        )
+
+    def _publish_tx(
+        self, add: Optional[Tuple[OutboundSA, Child]] = None, remove: Optional[OutboundSA] = None
+    ) -> None:
+        table = dict(self._tx)
+        if remove is not None:
+            table.pop(remove, None)
+        if add is not None:
+            table[add[0]] = add[1]
+        self._tx = table
+
+    # --- the hot paths -----------------------------------------------------------------------
+    def _on_tun(self) -> None:
+        """TUN readable: encrypt a batch and send it, one GSO run per SA where possible."""
+        packets = self.tun.read_batch()
+        io = self.io
+        io.tun_wakeups += 1
+        if not packets:
+            return
+        io.tun_rx += len(packets)
+        lookup = self.spd.lookup
+        groups: Dict[OutboundSA, List[bytes]] = {}
+        last_sa = None
+        last = None
+        for packet in packets:
+            sa = lookup(packet)
+            if sa is None:
+                continue  # counted by the SPD
+            esp = sa.encapsulate(packet)
+            if esp is None:
+                continue  # counted by the SA
+            if sa is not last_sa:
+                last = groups.get(sa)
+                if last is None:
+                    last = groups[sa] = []
+                last_sa = sa
+            last.append(esp)
+        tx = self._tx
+        for sa, esps in groups.items():
+            child = tx.get(sa)
+            if child is None:
+                self.drops.no_tx_path += len(esps)
+                continue
+            failed = child.endpoint.send_esp(esps, child.peer)
+            if failed:
+                child.tx_errors += failed
+                self.drops.tx_error += failed
+
+    def _on_socket(self, endpoint: Endpoint) -> None:
+        """Socket readable: demultiplex, decrypt and write a batch to the TUN device."""
+        io = self.io
+        io.rx_wakeups += 1
+        recv = endpoint.recv
+        view = endpoint.view
+        buffer = endpoint.buffer
+        decapsulate = self.sad.decapsulate
+        nat_t = endpoint.nat_t
+        is_raw = isinstance(endpoint, RawEspEndpoint)
+        marker = NON_ESP_MARKER
+        inner: List[bytes] = []
+        append = inner.append
+        datagrams = 0
+        keepalives = 0
+        invalid = 0
+        for count in range(self.batch):
+            try:
+                start, end, segment, source, local = recv()
+            except BlockingIOError:
+                datagrams = count
+                break
+            except OSError:
+                datagrams = count
+                break  # e.g. a queued ICMP error; the next wakeup goes on
+            if is_raw:
+                packet = decapsulate(view[start:end])
+                if packet is not None:
+                    append(packet)
+                continue
+            if not nat_t:
+                self._deliver_ike(bytes(view[start:end]), source, local)
+                continue
+            position = start
+            while position < end:
+                stop = position + segment
+                if stop > end:
+                    stop = end
+                if buffer.startswith(marker, position, stop):
+                    self._deliver_ike(bytes(view[position + 4 : stop]), source, local)
+                elif stop - position < 8:
+                    if stop - position == 1 and buffer[position] == 0xFF:
+                        keepalives += 1  # RFC 3948 §2.3: keeps the NAT mapping, nothing else
+                    else:
+                        invalid += 1
+                else:
+                    packet = decapsulate(view[position:stop])
+                    if packet is not None:
+                        append(packet)
+                position = stop
+        else:
+            datagrams = self.batch
+        io.udp_rx += datagrams
+        if keepalives:
+            io.keepalives_in += keepalives
+        if invalid:
+            self.drops.invalid_datagram += invalid
+        if inner:
+            io.tun_tx += len(inner)
+            coalescer = self._coalescer
+            if coalescer is not None:
+                failed = self.tun.write_vnet(coalescer.coalesce(inner))
+            else:
+                failed = self.tun.write_batch(inner)
+            if failed:
+                self.drops.tun_write += failed

@@ -1,0 +1,170 @@
+"""Routes that steer traffic for the remote traffic selectors into the TUN device (pyroute2).
+
+Like strongSwan's kernel-libipsec, the routes live in their own table (220 by default) that a
+policy rule consults before ``main``; each route names the TUN device and, as preferred source,
+the gateway's own LAN address, so packets the gateway itself originates towards the remote
+network carry a source inside the local traffic selector.
+
+Everything is idempotent: ``add`` replaces an equal route, ``remove`` ignores a missing one, and
+:meth:`RouteManager.cleanup` removes exactly what this manager added (the rule too, if it added
+it and no route is left in the table).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from typing import Dict, List, Optional, Tuple, Union
+
+from .netlink import Netlink
+
+ROUTE_TABLE = 220
+RULE_PRIORITY = 220
+RT_TABLE_MAIN = 254
+
+IpNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = Union[str, IpNetwork]
+
+
+class RouteError(OSError):
+    """A route or rule could not be set; the message names the destination and device."""
+
+
+def networks_of_range(start: int, end: int, version: int) -> List[str]:
+    """The CIDR prefixes covering an address range (a traffic selector) exactly."""
+    factory = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return [str(net) for net in ipaddress.summarize_address_range(factory(start), factory(end))]
+
+
+class RouteManager:
+    """Routes to remote selectors over one device; reference-counted per destination."""
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        table: int = ROUTE_TABLE,
+        rule_priority: Optional[int] = RULE_PRIORITY,
+        netlink: Optional[Netlink] = None,
+    ):
+        self.ifname = ifname
+        self.table = table
+        self.rule_priority = rule_priority if table != RT_TABLE_MAIN else None
+        self._netlink = netlink or Netlink()
+        self._own_netlink = netlink is None
+        self._routes: Dict[Tuple[str, Optional[str]], int] = {}
+        self._rules_added: List[int] = []
+
+    def close(self) -> None:
+        if self._own_netlink:
+            self._netlink.close()
+
+    @property
+    def routes(self) -> List[Tuple[str, Optional[str]]]:
+        return sorted(self._routes, key=str)
+
+    # --- netlink requests (run on the netlink thread) ------------------------------------------
+    def _ensure_rule(self, family: int) -> None:
+        if self.rule_priority is None or family in self._rules_added:
+            return
+        priority, table = self.rule_priority, self.table
+
+        def ensure(ipr) -> bool:
+            for rule in ipr.get_rules(family=family):
+                found = rule.get_attr("FRA_TABLE")
+                if rule.get_attr("FRA_PRIORITY") == priority and (found or rule["table"]) == table:
+                    return False
+            ipr.rule("add", family=family, table=table, priority=priority)
+            return True
+
+        try:
+            if self._netlink.call(ensure):
+                self._rules_added.append(family)
+        except Exception as exc:  # pyroute2's NetlinkError
+            if getattr(exc, "code", None) != errno.EEXIST:
+                raise RouteError(
+                    getattr(exc, "code", errno.EIO),
+                    "cannot add rule 'priority %d lookup %d': %s" % (priority, table, exc),
+                ) from None
+
+    def _request(self, command: str, network: IpNetwork, source: Optional[str]) -> bool:
+        """Send one route request; False when the device does not exist."""
+        spec = dict(
+            family=socket.AF_INET6 if network.version == 6 else socket.AF_INET,
+            dst=str(network.network_address),
+            dst_len=network.prefixlen,
+            table=self.table,
+        )
+        if source and command != "del":
+            spec["prefsrc"] = source
+        ifname = self.ifname
+
+        def request(ipr) -> bool:
+            found = ipr.link_lookup(ifname=ifname)
+            if not found:
+                return False
+            ipr.route(command, oif=found[0], **spec)
+            return True
+
+        return self._netlink.call(request)
+
+    # --- API ---------------------------------------------------------------------------------
+    def add(self, destination: Network, source: Optional[str] = None) -> None:
+        """Route ``destination`` (CIDR) into the device, preferring ``source`` as our address."""
+        network = ipaddress.ip_network(destination, strict=False)
+        key = (str(network), source)
+        if key in self._routes:
+            self._routes[key] += 1
+            return
+        self._ensure_rule(socket.AF_INET6 if network.version == 6 else socket.AF_INET)
+        what = "route %s via %s (source %s, table %d)" % (network, self.ifname, source or "any", self.table)
+        try:
+            present = self._request("replace", network, source)
+        except Exception as exc:
+            raise RouteError(getattr(exc, "code", errno.EIO), "cannot add %s: %s" % (what, exc)) from None
+        if not present:
+            raise RouteError(errno.ENODEV, "cannot add %s: the device does not exist" % what)
+        self._routes[key] = 1
+
+    def remove(self, destination: Network, source: Optional[str] = None) -> None:
+        """Drop one reference; the route goes when the last user removes it."""
+        network = ipaddress.ip_network(destination, strict=False)
+        key = (str(network), source)
+        count = self._routes.get(key, 0)
+        if count > 1:
+            self._routes[key] = count - 1
+            return
+        self._routes.pop(key, None)
+        self._delete(network, source)
+
+    def _delete(self, network: IpNetwork, source: Optional[str]) -> None:
+        try:
+            self._request("del", network, source)  # False: the device went, its routes with it
+        except Exception as exc:  # pyroute2's NetlinkError; ESRCH: the route is already gone
+            code = getattr(exc, "code", errno.EIO)
+            if code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+                raise RouteError(
+                    code, "cannot remove route %s via %s: %s" % (network, self.ifname, exc)
+                ) from None
+
+    def cleanup(self) -> None:
+        """Remove every route (and the rule) this manager added; tolerant of a vanished device."""
+        for network, source in list(self._routes):
+            self._routes.pop((network, source), None)
+            try:
+                self._delete(ipaddress.ip_network(network), source)
+            except RouteError:
+                pass
+        priority, table = self.rule_priority, self.table
+
+        def drop_rule(ipr, family: int) -> None:
+            if not any(True for _route in ipr.get_routes(family=family, table=table)):
+                ipr.rule("del", family=family, table=table, priority=priority)
+
+        for family in self._rules_added:
+            try:
+                self._netlink.call(drop_rule, family)
+            except Exception:  # noqa: S110 - best effort on shutdown
+                pass
+        self._rules_added = []
