@@ -16,9 +16,9 @@ prints Mbit/s for each and the ratios pyike/strongSwan; nothing is asserted. The
 shared by everything in the lab (2 vCPUs here): gateways, clients and iperf3 all compete, so
 run it on an otherwise idle machine; the load average is printed first.
 
-pyike is keyed statically for now (``pyike.runtime.static_tunnel``): :class:`PyikeStatic` is
-one implementation of the small :class:`Tunnel` seam (``up(lab)``, ``down()``); an
-IKE-established pyike tunnel plugs in as another class with the same two methods.
+pyike runs twice per interpreter: keyed statically (``pyike.runtime.static_tunnel``, the
+dataplane alone) and as the real daemon with the Child SA negotiated over IKEv2
+(:class:`PyikeIke`); both implement the small :class:`Tunnel` seam (``up(lab)``, ``down()``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ sys.path.insert(0, str(MODULE_UTILS))
 from pyike.runtime.static_tunnel import make_pair  # noqa: E402
 from pyike_lab.lab import Lab, LabError, nsenter_argv  # noqa: E402
 from pyike_lab.plan import build_plan  # noqa: E402
+from pyike_lab.pyike import PyikeDaemon, site_to_site  # noqa: E402
 from pyike_lab.strongswan import STRONGSWAN_CONF, SiteToSite, StrongSwan  # noqa: E402
 
 HOSTS = [
@@ -236,6 +237,40 @@ class PyikeStatic(Tunnel):
         self.logs = []
 
 
+class PyikeIke(Tunnel):
+    """The real thing: the pyike daemon on both gateways, the Child SA negotiated with IKEv2 (PSK)."""
+
+    def __init__(self, python: str):
+        self.python = python
+        self.sides: List[PyikeDaemon] = []
+        self.label = "pyike daemon, IKEv2-keyed (%s)" % python
+
+    def up(self, lab: Lab) -> None:
+        for me, peer in (("gw1", "gw2"), ("gw2", "gw1")):
+            side = PyikeDaemon(lab, me, self.python)
+            self.sides.append(side)
+            config = site_to_site(
+                "bench",
+                SITES[me]["address"],
+                SITES[peer]["address"],
+                "%s.example" % me,
+                "%s.example" % peer,
+                PSK,
+                [SITES[me]["ts"]],
+                [SITES[peer]["ts"]],
+                esp_proposals=[CIPHER],
+                tun_mtu=INNER_MTU,
+            )
+            config["connections"]["bench"]["encap"] = True  # ESP in UDP 4500, as kernel-libipsec does
+            side.start(config)
+        self.sides[0].ctl("initiate", "bench")
+
+    def down(self) -> None:
+        for side in self.sides:
+            side.stop()
+        self.sides = []
+
+
 def iperf(lab: Lab, seconds: int, streams: int) -> float:
     """Mbit/s received by c2 (the first second, slow start, is omitted)."""
     argv = ["iperf3", "-c", SERVER, "-t", str(seconds), "-O", "1", "-P", str(streams), "-J"]
@@ -260,11 +295,9 @@ def measure(lab: Lab, tunnel: Tunnel, seconds: int) -> Dict[int, Optional[float]
             print("  c1 cannot reach c2: skipped")
             return results
         for streams in (1, 4):
-            results[streams] = iperf(lab, seconds, streams)
-            print(
-                "  %d stream%s: %8.0f Mbit/s" % (streams, "s" if streams > 1 else " ", results[streams]),
-                flush=True,
-            )
+            rate = iperf(lab, seconds, streams)
+            results[streams] = rate
+            print("  %d stream%s: %8.0f Mbit/s" % (streams, "s" if streams > 1 else " ", rate), flush=True)
     except (LabError, subprocess.SubprocessError, ValueError, KeyError) as exc:
         print("  failed: %s" % exc)
     finally:
@@ -282,8 +315,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--paths",
-        default="bare,strongswan,pyike",
-        help="comma-separated subset of bare,strongswan,pyike (default: all, in that order)",
+        default="bare,strongswan,pyike,pyike-ike",
+        help="comma-separated subset of bare,strongswan,pyike (static keys),pyike-ike (the daemon; default: all)",
     )
     parser.add_argument("--profile", help="cProfile the pyike gateways into PREFIX.<host>.prof")
     args = parser.parse_args()
@@ -295,8 +328,10 @@ def main() -> int:
         pythons.append(sys.executable)
 
     load = os.getloadavg()
-    print("esp_throughput: %d s per figure, %s, inner MTU %d, load average %.2f %.2f %.2f (%d CPUs)"
-          % (args.seconds, CIPHER, INNER_MTU, load[0], load[1], load[2], os.cpu_count() or 0))  # fmt: skip
+    print(
+        "esp_throughput: %d s per figure, %s, inner MTU %d, load average %.2f %.2f %.2f (%d CPUs)"
+        % (args.seconds, CIPHER, INNER_MTU, load[0], load[1], load[2], os.cpu_count() or 0)
+    )
     paths = {path.strip() for path in args.paths.split(",")}
     tunnels: List[Tunnel] = []
     if "bare" in paths:
@@ -305,6 +340,8 @@ def main() -> int:
         tunnels.append(StrongSwanPair())
     if "pyike" in paths:
         tunnels.extend(PyikeStatic(python, args.profile) for python in pythons)
+    if "pyike-ike" in paths:
+        tunnels.extend(PyikeIke(python) for python in pythons)
 
     lab = Lab("bench" + uuid.uuid4().hex[:6])
     server = None

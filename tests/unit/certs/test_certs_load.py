@@ -133,7 +133,7 @@ def test_encrypted_private_keys(tmp_path, encoding, fmt):
         CertLoadError, match=r"enc\.key: cannot load the private key \(wrong passphrase"
     ) as error:
         load_private_key(path, b"wrong")
-    assert "s3cret" not in str(error.value) and "wrong" not in str(error.value).split("(")[0]
+    assert "s3cret" not in str(error.value) and "wrong" not in str(error.value).split("(", maxsplit=1)[0]
 
 
 def test_private_key_errors(tmp_path, pki):

@@ -62,7 +62,7 @@ def test_wrong_inputs_are_rejected(ni, spi, flip):
 
 
 def test_another_jar_does_not_accept_our_cookies():
-    ours, theirs = jar(), CookieJar(lambda n: bytes(n), 0.0)
+    ours, theirs = jar(), CookieJar(bytes, 0.0)
     assert not theirs.check(ours.make(NI, IP, SPI, 0.0), NI, IP, SPI, 0.0)
 
 

@@ -56,8 +56,10 @@ def cipher_pair(kind, rng=None):
     integ_key = b""
     if integ_id:
         integ_key = bytes(rng.getrandbits(8) for n in range(integ_transform(integ_id).key_bytes))
-    make = lambda: SkCipher(encr_id, key_length, integ_id, encr_key, integ_key)  # noqa: E731
-    return make(), make()
+    return (
+        SkCipher(encr_id, key_length, integ_id, encr_key, integ_key),
+        SkCipher(encr_id, key_length, integ_id, encr_key, integ_key),
+    )
 
 
 def header(message_id=1, exchange=ExchangeType.IKE_AUTH, response=False):
