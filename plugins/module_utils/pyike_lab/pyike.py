@@ -93,12 +93,16 @@ class PyikeDaemon:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._sh("test -S %s && echo yes || true" % CONTROL_SOCKET).strip() == "yes":
+            # The pid file may not be written yet right after the start: only a recorded PID that
+            # no longer runs means the daemon died.
+            state = self._sh(
+                "test -S %s && echo up && exit; test -s %s || { echo starting; exit; }; "
+                "kill -0 $(cat %s) 2>/dev/null && echo starting || echo dead"
+                % (CONTROL_SOCKET, PID_FILE, PID_FILE)
+            ).strip()
+            if state == "up":
                 return
-            if (
-                self._sh("kill -0 $(cat %s 2>/dev/null) 2>/dev/null && echo alive || true" % PID_FILE).strip()
-                != "alive"
-            ):
+            if state == "dead":
                 break
             time.sleep(0.05)
         raise LabError("lab host %s: pyike daemon did not start; log:\n%s" % (self.host, self.log()[-3000:]))
