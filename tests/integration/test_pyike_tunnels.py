@@ -6,6 +6,8 @@ tunnel and a capture on the internet bridge shows ESP and never the inner packet
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from conftest import TWO_SITES
 from pyike_lab.capture import Capture
@@ -56,8 +58,8 @@ def daemons():
         daemon.stop()
 
 
-def start_pyike(lab, daemons, host, config):
-    daemon = PyikeDaemon(lab, host)
+def start_pyike(lab, daemons, host, config, python=None):
+    daemon = PyikeDaemon(lab, host, python) if python else PyikeDaemon(lab, host)
     daemons.append(daemon)
     daemon.start(config)
     return daemon
@@ -85,9 +87,11 @@ def child_of(daemon):
     return ike, child
 
 
-def test_pyike_to_pyike(lab, daemons):
-    left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT))
-    right = start_pyike(lab, daemons, "gw2", pyike_config(RIGHT, LEFT))
+@pytest.mark.parametrize("python", ["/usr/bin/python3", sys.executable], ids=["debian-python3", "venv"])
+def test_pyike_to_pyike(lab, daemons, python):
+    """Under the hosts' interpreter (distro cryptography 38, pyroute2 0.7) and current PyPI versions."""
+    left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT), python)
+    right = start_pyike(lab, daemons, "gw2", pyike_config(RIGHT, LEFT), python)
     assert "initiate completed successfully" in left.ctl("initiate", "s2s/net")
     wire = ping_across(lab)
     assert wire.count("ESP(spi=") >= 10, wire.lines  # raw ESP: no NAT between the gateways

@@ -35,6 +35,7 @@ from ..ike.events import (
 from ..ike.policy import IkePolicy, policy_from_config
 from .control import ControlError, ControlServer
 from .dataplane import Dataplane
+from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
 from .udp import RawEspEndpoint, UdpEndpoint, open_endpoints
@@ -80,7 +81,7 @@ class Daemon:
         self._stopping: Optional[asyncio.Event] = None
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
         self._started = time.monotonic()
-        self._ipr: Any = None  # pyroute2 IPRoute for address look-ups, opened on first use
+        self._ipr: Optional[Netlink] = None  # address look-ups, opened on first use
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -256,36 +257,10 @@ class Daemon:
         )
         self._resolve(event.conn, event.child)
 
-    def _netlink(self) -> Any:
+    def _netlink(self) -> Netlink:
         if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute()
+            self._ipr = Netlink()  # pyroute2 on its own thread: it cannot run inside our event loop
         return self._ipr
-
-    def _install_rekeyed(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
-        """Make-before-break (RFC 7296 §2.8): new inbound SA first, the outbound switch now or later."""
-        child_id = self._children[event.rekey_of]
-        self.dataplane.add_inbound(child_id, inbound)
-        self._children[event.spi_in] = child_id
-        if event.outbound:
-            self.dataplane.switch_outbound(child_id, outbound, event.remote)
-        else:
-            self._outbound_later[event.spi_in] = (child_id, outbound, event.remote)
-        log.info(
-            "%s/%s: CHILD_SA rekeyed, SPIs %08x_i %08x_o replace %08x_i",
-            event.conn,
-            event.child,
-            event.spi_in,
-            event.spi_out,
-            event.rekey_of,
-        )
-
-    def _switch_outbound(self, spi_in: int) -> None:
-        waiting = self._outbound_later.pop(spi_in, None)
-        if waiting is not None:
-            child_id, outbound, remote = waiting
-            self.dataplane.switch_outbound(child_id, outbound, remote)
 
     def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
         for waiter in list(self._waiters):
@@ -438,12 +413,14 @@ def _no_redirects(ifname: str) -> None:
             log.debug("cannot turn off ICMP redirects on %s: %s", name, exc)
 
 
-def _local_address_in(selectors, netlink: Any) -> Optional[str]:
+def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
     """An address of this host inside our side's selectors, as the source for tunnel routes
     (traffic the gateway itself sends then matches the policy, as strongSwan does)."""
     try:
-        addresses = [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in netlink.get_addr()]
-    except (OSError, ValueError):
+        addresses = netlink.call(
+            lambda ipr: [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
+        )
+    except (OSError, ValueError, RuntimeError):
         return None
     for address in addresses:
         if any(
@@ -464,6 +441,7 @@ def run_daemon(config_path: str, log_level: Optional[str] = None) -> int:
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per netlink message
     if os.geteuid() != 0:
         sys.stderr.write("pyike: the daemon needs root (TUN device, ports 500/4500, routes)\n")
         return 2
