@@ -78,6 +78,13 @@ class CreateChildMixin:
             child.rekey_at = now + rekey_time - self._jitter(rekey_time)
             child.expire_at = now + rekey_time * HARD_LIFETIME_FACTOR
 
+    def _retry_at(self, child: ChildSa, now: float) -> float:
+        """When to try a failed rekey again: soon, and well before the hard lifetime ends."""
+        delay = RETRY_DELAY
+        if child.expire_at is not None:
+            delay = min(delay, max(0.1, (child.expire_at - now) / 3))
+        return now + delay
+
     def _child_deadlines(self, sa: IkeSa) -> List[float]:
         deadlines = []
         for child in sa.children:
@@ -171,7 +178,9 @@ class CreateChildMixin:
             self._fail(sa, what, "peer answered %s" % notify_name(code))
             if old is not None and old in sa.children:
                 old.state = INSTALLED
-                old.rekey_at = now + RETRY_DELAY  # TEMPORARY_FAILURE and friends: try again a little later
+                old.rekey_at = self._retry_at(
+                    old, now
+                )  # TEMPORARY_FAILURE and friends: try again a little later
             return
         try:
             sa_payload = find_payload(payloads, PayloadType.SA)
@@ -205,7 +214,7 @@ class CreateChildMixin:
             self._fail(sa, what, "invalid response: %s" % exc)
             if old is not None and old in sa.children:
                 old.state = INSTALLED
-                old.rekey_at = now + RETRY_DELAY
+                old.rekey_at = self._retry_at(old, now)
             return
         nonce_r = find_payload(payloads, PayloadType.NONCE).data
         lost = False

@@ -262,6 +262,30 @@ class Daemon:
             self._ipr = Netlink()  # pyroute2 on its own thread: it cannot run inside our event loop
         return self._ipr
 
+    def _install_rekeyed(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
+        """Make-before-break (RFC 7296 §2.8): new inbound SA first, the outbound switch now or later."""
+        child_id = self._children[event.rekey_of]
+        self.dataplane.add_inbound(child_id, inbound)
+        self._children[event.spi_in] = child_id
+        if event.outbound:
+            self.dataplane.switch_outbound(child_id, outbound, event.remote)
+        else:
+            self._outbound_later[event.spi_in] = (child_id, outbound, event.remote)
+        log.info(
+            "%s/%s: CHILD_SA rekeyed, SPIs %08x_i %08x_o replace %08x_i",
+            event.conn,
+            event.child,
+            event.spi_in,
+            event.spi_out,
+            event.rekey_of,
+        )
+
+    def _switch_outbound(self, spi_in: int) -> None:
+        waiting = self._outbound_later.pop(spi_in, None)
+        if waiting is not None:
+            child_id, outbound, remote = waiting
+            self.dataplane.switch_outbound(child_id, outbound, remote)
+
     def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
         for waiter in list(self._waiters):
             name, wanted_child, future = waiter
