@@ -52,12 +52,27 @@ def make_lab(lab_name):
         lab.down()
 
 
+@pytest.fixture
+def daemons():
+    """Daemons a test starts (pyike or strongSwan, anything with stop()); all stopped afterwards."""
+    started = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
 TWO_SITES = [
     {"name": "gw1", "site": 1, "role": "gateway"},
     {"name": "c1", "site": 1, "role": "client"},
     {"name": "gw2", "site": 2, "role": "gateway"},
     {"name": "c2", "site": 2, "role": "client"},
 ]
+
+
+@pytest.fixture
+def lab(make_lab):
+    """The usual two-site lab: gateways gw1, gw2 and LAN clients c1, c2."""
+    return make_lab(TWO_SITES)
 
 
 def ansible_env():

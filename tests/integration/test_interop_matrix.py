@@ -27,14 +27,6 @@ CIPHERS = {
 GROUPS = ["x25519", "ecp256", "modp2048"]
 
 
-@pytest.fixture
-def daemons():
-    started = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
 @pytest.mark.parametrize("initiator", ["pyike", "strongswan"])
 @pytest.mark.parametrize("group", GROUPS)
 @pytest.mark.parametrize("cipher", sorted(CIPHERS))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import TWO_SITES
 from pyike_lab.capture import Capture
 from pyike_lab.lab import LabError
 from pyike_lab.pyike import PyikeDaemon, site_to_site
@@ -42,20 +41,6 @@ def strongswan_config(
         proposals=proposals,
         esp_proposals=esp,
     ).swanctl_conf()
-
-
-@pytest.fixture
-def lab(make_lab):
-    return make_lab(TWO_SITES)
-
-
-@pytest.fixture
-def daemons():
-    """Started daemons (pyike or strongSwan), stopped after the test whatever happens."""
-    started = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def start_pyike(lab, daemons, host, config, python=None):

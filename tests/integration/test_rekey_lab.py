@@ -8,24 +8,10 @@ import subprocess
 import time
 
 import pytest
-from conftest import TWO_SITES
 from pyike_lab.lab import nsenter_argv
 from test_pyike_tunnels import LEFT, RIGHT, pyike_config, start_pyike, start_strongswan, strongswan_config
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def lab(make_lab):
-    return make_lab(TWO_SITES)
-
-
-@pytest.fixture
-def daemons():
-    started = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def flood(lab, count=600, interval="0.01"):

@@ -94,6 +94,24 @@ def run(argv: Sequence[str], what: str, input_data: Optional[bytes] = None, time
     return done.stdout.decode(errors="replace")
 
 
+def stop_by_pid_file(lab: Lab, host: str, pid_file: str) -> None:
+    """SIGTERM the process named in a host's pid file, SIGKILL it after 5 s; a host that is
+    already gone counts as stopped."""
+    try:
+        lab.run_in(
+            host,
+            [
+                "/bin/sh",
+                "-c",
+                "pid=$(cat %s 2>/dev/null) && kill $pid 2>/dev/null; "
+                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid"
+                % pid_file,
+            ],
+        )
+    except LabError:
+        pass
+
+
 class Lab:
     """One lab, identified by its name; its state lives in `<state_root>/<name>/`."""
 

@@ -8,7 +8,7 @@ import shlex
 import time
 from typing import Any, Dict, List, Optional
 
-from .lab import Lab, LabError
+from .lab import Lab, LabError, stop_by_pid_file
 
 MODULE_UTILS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILE = "/etc/pyike/pyike.json"
@@ -135,11 +135,4 @@ class PyikeDaemon:
 
     def stop(self) -> None:
         """Stop the daemon (SIGTERM, then SIGKILL); a lab host that is already gone counts as stopped."""
-        try:
-            self._sh(
-                "pid=$(cat %s 2>/dev/null) && kill $pid 2>/dev/null; "
-                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid"
-                % PID_FILE
-            )
-        except LabError:
-            pass
+        stop_by_pid_file(self.lab, self.host, PID_FILE)

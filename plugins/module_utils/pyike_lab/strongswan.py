@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .lab import Lab, LabError
+from .lab import Lab, LabError, stop_by_pid_file
 
 CHARON = "/usr/lib/ipsec/charon"
 VICI_SOCKET = "/run/charon.vici"
@@ -155,11 +155,4 @@ class StrongSwan:
 
     def stop(self) -> None:
         """Stop charon if it runs; a lab host that is already gone counts as stopped."""
-        try:
-            self._sh(
-                "pid=$(cat %s 2>/dev/null) && kill $pid 2>/dev/null; "
-                "for i in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $pid"
-                % PID_FILE
-            )
-        except LabError:
-            pass
+        stop_by_pid_file(self.lab, self.host, PID_FILE)
