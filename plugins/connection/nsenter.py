@@ -66,7 +66,7 @@ extends_documentation_fragment:
 notes:
   - The remote user is ignored; commands run as root inside the host.
   - Files are written and read through the host's own mount namespace, so private directories of the
-    host (its C(/run), C(/tmp) and copy-on-write C(/etc), C(/var/lib), C(/var/log)) behave as on a real
+    host (its C(/run) and copy-on-write C(/etc), C(/var/lib), C(/var/log), C(/tmp)) behave as on a real
     machine.
 """
 

@@ -11,8 +11,8 @@ short_description: Create or remove a lab of namespace hosts on this machine
 description:
   - Builds a test lab without containers or VMs on the machine the module runs on (normally the
     controller, with C(delegate_to=localhost)). Every lab host is a holder process with its own
-    network, mount, UTS, IPC and PID namespaces, its own hostname, a private C(/run) and C(/tmp),
-    copy-on-write C(/etc), C(/var/lib) and C(/var/log), and a remounted C(/sys).
+    network, mount, UTS, IPC and PID namespaces, its own hostname, a private C(/run),
+    copy-on-write C(/etc), C(/var/lib), C(/var/log), C(/opt), C(/usr/local) and C(/tmp), and a remounted C(/sys).
   - An C(internet) host joins every gateway's WAN link on one bridge and routes between the
     documentation ranges 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24. Each site has a LAN
     10.<site>.0.0/24 behind its gateway (10.<site>.0.1), with optional client hosts routed through

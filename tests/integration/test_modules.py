@@ -11,6 +11,7 @@ copy-on-write), so the engine goes to /var/lib/pyike here instead of /opt/pyike 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -209,10 +210,20 @@ def test_key_rotation_under_vvv_shows_no_key(lab, inventory):
         found = sh(
             lab,
             host,
-            "grep -rlF -e %s -e %s /etc /var/log /var/lib/pyike /run /tmp /root/.ansible 2>/dev/null; true"
+            "grep -rlF -e %s -e %s /etc /var/log /var/lib/pyike /run /root/.ansible 2>/dev/null; true"
             % (PSK, NEW_PSK),
         )
         assert found.split() == [CONFIG], found
+        # /tmp is copy-on-write over the machine's (a checkout may live there): check what the host wrote.
+        tmp_layer = os.path.join(lab.state_dir, host, "tmp.upper")
+        written = subprocess.run(
+            ["grep", "-rlF", "-e", PSK, "-e", NEW_PSK, tmp_layer],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        assert written == "", written
 
 
 def test_upgrade_restarts_on_the_new_engine_and_keeps_the_config(lab, inventory):

@@ -19,8 +19,11 @@ COPY_ON_WRITE_DIRS = (
     "/var/log",
     "/opt",
     "/usr/local",
+    # Copy-on-write, not empty: a checkout under /tmp (CI clones there) must stay visible to the
+    # host, while what the host writes to /tmp stays its own.
+    "/tmp",  # noqa: S108
 )  # what packages and installers write
-PRIVATE_TMPFS_DIRS = ("/run", "/tmp")  # noqa: S108 - a private, empty tmpfs per host, not a shared temp path
+PRIVATE_TMPFS_DIRS = ("/run",)
 
 
 def _mount(*args):
@@ -44,7 +47,7 @@ def _prepare(hostname, overlay_dir):
             lower,
         )
     for path in PRIVATE_TMPFS_DIRS:
-        _mount("-t", "tmpfs", "-o", "mode=1777" if path == "/tmp" else "mode=0755", "tmpfs", path)  # noqa: S108
+        _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", path)
     os.makedirs("/run/lock", exist_ok=True)
     # sysfs shows the mounting process's network namespace: remount it so /sys/class/net is ours.
     subprocess.run(("umount", "-l", "/sys"), check=False, capture_output=True)
