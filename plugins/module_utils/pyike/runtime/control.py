@@ -10,6 +10,7 @@ protocol carries no authentication of its own. Answers never contain secrets.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -93,21 +94,37 @@ class ControlServer:
             }
 
 
+class ControlUnavailable(ControlError):
+    """Nothing listens on the control socket: the daemon is not running."""
+
+
+class ControlTimeout(ControlError):
+    """The daemon accepted the request but did not answer in time."""
+
+
+class ControlRefused(ControlError):
+    """The daemon answered with an error; str() is its message."""
+
+
 def call(path: str, command: str, args: Optional[Dict[str, Any]] = None, timeout: float = 30.0) -> Any:
-    """Send one request to the daemon at `path` and return its result; ControlError on refusal."""
+    """Send one request to the daemon at `path` and return its result.
+
+    Raises ControlUnavailable (not running), ControlTimeout, ControlRefused (the daemon said no: a
+    reload of a bad file) or ControlError (anything else), so callers can tell these apart.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         try:
             sock.connect(path)
-        except FileNotFoundError:
-            raise ControlError(
-                "no daemon control socket at %s: is the pyike daemon running?" % path
-            ) from None
-        except ConnectionRefusedError:
-            raise ControlError("the daemon at %s refuses connections: is it running?" % path) from None
-        except PermissionError:
-            raise ControlError("no permission to use %s: run as root" % path) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK):
+                raise ControlUnavailable(
+                    "no daemon control socket at %s (%s): is it running?" % (path, exc.strerror or exc)
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise ControlError("no permission to use %s: run as root" % path) from None
+            raise ControlError("cannot connect to %s: %s" % (path, exc.strerror or exc)) from None
         sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
         chunks = []
         while True:
@@ -116,13 +133,21 @@ def call(path: str, command: str, args: Optional[Dict[str, Any]] = None, timeout
                 break
             chunks.append(chunk)
     except socket.timeout:
-        raise ControlError("the daemon did not answer %s within %ss" % (command, timeout)) from None
+        raise ControlTimeout(
+            "the daemon at %s did not answer %s within %gs" % (path, command, timeout)
+        ) from None
+    except OSError as exc:
+        raise ControlError("talking to the daemon at %s failed: %s" % (path, exc.strerror or exc)) from None
     finally:
         sock.close()
+    if not chunks:
+        raise ControlError("the daemon at %s closed the connection without answering %s" % (path, command))
     try:
         answer = json.loads(b"".join(chunks).decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ControlError("the daemon's answer to %s is not JSON" % command) from None
+    if not isinstance(answer, dict):
+        raise ControlError("the daemon's answer to %s is not a JSON object" % command)
     if not answer.get("ok"):
-        raise ControlError(answer.get("error") or "the daemon refused %s" % command)
+        raise ControlRefused(str(answer.get("error") or "the daemon refused %s" % command))
     return answer.get("result")
