@@ -190,8 +190,8 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     (
         "unknown-key-connection",
         set_((*CONN, "rekey"), 100),
-        "connections.hq.rekey: unknown field (allowed: auth, children, dpd_action, dpd_delay, encap, ike_proposals, local, psk, "
-        "psk_file, rekey_time, remote)",
+        "connections.hq.rekey: unknown field (allowed: auth, auth_method, ca_certs, cert, cert_chain, children, "
+        "dpd_action, dpd_delay, encap, ike_proposals, local, private_key, psk, psk_file, rekey_time, remote)",
     ),
     (
         "unknown-key-top",
@@ -271,7 +271,7 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
         set_(("settings", "log_level"), "verbose"),
         "settings.log_level: must be one of debug, info, warning, error",
     ),
-    ("enum-auth", set_((*CONN, "auth"), "pubkey"), "connections.hq.auth: must be one of psk, got 'pubkey'"),
+    ("enum-auth", set_((*CONN, "auth"), "eap"), "connections.hq.auth: must be one of psk, pubkey, got 'eap'"),
     (
         "bad-tun-name",
         set_(("settings", "tun_name"), "a-very-long-tun-name"),

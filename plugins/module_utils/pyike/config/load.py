@@ -8,7 +8,10 @@ Both raise :class:`~.errors.ConfigError` listing every problem as
 Checks beyond the schema (which :mod:`.validate` applies, with jsonschema or the built-in
 validator): duplicate keys, addresses, identities, proposal strings, traffic selectors,
 pre-shared key syntax, psk_file existence and permissions, listen coverage, unambiguous
-connections, a %any peer never started, and selector families present on both sides.
+connections, a %any peer never started, and selector families present on both sides.  With
+``auth: pubkey`` the certificate, chain, private key (0600 like psk_file, and matching the
+certificate) and CA certificates (which must be CAs) are read and checked, and the local id must
+be an identity of the certificate.
 A pre-shared key never reaches a message: messages are composed without it, and as a last
 line of defence every PSK text met while loading is scrubbed from them.
 """
@@ -17,14 +20,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
 import json
 import os
 import stat
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from cryptography import x509
+
+from ..crypto.certs import (
+    CertLoadError,
+    LocalCredential,
+    is_ca,
+    load_ca_bundle,
+    load_certificates,
+    parse_private_key,
+    subject_text,
+)
+from ..crypto.certs_verify import identity_matches, san_text
 from ..crypto.errors import ProposalError
-from ..ids import ProtocolId
+from ..ids import IdType, ProtocolId
 from . import schema as defaults
 from .errors import ConfigError, Path, Problem, format_path
 from .identity import Identity, IdentityError, parse_identity
@@ -379,7 +395,17 @@ class _Builder:
             lambda: self.endpoint((*path, "remote"), get(raw, "remote", path, "dict"), settings, False)
         )
         auth = attempt(get, raw, "auth", path, "str", defaults.DEFAULT_AUTH)
-        psk, psk_file = attempt(self.psk, path, raw) or (None, None)
+        psk, psk_file, credentials = None, None, None
+        if auth == "pubkey":
+            for key in ("psk", "psk_file"):
+                if key in raw:
+                    self.add((*path, key), "is not used with auth: pubkey; remove it, or set auth: psk")
+            credentials = attempt(self.credentials, path, raw)
+        else:
+            psk, psk_file = attempt(self.psk, path, raw) or (None, None)
+            for key in _PUBKEY_KEYS:
+                if key in raw:
+                    self.add((*path, key), "is only used with auth: pubkey")
         ike_proposals = attempt(
             lambda: self.proposals(
                 (*path, "ike_proposals"),
@@ -392,7 +418,21 @@ class _Builder:
         rekey_time = attempt(get, raw, "rekey_time", path, "int", defaults.DEFAULT_IKE_REKEY_TIME)
         dpd_action = attempt(get, raw, "dpd_action", path, "str", defaults.DEFAULT_DPD_ACTION)
         raw_children = attempt(get, raw, "children", path, "dict") or {}
-        ok = None not in (local, remote, auth, psk, ike_proposals, encap, dpd_delay, rekey_time, dpd_action)
+        authenticator = credentials if auth == "pubkey" else psk
+        ok = None not in (
+            local,
+            remote,
+            auth,
+            authenticator,
+            ike_proposals,
+            encap,
+            dpd_delay,
+            rekey_time,
+            dpd_action,
+        )
+        if credentials is not None and local is not None:
+            local = self.local_identity(path, raw, local, credentials.credential.certificate)
+            ok = ok and local is not None
         if local is not None and local.address is not None and not settings.covers(local.address):
             self.add(
                 (*path, "local", "address"),
@@ -432,6 +472,7 @@ class _Builder:
             dpd_delay=dpd_delay,
             rekey_time=rekey_time,
             dpd_action=dpd_action,
+            **(credentials.fields() if credentials is not None else {}),
         )
 
     def endpoint(
@@ -478,12 +519,103 @@ class _Builder:
             except ValueError as error:
                 self.add((*path, "psk"), "the pre-shared key %s" % error)
                 return None, None
-        file_text = self._get(raw, "psk_file", path, "str")
-        file_path = os.path.join(self.base_dir or os.getcwd(), os.path.expanduser(file_text))
-        file_path = os.path.normpath(file_path)
+        file_path = self.file_path(self._get(raw, "psk_file", path, "str"))
         return self.psk_from_file((*path, "psk_file"), file_path), file_path
 
-    def psk_from_file(self, path: Path, file_path: str) -> Optional[Secret]:
+    def credentials(self, path: Path, raw: Dict[str, Any]) -> Optional[_Credentials]:
+        """``auth: pubkey``: our certificate (and chain), its private key and the CA certificates.
+
+        Every file is read now, so a broken one refuses the configuration (at start and on
+        reload) with the file and the field named; no message carries key material.
+        """
+        get = self._get
+        cert_path = self.file_path(get(raw, "cert", path, "str"))
+        chain_text = get(raw, "cert_chain", path, "str", None)
+        key_path = self.file_path(get(raw, "private_key", path, "str"))
+        ca_texts = get(raw, "ca_certs", path, "list")
+        method = get(raw, "auth_method", path, "str", defaults.DEFAULT_SIGNATURE_METHOD)
+        chain_path = None if chain_text is None else self.file_path(chain_text)
+        ok = True
+        certificate, intermediates = None, []
+        try:
+            certificate, *intermediates = load_certificates(cert_path)
+        except CertLoadError as error:
+            self.add((*path, "cert"), str(error))
+            ok = False
+        if chain_path is not None:
+            try:
+                intermediates += load_certificates(chain_path)
+            except CertLoadError as error:
+                self.add((*path, "cert_chain"), str(error))
+                ok = False
+        key = None
+        key_data = self.read_protected((*path, "private_key"), key_path)
+        if key_data is None:
+            ok = False
+        else:
+            try:
+                key = parse_private_key(key_data, key_path)
+            except CertLoadError as error:
+                message = str(error)
+                if "the private key is encrypted" in message:
+                    message = "%s: the private key is encrypted; store it unencrypted (chmod 600)" % key_path
+                self.add((*path, "private_key"), message)
+                ok = False
+        ca_certs: List[Any] = []
+        ca_files: List[str] = []
+        for index, text in enumerate(ca_texts):
+            ca_path = self.file_path(text)
+            ca_files.append(ca_path)
+            try:
+                found = load_ca_bundle(ca_path)
+            except CertLoadError as error:
+                self.add((*path, "ca_certs", index), str(error))
+                ok = False
+                continue
+            for anchor in found:
+                problem = _not_a_ca(anchor)
+                if problem:
+                    self.add((*path, "ca_certs", index), "%s: %s" % (ca_path, problem))
+                    ok = False
+                elif anchor not in ca_certs:
+                    ca_certs.append(anchor)
+        if not ok or certificate is None or key is None:
+            return None
+        try:
+            credential = LocalCredential(certificate, key, intermediates, source=key_path)
+        except CertLoadError as error:
+            self.add((*path, "private_key"), str(error))
+            return None
+        return _Credentials(
+            credential, tuple(ca_certs), cert_path, chain_path, key_path, tuple(ca_files), method
+        )
+
+    def local_identity(
+        self, path: Path, raw: Dict[str, Any], local: Endpoint, certificate: Any
+    ) -> Optional[Endpoint]:
+        """With a certificate the local id must be one of its identities (RFC 4945 §3.1), or the peer
+        rejects it; without ``local.id`` it is the certificate's subject DN, as strongSwan does."""
+        explicit = isinstance(raw.get("local"), dict) and "id" in raw["local"]
+        if not explicit:
+            return dataclasses.replace(
+                local, id=Identity(IdType.ID_DER_ASN1_DN, certificate.subject.public_bytes())
+            )
+        if local.id is not None and not identity_matches(certificate, local.id):
+            self.add(
+                (*path, "local", "id"),
+                "%s is not an identity of the certificate %s (subjectAltName: %s); the peer would reject it"
+                % (local.id, subject_text(certificate), san_text(certificate)),
+            )
+            return None
+        return local
+
+    def file_path(self, text: str) -> str:
+        """A configured file name: ``~`` expanded, relative to the configuration file's directory."""
+        return os.path.normpath(os.path.join(self.base_dir or os.getcwd(), os.path.expanduser(text)))
+
+    def read_protected(self, path: Path, file_path: str) -> Optional[bytes]:
+        """The content of a secret file (PSK or private key), which must be a regular file that
+        neither group nor others can access; None (and a problem) otherwise."""
         try:
             with open(file_path, "rb") as handle:
                 info = os.fstat(handle.fileno())
@@ -498,13 +630,19 @@ class _Builder:
                         % (file_path, mode),
                     )
                     return None
-                content = _strip_newline(handle.read())
+                return handle.read()
         except FileNotFoundError:
             self.add(path, "%s does not exist" % file_path)
             return None
         except OSError as error:
             self.add(path, "cannot read %s: %s" % (file_path, error.strerror or type(error).__name__))
             return None
+
+    def psk_from_file(self, path: Path, file_path: str) -> Optional[Secret]:
+        raw = self.read_protected(path, file_path)
+        if raw is None:
+            return None
+        content = _strip_newline(raw)
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError:
@@ -610,6 +748,59 @@ class _Builder:
                 )
             else:
                 seen[key] = name
+
+
+_PUBKEY_KEYS = ("cert", "cert_chain", "private_key", "ca_certs", "auth_method")
+
+
+class _Credentials:
+    """What ``auth: pubkey`` loaded, with the paths it came from."""
+
+    def __init__(
+        self,
+        credential: LocalCredential,
+        ca_certs: Tuple[Any, ...],
+        cert: str,
+        cert_chain: Optional[str],
+        private_key: str,
+        ca_files: Tuple[str, ...],
+        auth_method: str,
+    ) -> None:
+        self.credential = credential
+        self.ca_certs = ca_certs
+        self.paths = (cert, cert_chain, private_key, ca_files)
+        self.auth_method = auth_method
+
+    def fields(self) -> Dict[str, Any]:
+        cert, cert_chain, private_key, ca_files = self.paths
+        return {
+            "credential": self.credential,
+            "ca_certs": self.ca_certs,
+            "cert": cert,
+            "cert_chain": cert_chain,
+            "private_key": private_key,
+            "ca_cert_files": ca_files,
+            "auth_method": self.auth_method,
+        }
+
+    def __repr__(self) -> str:
+        return "_Credentials(%r, %d CA certificate(s))" % (self.credential, len(self.ca_certs))
+
+
+def _not_a_ca(certificate: Any) -> str:
+    """Why ``certificate`` cannot be a trust anchor for peer certificates ("" if it can)."""
+    if not is_ca(certificate):
+        return (
+            "certificate %s is not a CA certificate (its basicConstraints do not say cA); ca_certs lists "
+            "the CAs that issue peer certificates, not the peer's own certificate" % subject_text(certificate)
+        )
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return ""
+    if not usage.key_cert_sign:
+        return "CA certificate %s has a keyUsage without keyCertSign" % subject_text(certificate)
+    return ""
 
 
 def _key_problems(value: Any, path: Path, add: Callable[[Path, str], None]) -> None:

@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from cryptography.hazmat.primitives import serialization
+
 from ..crypto.errors import ProposalError
 from ..crypto.proposals import ProposalSpec, parse_proposal
 from ..crypto.transforms import is_supported, transform_name
@@ -190,12 +192,17 @@ class ChildConfig:
 
 @dataclass(frozen=True)
 class ConnectionConfig:
-    """One connection: an IKE SA configuration and its Child SAs (in configuration order)."""
+    """One connection: an IKE SA configuration and its Child SAs (in configuration order).
+
+    ``psk`` is set for ``auth: psk``; for ``auth: pubkey`` the loader has read ``credential``
+    (a :class:`~..crypto.certs.LocalCredential`: our certificate, its chain and the private key,
+    which never shows) and ``ca_certs`` (the CA certificates that verify the peer).
+    """
 
     name: str
     local: Endpoint
     remote: Endpoint
-    psk: Secret
+    psk: Optional[Secret]
     ike_proposals: Tuple[ProposalSpec, ...]
     children: Dict[str, ChildConfig]
     auth: str = defaults.DEFAULT_AUTH
@@ -204,18 +211,26 @@ class ConnectionConfig:
     dpd_delay: int = defaults.DEFAULT_DPD_DELAY
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
     dpd_action: str = defaults.DEFAULT_DPD_ACTION
+    cert: Optional[str] = None  # the paths as resolved by the loader
+    cert_chain: Optional[str] = None
+    private_key: Optional[str] = None
+    ca_cert_files: Tuple[str, ...] = ()
+    auth_method: str = defaults.DEFAULT_SIGNATURE_METHOD
+    credential: Optional[Any] = field(default=None, repr=False, compare=False)
+    ca_certs: Tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def child(self, name: str) -> ChildConfig:
         return self.children[name]
 
     def as_dict(self, fingerprint: bool = False) -> Dict[str, Any]:
         """A JSON-able view for listings; the PSK shows as ``<redacted>`` (``fingerprint``: its
-        per-process fingerprint, for digests)."""
-        return {
+        per-process fingerprint, for digests).  With certificates: their files, subjects and
+        SHA-256 fingerprints (public facts), never the private key."""
+        result: Dict[str, Any] = {
             "local": self.local.as_dict(exact=fingerprint),
             "remote": self.remote.as_dict(exact=fingerprint),
             "auth": self.auth,
-            "psk": self.psk.fingerprint() if fingerprint else str(self.psk),
+            "psk": None if self.psk is None else (self.psk.fingerprint() if fingerprint else str(self.psk)),
             "psk_file": self.psk_file,
             "ike_proposals": [str(p) for p in self.ike_proposals],
             "encap": self.encap,
@@ -224,6 +239,37 @@ class ConnectionConfig:
             "rekey_time": self.rekey_time,
             "children": {name: child.as_dict() for name, child in self.children.items()},
         }
+        if self.auth == "pubkey":
+            result.update(
+                {
+                    "cert": self.cert,
+                    "cert_chain": self.cert_chain,
+                    "private_key": self.private_key,
+                    "ca_certs": list(self.ca_cert_files),
+                    "auth_method": self.auth_method,
+                    "cert_subject": _subject(self.credential.certificate) if self.credential else None,
+                    "cert_fingerprints": [_fingerprint(c) for c in _chain(self.credential)],
+                    "ca_subjects": [_subject(c) for c in self.ca_certs],
+                }
+            )
+            if fingerprint:
+                result["ca_fingerprints"] = [_fingerprint(c) for c in self.ca_certs]
+        return result
+
+
+def _chain(credential: Any) -> List[Any]:
+    if credential is None:
+        return []
+    return [credential.certificate, *credential.intermediates]
+
+
+def _subject(certificate: Any) -> str:
+    return certificate.subject.rfc4514_string()
+
+
+def _fingerprint(certificate: Any) -> str:
+    """SHA-256 of the DER certificate: public, and changes whenever the file's certificate does."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @dataclass(frozen=True)

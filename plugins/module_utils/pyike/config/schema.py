@@ -45,7 +45,9 @@ DEFAULT_LIFE_PACKETS = 0
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 START_ACTIONS = ["none", "start"]
-AUTH_METHODS = ["psk"]
+AUTH_METHODS = ["psk", "pubkey"]
+SIGNATURE_METHODS = ["signature", "classic"]
+DEFAULT_SIGNATURE_METHOD = "signature"
 
 # The proposals that the keyword "default" stands for (only transforms that the installed
 # cryptography supports are kept; see model.default_proposals).
@@ -290,14 +292,19 @@ SCHEMA: Dict[str, Any] = {
                     "type": "string",
                     "enum": AUTH_METHODS,
                     "default": DEFAULT_AUTH,
-                    "description": "authentication method; psk is a pre-shared key (RFC 7296 §2.15)",
+                    "description": (
+                        "authentication method (strongSwan's words): psk is a pre-shared key (RFC 7296 "
+                        "§2.15, needs psk or psk_file); pubkey is an X.509 certificate and its private key "
+                        "(RFC 7296 §2.15, RFC 7427; needs cert, private_key and ca_certs). Both ends of a "
+                        "connection must use the same method."
+                    ),
                 },
                 "psk": {
                     "type": "string",
                     "minLength": 1,
                     "description": (
-                        "the pre-shared key: text (UTF-8), or hex after '0x', or base64 after '0s'. Exactly "
-                        "one of psk and psk_file is required."
+                        "the pre-shared key: text (UTF-8), or hex after '0x', or base64 after '0s'. With auth "
+                        "psk exactly one of psk and psk_file is required."
                     ),
                 },
                 "psk_file": {
@@ -307,6 +314,61 @@ SCHEMA: Dict[str, Any] = {
                         "file holding the pre-shared key (same syntax as psk, one trailing newline ignored); "
                         "relative paths are relative to the configuration file. It must be a regular file "
                         "that neither group nor others can access (chmod 600)."
+                    ),
+                },
+                "cert": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": (
+                        "auth pubkey: file holding this host's X.509 certificate (PEM or DER), sent in CERT "
+                        "payloads (RFC 7296 §3.6); in a PEM file the intermediate CA certificates may follow "
+                        "it, end entity first. Relative paths are relative to the configuration file. The "
+                        "local id must be one of its identities (subjectAltName, or the subject DN); without "
+                        "local.id the subject DN is used."
+                    ),
+                },
+                "cert_chain": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": (
+                        "auth pubkey, optional: file holding intermediate CA certificates (PEM) to send after "
+                        "cert, for a peer that knows only the root CA"
+                    ),
+                },
+                "private_key": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": (
+                        "auth pubkey: file holding the private key of cert (PEM or DER; PKCS#1, PKCS#8 or "
+                        "SEC1; RSA of at least 2048 bits or ECDSA P-256/P-384/P-521; not encrypted). It must "
+                        "be a regular file that neither group nor others can access (chmod 600). The key is "
+                        "never logged or shown."
+                    ),
+                },
+                "ca_certs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "string", "minLength": 1},
+                    "description": (
+                        "auth pubkey: files (PEM with one or more certificates, or DER) or directories of CA "
+                        "certificates trusted to issue the peer's certificate. The peer's certificate must "
+                        "chain to one of them (intermediates come from its CERT payloads), be valid now and "
+                        "carry the peer's identity (remote.id). Their key hashes go into CERTREQ payloads "
+                        "(RFC 7296 §3.7)."
+                    ),
+                },
+                "auth_method": {
+                    "type": "string",
+                    "enum": SIGNATURE_METHODS,
+                    "default": DEFAULT_SIGNATURE_METHOD,
+                    "description": (
+                        "auth pubkey: how our AUTH payload is signed. signature: RFC 7427 Digital Signature "
+                        "(RSASSA-PSS or ECDSA with SHA-2) with a hash the peer announced in "
+                        "SIGNATURE_HASH_ALGORITHMS; a peer that announced none gets the RFC 4754 ECDSA "
+                        "methods, and with an RSA key the exchange fails. classic: the methods of RFC 7296 "
+                        "§3.8 for old peers, RSA Digital Signature (PKCS#1 v1.5 with SHA-1) or ECDSA (RFC "
+                        "4754); only then is the SHA-1 RSA method accepted from the peer too."
                     ),
                 },
                 "ike_proposals": _proposals(
@@ -344,7 +406,9 @@ SCHEMA: Dict[str, Any] = {
                     "additionalProperties": {"$ref": "#/$defs/child"},
                 },
             },
-            "oneOf": [{"required": ["psk"]}, {"required": ["psk_file"]}],
+            "if": {"properties": {"auth": {"const": "pubkey"}}, "required": ["auth"]},
+            "then": {"required": ["cert", "private_key", "ca_certs"]},
+            "else": {"oneOf": [{"required": ["psk"]}, {"required": ["psk_file"]}]},
         },
         "child": {
             "type": "object",

@@ -62,6 +62,9 @@ BUILTIN_KEYWORDS = frozenset(
         "maxLength",
         "pattern",
         "oneOf",
+        "if",
+        "then",
+        "else",
     }
 )
 
@@ -280,6 +283,9 @@ class BuiltinValidator:
             self._check_keywords(schema["additionalProperties"], where + "/additionalProperties")
         for index, sub in enumerate(schema.get("oneOf", [])):
             self._check_keywords(sub, "%s/oneOf/%d" % (where, index))
+        for keyword in ("if", "then", "else"):
+            if keyword in schema:
+                self._check_keywords(schema[keyword], "%s/%s" % (where, keyword))
 
     def _resolve(self, ref: str) -> Dict[str, Any]:
         return self.root["$defs"][ref[len("#/$defs/") :]]
@@ -330,6 +336,10 @@ class BuiltinValidator:
             matches = sum(1 for sub in schema["oneOf"] if self._is_valid(instance, sub))
             if matches != 1:
                 fail("oneOf")
+        if "if" in schema:  # draft 2020-12 §10.2.2: "if" itself never fails, it picks the branch
+            branch = "then" if self._is_valid(instance, schema["if"]) else "else"
+            if branch in schema:
+                self._validate(instance, schema[branch], path, out, names)
 
     def _validate_object(
         self,

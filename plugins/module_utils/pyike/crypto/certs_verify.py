@@ -191,6 +191,11 @@ def _san_text(certificate: x509.Certificate) -> str:
     return ", ".join(parts) or "none"
 
 
+def san_text(certificate: x509.Certificate) -> str:
+    """The certificate's subjectAltName entries for messages: ``dns:gw1.example.org, ip:192.0.2.1``."""
+    return _san_text(certificate)
+
+
 def check_identity(certificate: x509.Certificate, identity: Identity) -> None:
     """Raise CertIdentityError unless ``identity`` is an identity of ``certificate``."""
     if not identity_matches(certificate, identity):

@@ -6,9 +6,12 @@ tests build policies directly.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+from cryptography.hazmat.primitives import serialization
 
 from ..crypto.proposals import ProposalSpec
 from ..ids import IdType
@@ -44,6 +47,12 @@ class IkePolicy:
     remote_port: int = 500
     rekey_time: float = 14400.0  # IKE SA, seconds; 0 disables rekeying
     dpd_action: str = "clear"  # clear | restart
+    auth: str = "psk"  # psk (RFC 7296 §2.15 shared key MIC) | pubkey (certificates, RFC 7427)
+    # auth pubkey: our crypto.certs.LocalCredential (certificate, chain, private key never shown),
+    # the CA certificates that verify the peer, and how we sign (signature: RFC 7427 | classic).
+    credential: Optional[Any] = field(default=None, repr=False)
+    ca_certs: List[Any] = field(default_factory=list, repr=False)
+    auth_method: str = "signature"
 
     def __repr__(self) -> str:
         return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
@@ -102,7 +111,19 @@ def policy_from_config(conn: Any) -> IkePolicy:
         remote_port=int(conn.remote.port),
         rekey_time=float(conn.rekey_time),
         dpd_action=str(getattr(conn, "dpd_action", "clear")),
+        auth=str(getattr(conn, "auth", "psk")),
+        credential=getattr(conn, "credential", None),
+        ca_certs=list(getattr(conn, "ca_certs", ())),
+        auth_method=str(getattr(conn, "auth_method", "signature")),
     )
+
+
+def _certificates_digest(certificates: List[Any]) -> str:
+    """SHA-256 over the DER certificates: a reload with other certificate files restarts the SA."""
+    digest = hashlib.sha256()
+    for certificate in certificates:
+        digest.update(certificate.public_bytes(serialization.Encoding.DER))
+    return digest.hexdigest()
 
 
 def policy_signature(policy: IkePolicy) -> tuple:
@@ -136,4 +157,10 @@ def policy_signature(policy: IkePolicy) -> tuple:
         policy.remote_port,
         policy.rekey_time,
         policy.dpd_action,
+        policy.auth,
+        policy.auth_method,
+        _certificates_digest(
+            [policy.credential.certificate, *policy.credential.intermediates] if policy.credential else []
+        ),
+        _certificates_digest(policy.ca_certs),
     )
