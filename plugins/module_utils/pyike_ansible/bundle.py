@@ -56,6 +56,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import sad as engine_esp_sad
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import selectors as engine_esp_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import spd as engine_esp_spd
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import authenticate as engine_ike_authenticate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import convert as engine_ike_convert
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import cookies as engine_ike_cookies
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import create_child as engine_ike_create_child

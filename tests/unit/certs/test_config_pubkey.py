@@ -24,9 +24,7 @@ PKCS8 = serialization.PrivateFormat.PKCS8
 
 
 def key_pem(private, fmt=PKCS8, encryption=None):
-    return private.private_bytes(
-        serialization.Encoding.PEM, fmt, encryption or serialization.NoEncryption()
-    )
+    return private.private_bytes(serialization.Encoding.PEM, fmt, encryption or serialization.NoEncryption())
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +101,9 @@ def test_relative_paths_a_separate_chain_file_and_a_ca_directory(files, pki, tmp
     cas.mkdir()
     (cas / "root.pem").write_bytes(pem(pki.root))
     (cas / "other.pem").write_bytes(pem(Pki("rsa2048", org="other").root))
-    data = pubkey_config(files, cert="leaf.pem", cert_chain="inter.pem", private_key="gw1.key", ca_certs=["cas"])
+    data = pubkey_config(
+        files, cert="leaf.pem", cert_chain="inter.pem", private_key="gw1.key", ca_certs=["cas"]
+    )
     conn = parse_config(data, SOURCE, base_dir=str(tmp_path)).connection("hq")
     assert conn.credential.intermediates == [pki.inter]
     assert len(conn.ca_certs) == 2 and conn.cert == str(tmp_path / "leaf.pem")
@@ -145,7 +145,9 @@ def test_unreadable_or_broken_files_name_the_file_and_field(files, pki, tmp_path
     text = problems(pubkey_config(files, private_key=missing))
     assert "connections.hq.private_key: %s does not exist" % missing in text
     text = problems(pubkey_config(files, private_key=files["cert"]))  # 0644, and not a key
-    assert "connections.hq.private_key: %s is accessible by group or others (mode 0644)" % files["cert"] in text
+    assert (
+        "connections.hq.private_key: %s is accessible by group or others (mode 0644)" % files["cert"] in text
+    )
     not_key = files["write"]("notkey.pem", pem(pki.leaf), 0o600)
     text = problems(pubkey_config(files, private_key=not_key))
     assert "connections.hq.private_key: %s: no private key block found" % not_key in text
@@ -169,16 +171,22 @@ def test_unsupported_and_encrypted_keys(files):
         0o600,
     )
     text = problems(pubkey_config(files, private_key=locked))
-    assert "connections.hq.private_key: %s: the private key is encrypted; store it unencrypted" % locked in text
+    assert (
+        "connections.hq.private_key: %s: the private key is encrypted; store it unencrypted" % locked in text
+    )
 
 
 def test_ca_certs_must_be_cas(files, pki):
     leaf = files["write"]("leaf-as-ca.pem", pem(pki.leaf))
     text = problems(pubkey_config(files, ca_certs=[leaf]))
-    assert "connections.hq.ca_certs[0]: %s: certificate %s is not a CA certificate" % (
-        leaf,
-        pki.leaf.subject.rfc4514_string(),
-    ) in text
+    assert (
+        "connections.hq.ca_certs[0]: %s: certificate %s is not a CA certificate"
+        % (
+            leaf,
+            pki.leaf.subject.rfc4514_string(),
+        )
+        in text
+    )
     no_sign = make_cert(name("CRL signer"), key("p256", 9), ca=True, key_usage="crl-only")
     path = files["write"]("crl-only.pem", pem(no_sign))
     text = problems(pubkey_config(files, ca_certs=[path]))
@@ -192,7 +200,12 @@ def test_local_id_must_be_in_the_certificate(files):
     text = problems(data)
     assert "connections.hq.local.id: moon.example.org is not an identity of the certificate" in text
     assert "dns:gw1.example.org" in text
-    for good in ("gw1.example.org", "admin@example.org", "192.0.2.1", "C=CH, O=pyike test, CN=gw1.example.org"):
+    for good in (
+        "gw1.example.org",
+        "admin@example.org",
+        "192.0.2.1",
+        "C=CH, O=pyike test, CN=gw1.example.org",
+    ):
         data["connections"]["hq"]["local"]["id"] = good
         parse_config(data, SOURCE)
     assert len(GW_SAN) == 4

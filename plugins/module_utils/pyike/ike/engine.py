@@ -6,8 +6,13 @@ failures to report. Randomness and key exchange objects are injected, so two eng
 process negotiate deterministically.
 
 Exchanges: IKE_SA_INIT (§1.2, with INVALID_KE_PAYLOAD retry §1.3/§2.7 and COOKIE §2.6), IKE_AUTH
-with PSK (§2.15) and the first Child SA, INFORMATIONAL (§1.4: DELETE and liveness), request
-retransmission and replay of cached responses (§2.1), NAT detection (§2.23).
+with PSK or certificates (§2.15, RFC 7427; see authenticate.py) and the first Child SA,
+INFORMATIONAL (§1.4: DELETE and liveness), request retransmission and replay of cached responses
+(§2.1), NAT detection (§2.23).
+
+Time: ``now`` is monotonic and drives every timer.  Certificate validity needs wall-clock time,
+which comes from the injected ``wall_clock`` (epoch seconds; ``time.time`` by default), so tests
+pin it as they pin ``now``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import ipaddress
 import logging
 import os
 import struct
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..crypto.auth import PskAuthenticator, constant_time_equal, signed_octets
 from ..crypto.errors import CryptoError
 from ..crypto.ke import new_key_exchange
 from ..crypto.keys import child_key_lengths, child_keymat, derive_ike_keys, skeyseed
@@ -30,7 +35,6 @@ from ..ids import (
     IKE_HEADER_LEN,
     IKE_PORT,
     NATT_PORT,
-    AuthMethod,
     DhId,
     EsnId,
     ExchangeType,
@@ -42,7 +46,7 @@ from ..ids import (
 from ..wire.encrypted import SkfPayload
 from ..wire.errors import WireError
 from ..wire.header import Header
-from ..wire.identity import AuthPayload, IdiPayload, IdrPayload
+from ..wire.identity import IdiPayload, IdrPayload
 from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import (
     Message,
@@ -58,6 +62,7 @@ from ..wire.rules import check_envelope, check_payloads
 from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
+from .authenticate import PUBKEY, AuthFailed, AuthMixin
 from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
 from .create_child import CreateChildMixin
@@ -89,7 +94,7 @@ class RetransmitPolicy:
         return self.timeout * (self.base**tries)
 
 
-class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
+class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
     def __init__(
         self,
         policies: Dict[str, IkePolicy],
@@ -100,8 +105,10 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         nat_t_port: int = NATT_PORT,
         fragment_size: int = 1280,
         guard: Optional[HalfOpenGuard] = None,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.policies = dict(policies)
+        self.wall_clock = wall_clock  # epoch seconds, only for certificate validity (RFC 5280 §6.1.3)
         self.ike_port, self.nat_t_port = ike_port, nat_t_port
         self.random_bytes = random_bytes
         self.new_ke = key_exchange_factory
@@ -407,6 +414,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         ]
         payloads += self._natd_payloads(sa, ZERO_SPI)
         payloads.append(fragmentation_notify())
+        payloads += self._init_auth_payloads([sa.policy], responder=False)
         if has_additional_kes(sa.policy.ike_proposals):
             payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))  # RFC 9242 §3.1
         data = sa.plain(ExchangeType.IKE_SA_INIT, 0, False, payloads)
@@ -458,7 +466,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
                 self.cookies.make(nonce, remote[0], header.spi_i, now),
             )
             return
-        policy = self._responder_policy(local[0], remote[0])
+        candidates = self._responder_candidates(local[0], remote[0])
+        policy = candidates[0] if candidates else None
         if policy is None:
             self._count("no_matching_connection")
             log.info(
@@ -498,6 +507,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         sa.init_request = message.raw
         sa.next_peer_request_id = 1
         self._check_natd(sa, message.payloads, ZERO_SPI)
+        self._record_init_auth(sa, message.payloads)
         try:
             key_exchange = self.new_ke(selected.dh)
             public, shared = key_exchange.respond(ke_payload.data)
@@ -521,6 +531,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         sa.additional_kes = list(selected.additional_kes)
         if sa.additional_kes:
             payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        # RFC 7427 §4 and RFC 7296 §1.2/§3.7: hash algorithms and CERTREQ when a connection that
+        # may take this peer (chosen by IDi in IKE_AUTH) uses certificates.
+        payloads += self._init_auth_payloads(candidates, responder=True)
         sa.init_response = sa.plain(ExchangeType.IKE_SA_INIT, 0, True, payloads)
         self.sas[sa.spi_r] = sa
         self.half_open[(sa.spi_i, remote[0])] = sa
@@ -591,6 +604,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         sa.init_response = message.raw
         sa.fragmentation = offers_fragmentation(payloads)
         self._check_natd(sa, payloads, sa.spi_r)
+        self._record_init_auth(sa, payloads)
         self._derive_keys(sa, shared)
         if sa.encap:  # §2.23: continue on port 4500 once a NAT is detected
             sa.local = (sa.local[0], self.nat_t_port)
@@ -614,26 +628,24 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         sa.reassembler = Reassembler(sa.cipher_in, self.fragment_budget)
         sa.key_exchange = None  # the private value is no longer needed (§2.12)
 
-    # --- IKE_AUTH (§1.2, §2.15) ------------------------------------------------------------
-    def _auth_data(self, sa: IkeSa, ours: bool, id_body: bytes) -> bytes:
-        """AUTH payload data for our message (ours=True) or the value expected from the peer."""
-        we_sign_as_initiator = sa.initiator if ours else not sa.initiator
-        real_message = sa.init_request if we_sign_as_initiator else sa.init_response
-        nonce = sa.nonce_r if we_sign_as_initiator else sa.nonce_i
-        sk_p = sa.keys.sk_pi if we_sign_as_initiator else sa.keys.sk_pr
-        signed = signed_octets(real_message, nonce, sa.selected.prf, sk_p, id_body) + self._int_auth(
-            sa, sa.ike_auth_mid
-        )
-        return PskAuthenticator(sa.selected.prf, sa.policy.psk).build(signed)
-
+    # --- IKE_AUTH (§1.2, §2.15; the AUTH payloads themselves: authenticate.py) ---------------
     def _send_auth_request(self, sa: IkeSa, now: float) -> None:
         policy = sa.policy
         sa.ike_auth_mid = sa.next_request_id
         idi = IdiPayload(*policy.local_id)
-        payloads: List[Payload] = [idi]
+        try:
+            certs, auth = self._our_auth(sa, idi.encode_body())
+        except AuthFailed as exc:
+            self._fail(sa, "IKE_AUTH", str(exc))
+            self._drop_sa(sa, "cannot authenticate")
+            return
+        # §1.2: IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr
+        payloads: List[Payload] = [idi, *certs]
+        if policy.auth == PUBKEY:
+            payloads += self._certreq_payloads([policy])
         if policy.remote_id is not None:
             payloads.append(IdrPayload(*policy.remote_id))
-        payloads.append(AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth_data(sa, True, idi.encode_body())))
+        payloads.append(auth)
         child = sa.auth_child
         if child is not None:
             sa.auth_child_spi = self._new_child_spi()
@@ -659,7 +671,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             return
         idi = find_payload(payloads, PayloadType.IDi)
         auth = find_payload(payloads, PayloadType.AUTH)
-        policy = self._policy_for_peer(sa, (idi.id_type, idi.data))
+        policy = self._policy_for_peer(sa, (idi.id_type, idi.data), auth.method if auth is not None else None)
         if policy is None:
             self.events.append(
                 Failure(
@@ -672,25 +684,23 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             self._drop_sa(sa, "peer identity not accepted", quiet=True)
             return
         sa.policy = policy
-        if auth.method != AuthMethod.SHARED_KEY_MIC or not _equal(
-            auth.data, self._auth_data(sa, False, _received_body(idi))
-        ):
-            self.events.append(
-                Failure(
-                    policy.name,
-                    "IKE_AUTH",
-                    "AUTHENTICATION_FAILED: peer %s did not prove the pre-shared key" % idi.value_text(),
-                )
-            )
+        self._record_certreq(sa, payloads)
+        reason = self._check_peer_auth(sa, policy, idi, payloads)
+        idr = IdrPayload(*policy.local_id)
+        if not reason:
+            try:
+                certs, our_auth = self._our_auth(sa, idr.encode_body())
+            except AuthFailed as exc:
+                reason = str(exc)
+        if reason:
+            # §2.21.2: an IKE_AUTH that fails authentication is answered with AUTHENTICATION_FAILED.
+            self.events.append(Failure(policy.name, "IKE_AUTH", reason))
+            log.warning("%s: IKE_AUTH failed: %s", sa.key, reason)
             self._respond(sa, request, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)])
             self._drop_sa(sa, "authentication failed", quiet=True)
             return
         sa.peer_id = (idi.id_type, idi.data)
-        idr = IdrPayload(*policy.local_id)
-        response: List[Payload] = [
-            idr,
-            AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth_data(sa, True, idr.encode_body())),
-        ]
+        response: List[Payload] = [idr, *certs, our_auth]  # §1.2: IDr, [CERT,] AUTH, SAr2, TSi, TSr
         child_event = None
         sa_payload = find_payload(payloads, PayloadType.SA)
         if sa_payload is not None:
@@ -749,21 +759,25 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.AUTHENTICATION_FAILED
         ]
         if errors or find_payload(payloads, PayloadType.AUTH) is None:
-            self._fail(sa, "IKE_AUTH", "AUTHENTICATION_FAILED: peer did not accept our authentication")
+            ours = ""
+            if sa.policy.auth == PUBKEY and sa.policy.credential is not None:
+                ours = " (our certificate %s)" % sa.policy.credential.certificate.subject.rfc4514_string()
+            self._fail(
+                sa,
+                "IKE_AUTH",
+                "AUTHENTICATION_FAILED: peer %s did not accept our authentication%s" % (sa.remote[0], ours),
+            )
             self._drop_sa(sa, "authentication failed")
             return
         idr = find_payload(payloads, PayloadType.IDr)
-        auth = find_payload(payloads, PayloadType.AUTH)
-        if sa.policy.remote_id is not None and (idr.id_type, idr.data) != tuple(sa.policy.remote_id):
+        if idr is None:
+            reason = "AUTHENTICATION_FAILED: peer %s sent AUTH without IDr" % sa.remote[0]
+        elif sa.policy.remote_id is not None and (idr.id_type, idr.data) != tuple(sa.policy.remote_id):
             reason = (
                 "AUTHENTICATION_FAILED: peer identified as %s, expected another identity" % idr.value_text()
             )
-        elif auth.method != AuthMethod.SHARED_KEY_MIC or not _equal(
-            auth.data, self._auth_data(sa, False, _received_body(idr))
-        ):
-            reason = "AUTHENTICATION_FAILED: peer %s did not prove the pre-shared key" % idr.value_text()
         else:
-            reason = ""
+            reason = self._check_peer_auth(sa, sa.policy, idr, payloads)
         if reason:
             self._fail(sa, "IKE_AUTH", reason)
             # §2.21.2: tell the responder, then forget the SA without waiting for an answer.
@@ -1001,10 +1015,6 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             raise KeyError("connection %r has no child %r" % (policy.name, child))
         return policy.children[child]
 
-    def _responder_policy(self, local_ip: str, remote_ip: str) -> Optional[IkePolicy]:
-        candidates = self._responder_candidates(local_ip, remote_ip)
-        return candidates[0] if candidates else None
-
     def _responder_candidates(self, local_ip: str, remote_ip: str) -> List[IkePolicy]:
         def matches(configured: Optional[str], actual: str) -> bool:
             if configured in (None, "", "%any", "0.0.0.0", "::"):  # noqa: S104 - wildcards, not a bind
@@ -1026,13 +1036,6 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         ]
         return exact + wildcard
 
-    def _policy_for_peer(self, sa: IkeSa, peer_id) -> Optional[IkePolicy]:
-        """The connection whose remote identity matches IDi, among those for these addresses (§2.15)."""
-        for policy in self._responder_candidates(sa.local[0], sa.remote[0]):
-            if policy.remote_id is None or tuple(policy.remote_id) == tuple(peer_id):
-                return policy
-        return None
-
     # --- introspection ---------------------------------------------------------------------
     def describe_sas(self, now: float) -> List[dict]:
         out = []
@@ -1047,6 +1050,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
                     "remote_address": "%s[%d]" % sa.remote,
                     "local_id": identity_text(sa.policy.local_id),
                     "remote_id": identity_text(sa.peer_id) if sa.peer_id else "",
+                    "auth": sa.policy.auth,
+                    "remote_auth": sa.peer_auth,
+                    "remote_cert": sa.peer_cert,
                     "spi_i": sa.spi_i.hex(),
                     "spi_r": sa.spi_r.hex(),
                     "proposal": sa.proposal_text,
@@ -1073,10 +1079,6 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         return out
 
 
-def _equal(a: bytes, b: bytes) -> bool:
-    return constant_time_equal(a, b)
-
-
 def _dh_name(group: Optional[int]) -> str:
     try:
         return DhId(group).name
@@ -1089,8 +1091,3 @@ def _notify_name(notify_type: int) -> str:
         return NotifyType(notify_type).name
     except ValueError:
         return "notify %d" % notify_type
-
-
-def _received_body(id_payload: Payload) -> bytes:
-    """The ID payload body exactly as the peer sent it: its AUTH covers the reserved octets too (§2.15)."""
-    return getattr(id_payload, "raw_body", None) or id_payload.encode_body()

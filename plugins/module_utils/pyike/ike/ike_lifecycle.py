@@ -216,6 +216,7 @@ class IkeLifecycleMixin:
         new.cipher_out, new.cipher_in = sk_ciphers(selected, new.keys, initiator)
         new.local_behind_nat, new.remote_behind_nat = old.local_behind_nat, old.remote_behind_nat
         new.peer_id = old.peer_id
+        new.peer_cert, new.peer_auth = old.peer_cert, old.peer_auth  # the authentication carries over
         new.children, old.children = old.children, []
         new.state = ESTABLISHED
         new.established_at = now

@@ -102,6 +102,10 @@ class IkeSa:
     local_behind_nat: bool = False
     remote_behind_nat: bool = False
     peer_id: Optional[Identity] = None
+    peer_hashes: Optional[List[int]] = None  # the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4)
+    peer_certreq: List[bytes] = field(default_factory=list)  # CA key hashes it asked for (§3.7)
+    peer_cert: str = ""  # the peer's verified certificate, for status
+    peer_auth: str = ""  # how the peer authenticated: AUTH method (and signature scheme)
     established_at: Optional[float] = None
     next_request_id: int = 0
     pending: Optional[Pending] = None
