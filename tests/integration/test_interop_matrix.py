@@ -1,6 +1,6 @@
 """Interop matrix against strongSwan 5.9.8 with PSK: cipher x key exchange x role, traffic through each.
 
-(Certificate authentication against strongSwan is not wired into the engine yet; see issue 4.)
+The same matrix with RSA and ECDSA certificates is test_interop_certs.py.
 """
 
 from __future__ import annotations

@@ -30,28 +30,37 @@ def site_to_site(
     ike_proposals: Optional[List[str]] = None,
     esp_proposals: Optional[List[str]] = None,
     start_action: str = "none",
+    credentials: Optional[Dict[str, Any]] = None,
     **settings: Any,
 ) -> Dict[str, Any]:
-    """An engine configuration with one connection and one child called "net"."""
-    return {
-        "settings": dict({"control_socket": CONTROL_SOCKET, "listen": [local_addr]}, **settings),
-        "connections": {
-            name: {
-                "local": {"address": local_addr, "id": local_id},
-                "remote": {"address": remote_addr, "id": remote_id},
-                "auth": "psk",
-                "psk": psk,
-                "ike_proposals": ike_proposals or ["aes256gcm16-prfsha256-x25519"],
-                "children": {
-                    "net": {
-                        "local_ts": local_ts,
-                        "remote_ts": remote_ts,
-                        "esp_proposals": esp_proposals or ["aes256gcm16"],
-                        "start_action": start_action,
-                    }
-                },
+    """An engine configuration with one connection and one child called "net".
+
+    ``credentials`` switches it to certificates: ``{"cert": ..., "private_key": ..., "ca_certs":
+    [...]}`` (paths inside the lab host, see :meth:`PyikeDaemon.write_file`; ``auth_method`` and
+    ``cert_chain`` may be added); ``psk`` is then ignored.
+    """
+    conn: Dict[str, Any] = {
+        "local": {"address": local_addr, "id": local_id},
+        "remote": {"address": remote_addr, "id": remote_id},
+        "auth": "psk",
+        "psk": psk,
+        "ike_proposals": ike_proposals or ["aes256gcm16-prfsha256-x25519"],
+        "children": {
+            "net": {
+                "local_ts": local_ts,
+                "remote_ts": remote_ts,
+                "esp_proposals": esp_proposals or ["aes256gcm16"],
+                "start_action": start_action,
             }
         },
+    }
+    if credentials is not None:
+        del conn["psk"]
+        conn["auth"] = "pubkey"
+        conn.update(credentials)
+    return {
+        "settings": dict({"control_socket": CONTROL_SOCKET, "listen": [local_addr]}, **settings),
+        "connections": {name: conn},
     }
 
 
@@ -71,6 +80,15 @@ class PyikeDaemon:
             "umask 077 && mkdir -p %s && cat > %s.tmp && mv %s.tmp %s"
             % (os.path.dirname(CONFIG_FILE), CONFIG_FILE, CONFIG_FILE, CONFIG_FILE),
             input_data=json.dumps(config, indent=1).encode(),
+        )
+
+    def write_file(self, path: str, data: bytes, mode: str = "0600") -> None:
+        """A file inside the lab host (certificates 0644, private keys 0600 as the loader demands)."""
+        quoted = shlex.quote(path)
+        self._sh(
+            "umask 077 && mkdir -p %s && cat > %s.tmp && chmod %s %s.tmp && mv %s.tmp %s"
+            % (shlex.quote(os.path.dirname(path)), quoted, mode, quoted, quoted, quoted),
+            input_data=data,
         )
 
     def write_raw_config(self, text: str) -> None:

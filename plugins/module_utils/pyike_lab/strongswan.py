@@ -3,6 +3,12 @@
 The lab host's private /run and copy-on-write /etc (see holder.py) give each charon its own pid file,
 VICI socket and configuration, so several run side by side. charon is driven with swanctl inside the
 host; every swanctl call has a timeout because charon can hang (LAB.md).
+
+Certificates: :meth:`StrongSwan.install_credentials` writes a certificate to /etc/swanctl/x509,
+its private key to /etc/swanctl/private (0600; PEM, PKCS#1/SEC1 or PKCS#8, read by the pem,
+pkcs1, pkcs8 and openssl plugins) and CA certificates to /etc/swanctl/x509ca inside the host; a
+:class:`SiteToSite` with ``auth="pubkey"`` and ``cert`` uses them (swanctl.conf ``auth = pubkey``,
+``certs = ...``).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from .lab import Lab, LabError, stop_by_pid_file
 
@@ -50,7 +56,12 @@ charon {
 
 @dataclass
 class SiteToSite:
-    """One swanctl connection with one child, in the terms of swanctl.conf(5)."""
+    """One swanctl connection with one child, in the terms of swanctl.conf(5).
+
+    ``auth`` is ``psk`` (with ``psk``) or ``pubkey``: then ``cert`` names our certificate in
+    /etc/swanctl/x509 (see :meth:`StrongSwan.install_credentials`) and ``cacerts`` optionally
+    restricts the peer's CAs (files in /etc/swanctl/x509ca; default: any loaded CA).
+    """
 
     name: str
     local_addr: str
@@ -65,8 +76,13 @@ class SiteToSite:
     child: str = "net"
     start_action: str = "none"
     extra: List[str] = field(default_factory=list)
+    auth: str = "psk"
+    cert: str = ""
+    cacerts: List[str] = field(default_factory=list)
 
     def swanctl_conf(self) -> str:
+        if self.auth == "pubkey":
+            return self._pubkey_conf()
         return (
             "connections {\n"
             "  %(name)s {\n"
@@ -98,6 +114,38 @@ class SiteToSite:
             psk_quoted='"%s"' % self.psk.replace("\\", "\\\\").replace('"', '\\"'),
         )
 
+    def _pubkey_conf(self) -> str:
+        if not self.cert:
+            raise ValueError("SiteToSite %s: auth pubkey needs cert" % self.name)
+        cacerts = "      cacerts = %s\n" % ",".join(self.cacerts) if self.cacerts else ""
+        return (
+            "connections {\n"
+            "  %(name)s {\n"
+            "    version = 2\n"
+            "    local_addrs = %(local_addr)s\n"
+            "    remote_addrs = %(remote_addr)s\n"
+            "    proposals = %(proposals)s\n"
+            "%(extra)s"
+            "    local {\n      auth = pubkey\n      certs = %(cert)s\n      id = %(local_id)s\n    }\n"
+            "    remote {\n      auth = pubkey\n      id = %(remote_id)s\n%(cacerts)s    }\n"
+            "    children {\n"
+            "      %(child)s {\n"
+            "        local_ts = %(local_ts)s\n"
+            "        remote_ts = %(remote_ts)s\n"
+            "        esp_proposals = %(esp_proposals)s\n"
+            "        start_action = %(start_action)s\n"
+            "      }\n"
+            "    }\n"
+            "  }\n"
+            "}\n"
+        ) % dict(
+            vars(self),
+            local_ts=",".join(self.local_ts),
+            remote_ts=",".join(self.remote_ts),
+            extra="".join("    %s\n" % line for line in self.extra),
+            cacerts=cacerts,
+        )
+
 
 class StrongSwan:
     """charon in one lab host."""
@@ -116,13 +164,30 @@ class StrongSwan:
             input_data=content.encode(),
         )
 
-    def configure(self, swanctl_conf: str) -> None:
-        self.write_file(
-            "/etc/strongswan.conf",
-            STRONGSWAN_CONF % {"plugins": PLUGINS, "vici": VICI_SOCKET, "log": LOG_FILE},
-            "0644",
-        )
+    def configure(self, swanctl_conf: str, charon_options: Sequence[str] = ()) -> None:
+        """strongswan.conf (``charon_options``: extra ``key = value`` lines in the charon section,
+        e.g. ``signature_authentication = no`` for a peer without RFC 7427) and swanctl.conf."""
+        conf = STRONGSWAN_CONF % {"plugins": PLUGINS, "vici": VICI_SOCKET, "log": LOG_FILE}
+        options = "".join("  %s\n" % line for line in charon_options)
+        conf = conf.replace("  retransmit_tries = 3\n", "  retransmit_tries = 3\n" + options, 1)
+        self.write_file("/etc/strongswan.conf", conf, "0644")
         self.write_file("/etc/swanctl/swanctl.conf", swanctl_conf)
+
+    def install_credentials(
+        self, name: str, cert_pem: bytes, key_pem: bytes, ca_pems: Sequence[bytes] = ()
+    ) -> str:
+        """Our certificate as x509/<name>.pem, its key as private/<name>.pem (0600) and CA
+        certificates as x509ca/<name>-ca<N>.pem; returns the name for ``SiteToSite.cert``.
+        Load them with ``swanctl --load-creds`` (``start`` loads everything)."""
+        self.write_file("/etc/swanctl/x509/%s.pem" % name, cert_pem.decode("ascii"), "0644")
+        self.write_file("/etc/swanctl/private/%s.pem" % name, key_pem.decode("ascii"), "0600")
+        for index, ca_pem in enumerate(ca_pems):
+            self.write_file("/etc/swanctl/x509ca/%s-ca%d.pem" % (name, index), ca_pem.decode("ascii"), "0644")
+        return "%s.pem" % name
+
+    def load(self, what: str = "--load-all") -> str:
+        """Reload swanctl.conf and credentials into the running charon (``--load-conns`` etc.)."""
+        return self.swanctl(what, *(("--noprompt",) if what in ("--load-all", "--load-creds") else ()))
 
     def start(self, timeout: float = 15.0) -> None:
         self._sh("setsid %s </dev/null >/dev/null 2>&1 &" % CHARON)
