@@ -42,6 +42,7 @@ class CertLab:
     def __init__(self):
         self.lab = Lab("t" + uuid.uuid4().hex[:8])
         self.pkis = {family: LabPki(family) for family in FAMILIES}
+        self.loose_key = self.pkis["ecdsa"].leaf(LEFT["id"], self.pkis["ecdsa"].gw1_kind)[1]
         self.daemons = []
 
     def up(self):
@@ -272,3 +273,36 @@ def test_an_old_peer_without_rfc7427(env):
         env.swan.stop()
         env.swan.configure(env.swan_conf("rsa", ike, esp))
         env.swan.start()
+
+
+def test_a_broken_credential_on_reload_is_refused_and_the_tunnel_stays(env):
+    ike, esp = "aes256gcm16-prfsha256-x25519", "aes256gcm16"
+    env.reconfigure("ecdsa", ike, esp)
+    try:
+        assert "initiate completed successfully" in env.pyike.ctl("initiate", "s2s")
+        (before,) = env.pyike.sas()
+        # The RSA family's key with the ECDSA certificate: it does not belong to it.
+        env.pyike.write_config(env.pyike_conf("ecdsa", ike, esp, private_key="%s/gw1-rsa.key" % KEY_DIR))
+        with pytest.raises(LabError) as refused:
+            env.pyike.ctl("reload")
+        message = str(refused.value)
+        assert "reload refused, the running configuration stays" in message
+        assert (
+            "connections.s2s.private_key: %s/gw1-rsa.key: the private key does not belong to certificate"
+            % (KEY_DIR)
+            in message
+        )
+        # A key file that others may read is refused too, naming the file and the mode.
+        env.pyike.write_file("%s/loose.key" % KEY_DIR, key_pem(env.loose_key), "0644")
+        env.pyike.write_config(env.pyike_conf("ecdsa", ike, esp, private_key="%s/loose.key" % KEY_DIR))
+        with pytest.raises(LabError, match=r"loose\.key is accessible by group or others \(mode 0644\)"):
+            env.pyike.ctl("reload")
+        (after,) = env.pyike.sas()
+        assert after["ike_sa"] == before["ike_sa"] and after["state"] == "ESTABLISHED"
+        ping_across(env.lab, count=2)
+        body = "".join(key_pem(env.loose_key).decode().splitlines()[1:-1])
+        assert body[:48] not in env.pyike.log() and body[-48:] not in env.pyike.log()
+    finally:
+        env.pyike.write_config(env.pyike_conf("ecdsa", ike, esp))
+        env.pyike.ctl("reload")
+        env.clear()

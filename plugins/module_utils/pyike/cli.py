@@ -76,6 +76,10 @@ def format_sas(sas: List[Dict[str, Any]]) -> str:
         )
         lines.append("  local  '%s' @ %s" % (ike.get("local_id", ""), ike.get("local_address", "")))
         lines.append("  remote '%s' @ %s" % (ike.get("remote_id", ""), ike.get("remote_address", "")))
+        if ike.get("remote_auth"):
+            lines.append("  remote authenticated with %s" % ike["remote_auth"])
+        if ike.get("remote_cert"):
+            lines.append("  remote certificate %s" % ike["remote_cert"])
         if ike.get("proposal"):
             lines.append("  %s" % ike["proposal"])
         for child in ike.get("children", []):

@@ -11,7 +11,7 @@ import json
 import os
 
 import pytest
-from certs_pki import GW_SAN, Pki, key, make_cert, name, pem
+from certs_pki import FUTURE, GW_SAN, NOW, Pki, key, make_cert, name, pem
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pyike.config import ConfigError, connection_digest, parse_config
@@ -253,3 +253,36 @@ def test_a_new_certificate_changes_the_digest_and_the_policy(files, pki):
     classic = parse_config(data, SOURCE).connection("hq")
     assert connection_digest(classic) != connection_digest(after)
     assert policy_from_config(classic).auth_method == "classic"
+
+
+def test_the_daemon_refuses_to_start_with_a_broken_credential(files, tmp_path, capsys):
+    """run_daemon loads the configuration (and so the credentials) before it touches anything."""
+    from pyike.runtime.daemon import run_daemon
+
+    other = files["write"]("other.key", key_pem(key("p256", 7)), 0o600)
+    config = tmp_path / "pyike.json"
+    config.write_text(json.dumps(pubkey_config(files, private_key=other)))
+    assert run_daemon(str(config)) == 2
+    error = capsys.readouterr().err
+    assert (
+        "%s: connections.hq.private_key: %s: the private key does not belong to certificate"
+        % (
+            config,
+            other,
+        )
+        in error
+    )
+    assert "".join(key_pem(key("p256", 7)).decode().splitlines()[1:-1])[:40] not in error
+
+
+def test_the_daemon_warns_about_our_own_expired_certificate(files, pki, caplog):
+    from pyike.runtime.daemon import _check_own_certificates
+
+    config = parse_config(pubkey_config(files), SOURCE)
+    assert _check_own_certificates(config, now=NOW.timestamp()) == []
+    later = _check_own_certificates(config, now=FUTURE[0].timestamp())
+    assert later == [
+        "connection hq: our certificate %s (%s) expired on 2030-01-01 00:00:00 UTC; peers will refuse it"
+        % (pki.leaf.subject.rfc4514_string(), files["cert"])
+    ]
+    assert later[0] in caplog.text

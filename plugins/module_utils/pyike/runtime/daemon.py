@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..config.errors import ConfigError
 from ..config.load import load_config
+from ..crypto.certs import as_utc, not_valid_after, not_valid_before, subject_text
 from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..esp import TrafficSelector as EspSelector
 from ..ids import IntegId
@@ -114,6 +115,7 @@ class Daemon:
             settings.nat_t_port,
             settings.control_socket,
         )
+        _check_own_certificates(self.config)
         self._start_actions()
         timer = asyncio.ensure_future(self._timer())
         await self._stopping.wait()
@@ -396,6 +398,7 @@ class Daemon:
         before = set(self.engine.policies)
         self.engine.update_policies(_policies(config, self.raw_esp), time.monotonic())
         self.config = config
+        _check_own_certificates(config)
         self._flush()
         self._start_actions()
         after = set(self.engine.policies)
@@ -424,6 +427,33 @@ class Daemon:
                 for at, f in self.failures[-10:]
             ],
         }
+
+
+def _check_own_certificates(config: Any, now: Optional[float] = None) -> List[str]:
+    """Warn about our own certificates that are not valid now: peers will refuse them. (The loader
+    read them; validity is a matter of time, not of the configuration, so it does not refuse.)"""
+    moment = as_utc(time.time() if now is None else now)
+    warnings = []
+    for name, conn in config.connections.items():
+        credential = getattr(conn, "credential", None)
+        if credential is None:
+            continue
+        certificate = credential.certificate
+        if moment > not_valid_after(certificate):
+            problem = "expired on %s" % not_valid_after(certificate).strftime("%Y-%m-%d %H:%M:%S UTC")
+        elif moment < not_valid_before(certificate):
+            problem = "is not valid before %s" % not_valid_before(certificate).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            )
+        else:
+            continue
+        warnings.append(
+            "connection %s: our certificate %s (%s) %s; peers will refuse it"
+            % (name, subject_text(certificate), conn.cert, problem)
+        )
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
 
 
 def _no_redirects(ifname: str) -> None:
