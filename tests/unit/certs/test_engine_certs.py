@@ -395,3 +395,28 @@ def test_no_private_key_in_events_or_logs(caplog):
             assert str(value) not in text and "%x" % value not in text
     assert any("rejected (expired)" in text for text in texts)
     assert "private key=<hidden>" in repr(left_side.credential)
+
+
+class EapOnlyPeer(Engine):
+    """A first IKE_AUTH request with only an EAP payload and no IDi (RFC 7296 §2.16 shape)."""
+
+    def _send_auth_request(self, sa, now):
+        from pyike.ids import ExchangeType
+        from pyike.wire.eap import EapPayload
+
+        sa.ike_auth_mid = sa.next_request_id
+        self._request(
+            sa,
+            ExchangeType.IKE_AUTH,
+            [EapPayload(2, 1, 1, b"identity")],
+            lambda message, payloads, at: self._on_auth_response(sa, payloads, at),
+            now,
+        )
+
+
+def test_a_first_ike_auth_without_idi_is_refused():
+    left_side, right_side = sides("p256", "p256")
+    net = connect(left_side, right_side, left_cls=EapOnlyPeer)
+    assert net.reasons(RIGHT) == ["AUTHENTICATION_FAILED: peer %s sent no IDi" % LEFT]
+    assert any("did not accept our authentication" in r for r in net.reasons(LEFT))
+    assert net.engines[LEFT].sas == {} and net.engines[RIGHT].sas == {}

@@ -671,6 +671,15 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             return
         idi = find_payload(payloads, PayloadType.IDi)
         auth = find_payload(payloads, PayloadType.AUTH)
+        if idi is None:  # an EAP-only first request (§2.16): we do not offer EAP
+            self.events.append(
+                Failure(
+                    sa.policy.name, "IKE_AUTH", "AUTHENTICATION_FAILED: peer %s sent no IDi" % sa.remote[0]
+                )
+            )
+            self._respond(sa, request, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)])
+            self._drop_sa(sa, "authentication failed", quiet=True)
+            return
         policy = self._policy_for_peer(sa, (idi.id_type, idi.data), auth.method if auth is not None else None)
         if policy is None:
             self.events.append(
