@@ -176,7 +176,8 @@ def test_cert_matrix(env, family, cipher, group, initiator):
 
 
 def test_rsa_chains_were_fragmented_both_ways(env):
-    """strongSwan fragments its RSA IKE_AUTH at 1280 octets and reassembles ours (RFC 7383)."""
+    """RSA-3072 chains exceed 1280 octets: every IKE_AUTH message is fragmented (RFC 7383), whoever
+    initiates, and each end reassembles the other's fragments."""
     env.reconfigure("rsa", "aes256gcm16-prfsha256-x25519", "aes256gcm16")
     try:
         before = len(env.swan.log())
@@ -188,6 +189,14 @@ def test_rsa_chains_were_fragmented_both_ways(env):
         # Theirs: strongSwan splits its IKE_AUTH response, and pyike reassembled it (the SA is up).
         assert "generating IKE_AUTH response 1 [ IDr CERT CERT AUTH SA TSi TSr ]" in log, log
         assert "splitting IKE message" in log and "into 3 fragments" in log, log
+        env.clear()
+
+        before = len(env.swan.log())
+        assert "initiate completed successfully" in env.swan.initiate("net")
+        log = env.swan.log()[before:]
+        assert "generating IKE_AUTH request 1 [ IDi CERT" in log and "splitting IKE message" in log, log
+        assert "received fragment #3 of 3, reassembled fragmented IKE message" in log, log
+        assert "parsed IKE_AUTH response 1 [ IDr CERT CERT AUTH SA TSi TSr ]" in log, log
         assert env.pyike.stats()["ike"].get("invalid_messages", 0) == 0
     finally:
         env.clear()

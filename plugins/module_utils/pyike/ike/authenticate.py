@@ -125,10 +125,11 @@ class AuthMixin:
             return [], AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth_data(sa, True, id_body))
         credential = policy.credential
         if credential is None:
-            raise AuthFailed("connection %s has auth pubkey but no certificate loaded" % policy.name)
-        if not sa.peer_certreq:
-            pass  # the peer asked for nothing in particular: send ours anyway (§3.7 allows it)
-        elif not credential.answers(sa.peer_certreq, policy.ca_certs):
+            raise AuthFailed(
+                "AUTHENTICATION_FAILED: connection %s has auth pubkey but no certificate loaded" % policy.name
+            )
+        if sa.peer_certreq and not credential.answers(sa.peer_certreq, policy.ca_certs):
+            # §3.7: CERTREQ is a hint; ours is the only certificate we have, so it goes anyway.
             log.info(
                 "%s: the peer's CERTREQ names none of the CAs above our certificate; sending it anyway",
                 sa.key,
@@ -153,7 +154,8 @@ class AuthMixin:
 
     # --- the peer's AUTH --------------------------------------------------------------------
     def _check_peer_auth(self, sa: IkeSa, policy: IkePolicy, id_payload: Any, payloads: List[Payload]) -> str:
-        """ "" when the peer proved ``id_payload`` the way ``policy`` wants, else the reason."""
+        """The reason the peer's AUTH is refused, or the empty string when the peer proved
+        ``id_payload`` the way ``policy`` wants (RFC 7296 §2.15; RFC 4945 §3.1 for certificates)."""
         peer = id_payload.value_text()
         auth = find_payload(payloads, PayloadType.AUTH)
         if auth is None:
