@@ -286,3 +286,14 @@ def test_the_daemon_warns_about_our_own_expired_certificate(files, pki, caplog):
         % (pki.leaf.subject.rfc4514_string(), files["cert"])
     ]
     assert later[0] in caplog.text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_key_pasted_into_private_key_is_not_echoed(files, pki, engine):
+    pasted = key_pem(pki.leaf_key).decode()
+    text = problems(pubkey_config(files, private_key=pasted), engine)
+    assert "connections.hq.private_key: must be the path of the key file, not the key itself" in text
+    body = "".join(pasted.splitlines()[1:-1])
+    assert body[:40] not in text and body[-40:] not in text and "BEGIN" not in text
+    text = problems(pubkey_config(files, private_key=12345), engine)
+    assert "connections.hq.private_key: expected a string, got an integer" in text and "12345" not in text

@@ -531,7 +531,15 @@ class _Builder:
         get = self._get
         cert_path = self.file_path(get(raw, "cert", path, "str"))
         chain_text = get(raw, "cert_chain", path, "str", None)
-        key_path = self.file_path(get(raw, "private_key", path, "str"))
+        key_text = get(raw, "private_key", path, "str")
+        if "-----BEGIN" in key_text or "\n" in key_text:
+            self.secret_texts.append(key_text)
+            self.add(
+                (*path, "private_key"),
+                "must be the path of the key file, not the key itself (keep the key out of the configuration)",
+            )
+            return None
+        key_path = self.file_path(key_text)
         ca_texts = get(raw, "ca_certs", path, "list")
         method = get(raw, "auth_method", path, "str", defaults.DEFAULT_SIGNATURE_METHOD)
         chain_path = None if chain_text is None else self.file_path(chain_text)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import Path
 
-SECRET_FIELDS = frozenset({"psk"})
+SECRET_FIELDS = frozenset({"psk", "private_key"})  # private_key is a path, but a pasted key must not echo
 
 try:  # optional: a dependency of the controller tooling, rarely installed on targets
     import jsonschema as _jsonschema
