@@ -420,3 +420,43 @@ def test_a_first_ike_auth_without_idi_is_refused():
     assert net.reasons(RIGHT) == ["AUTHENTICATION_FAILED: peer %s sent no IDi" % LEFT]
     assert any("did not accept our authentication" in r for r in net.reasons(LEFT))
     assert net.engines[LEFT].sas == {} and net.engines[RIGHT].sas == {}
+
+
+@pytest.mark.parametrize("kind", ["dn", "ipv4", "rfc822"])
+def test_other_identity_types(kind):
+    """ID_DER_ASN1_DN (the subject, the default without local.id), ID_IPV4_ADDR and ID_RFC822_ADDR
+    (subjectAltName iPAddress / rfc822Name) are matched against the certificate (RFC 4945 §3.1)."""
+    import ipaddress
+
+    def side(family, host, org, address):
+        san = [
+            x509.DNSName(host),
+            x509.IPAddress(ipaddress.ip_address(address)),
+            x509.RFC822Name("vpn@" + host),
+        ]
+        return Side(family, host, org, san=san)
+
+    left_side = side("p256", "left.example.org", "left org", LEFT)
+    right_side = side("rsa2048", "right.example.org", "right org", RIGHT)
+
+    def identity(side_, address):
+        if kind == "dn":
+            return (IdType.ID_DER_ASN1_DN, side_.leaf.subject.public_bytes())
+        if kind == "ipv4":
+            return (IdType.ID_IPV4_ADDR, ipaddress.ip_address(address).packed)
+        return (IdType.ID_RFC822_ADDR, ("vpn@" + side_.host).encode())
+
+    left_id, right_id = identity(left_side, LEFT), identity(right_side, RIGHT)
+    net = connect(
+        left_side,
+        right_side,
+        {"local_id": left_id, "remote_id": right_id},
+        {"local_id": right_id, "remote_id": left_id},
+    )
+    left_sa, right_sa = assert_up(net)
+    assert right_sa["remote_cert"].startswith("CN=left.example.org")
+    assert left_sa["remote_cert"].startswith("CN=right.example.org")
+    # The same identity claimed with a certificate that lacks it is refused.
+    stranger_id = identity(Side("p256", "moon.example.org", "left org"), "192.0.2.99")
+    net = connect(left_side, right_side, {"local_id": stranger_id}, {"remote_id": stranger_id})
+    assert_failed_both_ways(net, RIGHT, "rejected (identity_mismatch)")
