@@ -19,6 +19,13 @@ from .model import End, InventoryError, Problem, Tunnel
 from .resolve import Inventory
 
 PSK_FILE_PLACEHOLDER = "psk-file-placeholder-for-validation"
+# Where a gateway's certificate files go, relative to its engine configuration file (the engine
+# resolves relative paths against that file's directory); the gateway role writes them there.
+CREDENTIAL_FILES = {
+    "certificate": "x509/gateway.pem",
+    "private_key": "private/gateway.key",
+    "ca_certificates": "x509ca/trusted.pem",
+}
 
 
 def _endpoint(end: End, remote: bool) -> Dict[str, Any]:
@@ -37,9 +44,13 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
     conn: Dict[str, Any] = {
         "local": _endpoint(mine, remote=False),
         "remote": _endpoint(other, remote=True),
-        "auth": "psk",
+        "auth": tunnel.auth,
     }
-    if tunnel.psk_file is not None:
+    if tunnel.auth == "pubkey":
+        conn["cert"] = CREDENTIAL_FILES["certificate"]
+        conn["private_key"] = CREDENTIAL_FILES["private_key"]
+        conn["ca_certs"] = [CREDENTIAL_FILES["ca_certificates"]]
+    elif tunnel.psk_file is not None:
         conn["psk_file"] = tunnel.psk_file
     elif include_secrets:
         conn["psk"] = tunnel.psk
@@ -105,6 +116,27 @@ def build_secrets(inventory: Inventory, limit: Optional[Sequence[str]] = None) -
     }
 
 
+def build_credentials(
+    inventory: Inventory, limit: Optional[Sequence[str]] = None
+) -> Dict[str, Dict[str, str]]:
+    """Per host with certificate tunnels, the public files: ``certificate`` (its chain, PEM) and
+    ``ca_certificates`` (the CA bundle it trusts, PEM); the paths are :data:`CREDENTIAL_FILES`."""
+    return {
+        host: {"certificate": credential.certificate_pem, "ca_certificates": credential.ca_pem}
+        for host, credential in inventory.credentials.items()
+        if host in _hosts(inventory, limit)
+    }
+
+
+def build_private_keys(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """Per host with certificate tunnels, its private key (PEM): a secret, like the PSKs."""
+    return {
+        host: credential.private_key_pem
+        for host, credential in inventory.credentials.items()
+        if host in _hosts(inventory, limit)
+    }
+
+
 def psk_refs(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, str]]:
     """Per host, for each of its connections, where its key comes from: the data path of the psk in
     the inventory (``ipsec_topologies[0].psks.gw1-gw2``) or ``psk_file:<path>``."""
@@ -112,6 +144,7 @@ def psk_refs(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dic
         host: {
             t.name: ("psk_file:%s" % t.psk_file) if t.psk_file is not None else format_path(t.psk_path)
             for t, _side in _host_tunnels(inventory, host)
+            if t.auth == "psk"
         }
         for host in _hosts(inventory, limit)
     }
