@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_inventory import (
+    CREDENTIAL_FILES,
     Inventory,
     build_configs,
+    build_credentials,
+    build_private_keys,
     build_secrets,
     check,
     global_names,
@@ -77,7 +81,7 @@ class ActionModule(ActionBase):
         else:
             groups = _plain(groups)
 
-        inventory = Inventory(data, hosts, groups)
+        inventory = Inventory(data, hosts, groups, read_file=self._read_credential)
         problems = [inventory.scrub(p) for p in gathered] + [str(p) for p in check(inventory)]
         result["changed"] = False
         result["problems"] = problems
@@ -87,6 +91,8 @@ class ActionModule(ActionBase):
         result["engine_configs"] = {}
         result["psk_refs"] = {}
         result["initiates"] = {}
+        result["credentials"] = {}
+        result["credential_files"] = dict(CREDENTIAL_FILES)
         if problems:
             result["msg"] = "The IPsec inventory has %d problem%s:\n%s" % (
                 len(problems),
@@ -107,10 +113,12 @@ class ActionModule(ActionBase):
             )
             for host, config in result["engine_configs"].items()
         }
+        result["credentials"] = build_credentials(inventory, params["limit"])
         if params["include_secrets"]:
             result["engine_secrets"] = build_secrets(inventory, params["limit"])
+            result["engine_private_keys"] = build_private_keys(inventory, params["limit"])
             result["secrets_included"] = True
-            # The pre-shared keys are in the result: hide all of it from every callback and log,
+            # The pre-shared keys and private keys are in the result: hide all of it from every callback and log,
             # at any verbosity. A registered variable still holds the full result.
             result["_ansible_no_log"] = True
         result["msg"] = "The IPsec inventory is valid: %d tunnel%s, %d managed host%s" % (
@@ -120,6 +128,16 @@ class ActionModule(ActionBase):
             "" if len(result["managed_hosts"]) == 1 else "s",
         )
         return result
+
+    def _read_credential(self, path):
+        """A certificate or key file named in the inventory, looked up like the copy module's src
+        (the role's and the playbook's files/ directories, then the path as given)."""
+        try:
+            found = self._find_needle("files", path)
+        except AnsibleError:
+            raise OSError(errno.ENOENT, "no such file (looked in files/ directories and as given)") from None
+        with open(found, "rb") as handle:
+            return handle.read()
 
     @staticmethod
     def _value(read, path, gathered):

@@ -22,16 +22,24 @@ description:
     end without C(ipsec_public_address), duplicate tunnel names (generated ones included), pre-shared keys
     that cannot be decoded, topology fields that do not fit the topology type, misspelt C(ipsec_*)
     variables. Last, every generated engine configuration is loaded by the engine's own parser.
+  - "Tunnels with C(auth: pubkey) authenticate with X.509 certificates. Every managed end then needs
+    C(ipsec_certificate), C(ipsec_private_key) and C(ipsec_ca_certificates), each the PEM text or a path on
+    the controller (looked up like the copy module's C(src): in the role's and playbook's C(files/)). The
+    check reads them and refuses a key that does not belong to its certificate, a certificate that does not
+    carry the gateway's identity (C(ipsec_id), else C(ipsec_public_address)), and a certificate the peer at
+    the other end would not accept (expired, not yet valid, no path to one of the peer's CA certificates),
+    so these fail here rather than in IKE_AUTH."
   - Expands the topologies (C(ipsec_topologies)) into tunnels and computes, for every managed host, the
     configuration of the pyike engine (C(schemas/pyike-config.schema.json)) - one connection per tunnel the
     host takes part in, named after the tunnel.
   - "Variables: C(ipsec_ike_groups), C(ipsec_esp_groups), C(ipsec_tunnels), C(ipsec_topologies) describe the
     whole VPN (define them once, in C(group_vars/all)); C(ipsec_public_address), C(ipsec_id),
-    C(ipsec_lan_subnets), C(ipsec_listen), C(ipsec_certificate), C(ipsec_private_key) describe one gateway
-    (C(host_vars)). The schema documents every field."
-  - Pre-shared keys never appear in problems, messages or RV(engine_configs). They appear in the result
-    only in RV(engine_secrets), with O(include_secrets=true), and then the whole result is hidden from
-    output and logs as with C(no_log) (the registered variable keeps it).
+    C(ipsec_lan_subnets), C(ipsec_listen), C(ipsec_certificate), C(ipsec_private_key),
+    C(ipsec_ca_certificates) describe one gateway (C(host_vars)). The schema documents every field."
+  - Pre-shared keys and private keys never appear in problems, messages or RV(engine_configs). They appear
+    in the result only in RV(engine_secrets) and RV(engine_private_keys), with O(include_secrets=true), and
+    then the whole result is hidden from output and logs as with C(no_log) (the registered variable keeps
+    it).
 author:
   - pyike.ipsec developers (@pyike-ipsec)
 version_added: 0.1.0
@@ -46,8 +54,8 @@ options:
   hosts:
     description:
       - Inventory host name to its gateway variables (C(ipsec_public_address), C(ipsec_id),
-        C(ipsec_lan_subnets), C(ipsec_listen), C(ipsec_certificate), C(ipsec_private_key)) and optionally
-        C(group_names).
+        C(ipsec_lan_subnets), C(ipsec_listen), C(ipsec_certificate), C(ipsec_private_key),
+        C(ipsec_ca_certificates)) and optionally C(group_names).
       - Default is every inventory host with its C(ipsec_*) variables from C(hostvars), each templated in
         its own context, and its C(group_names).
     type: dict
@@ -65,7 +73,8 @@ options:
     default: true
   include_secrets:
     description:
-      - V(true) also returns RV(engine_secrets), the pre-shared keys per host and connection, and marks
+      - V(true) also returns RV(engine_secrets), the pre-shared keys per host and connection, and
+        RV(engine_private_keys), and marks
         the whole result C(no_log) so that it is hidden at every verbosity, in every callback and in the
         log file; the registered variable keeps everything.
       - A host's RV(engine_configs) entry and RV(engine_secrets) entry are the O(pyike.ipsec.config#module:config)
@@ -163,6 +172,7 @@ tunnels:
       esp_group: pfs
       start_action: start
       children: [{name: lan, left_ts: [10.2.0.0/24], right_ts: [10.1.0.0/24, 10.3.0.0/24]}]
+      auth: psk
       psk_ref: ipsec_topologies[0].psk
 managed_hosts:
   description: The hosts that get an engine configuration (tunnel ends and hosts with C(ipsec_public_address)).
@@ -212,6 +222,35 @@ engine_secrets:
   type: dict
   sample:
     spoke1: {star-spoke1: "<the key>"}
+engine_private_keys:
+  description:
+    - Host name to the PEM private key of its certificate, for hosts with C(auth=pubkey) tunnels; the role
+      writes it to RV(credential_files.private_key) with mode 0600. The result that holds it is C(no_log).
+  returned: when O(include_secrets=true) and the inventory is valid
+  type: dict
+  sample:
+    gw1: "<the PEM private key>"
+credentials:
+  description:
+    - Host name to its public certificate files, for hosts with C(auth=pubkey) tunnels - C(certificate),
+      the gateway certificate and its chain, and C(ca_certificates), the CA certificates it trusts, both PEM
+      text - to be written to RV(credential_files) relative to the engine configuration's directory.
+  returned: always
+  type: dict
+  sample:
+    gw1:
+      certificate: "-----BEGIN CERTIFICATE-----..."
+      ca_certificates: "-----BEGIN CERTIFICATE-----..."
+credential_files:
+  description:
+    - Where the engine configurations expect each certificate file, relative to the directory of the
+      engine configuration file (C(certificate), C(private_key), C(ca_certificates)).
+  returned: always
+  type: dict
+  sample:
+    certificate: x509/gateway.pem
+    private_key: private/gateway.key
+    ca_certificates: x509ca/trusted.pem
 initiates:
   description:
     - Host name to the connections that host starts itself (a child with C(start_action=start)); the other

@@ -10,7 +10,17 @@ schemas/inventory.schema.json (:data:`SCHEMA`).
 
 from __future__ import annotations
 
-from .build import build_configs, build_secrets, check, engine_configs, psk_refs, validate_inventory
+from .build import (
+    CREDENTIAL_FILES,
+    build_configs,
+    build_credentials,
+    build_private_keys,
+    build_secrets,
+    check,
+    engine_configs,
+    psk_refs,
+    validate_inventory,
+)
 from .model import Child, End, Gateway, InventoryError, Problem, Tunnel
 from .resolve import Inventory
 from .schema import (
@@ -24,6 +34,7 @@ from .schema import (
 )
 
 __all__ = [
+    "CREDENTIAL_FILES",
     "GLOBAL_VARIABLES",
     "HOST_VARIABLES",
     "SCHEMA",
@@ -36,6 +47,8 @@ __all__ = [
     "Problem",
     "Tunnel",
     "build_configs",
+    "build_credentials",
+    "build_private_keys",
     "build_secrets",
     "check",
     "engine_configs",

@@ -16,6 +16,15 @@ try:
     from ..pyike.config.load import decode_psk
     from ..pyike.config.selectors import SelectorError, TrafficSelector, intersect_lists
     from ..pyike.config.validate import schema_violations
+    from ..pyike.crypto.certs import (
+        CertError,
+        LocalCredential,
+        parse_certificates,
+        parse_private_key,
+        subject_text,
+        to_der,
+    )
+    from ..pyike.crypto.certs_verify import identity_matches, verify_peer
     from ..pyike.crypto.errors import ProposalError
     from ..pyike.crypto.proposals import parse_proposal
     from ..pyike.ids import ProtocolId
@@ -30,22 +39,39 @@ except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a to
         intersect_lists,
     )
     from pyike.config.validate import schema_violations  # type: ignore[no-redef]
+    from pyike.crypto.certs import (  # type: ignore[no-redef]
+        CertError,
+        LocalCredential,
+        parse_certificates,
+        parse_private_key,
+        subject_text,
+        to_der,
+    )
+    from pyike.crypto.certs_verify import identity_matches, verify_peer  # type: ignore[no-redef]
     from pyike.crypto.errors import ProposalError  # type: ignore[no-redef]
     from pyike.crypto.proposals import parse_proposal  # type: ignore[no-redef]
     from pyike.ids import ProtocolId  # type: ignore[no-redef]
 
 __all__ = [
+    "CertError",
     "ConfigError",
     "IdentityError",
+    "LocalCredential",
     "ProposalError",
     "ProtocolId",
     "SelectorError",
     "TrafficSelector",
     "decode_psk",
     "format_path",
+    "identity_matches",
     "intersect_lists",
+    "parse_certificates",
     "parse_config",
     "parse_identity",
+    "parse_private_key",
     "parse_proposal",
     "schema_violations",
+    "subject_text",
+    "to_der",
+    "verify_peer",
 ]

@@ -12,6 +12,8 @@ host's ``ipsec_listen`` or its public address.
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ._engine import ConfigError, format_path, parse_config
@@ -19,12 +21,23 @@ from .model import End, InventoryError, Problem, Tunnel
 from .resolve import Inventory
 
 PSK_FILE_PLACEHOLDER = "psk-file-placeholder-for-validation"
+# Where a gateway's certificate files go, relative to its engine configuration file (the engine
+# resolves relative paths against that file's directory); the gateway role writes them there.
+CREDENTIAL_FILES = {
+    "certificate": "x509/gateway.pem",
+    "private_key": "private/gateway.key",
+    "ca_certificates": "x509ca/trusted.pem",
+}
 
 
-def _endpoint(end: End, remote: bool) -> Dict[str, Any]:
+def _endpoint(end: End, remote: bool, auth: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {"address": end.address}
     if end.id is not None:
         out["id"] = end.id
+    elif auth == "pubkey" and end.address not in (None, "%any"):
+        # Both ends must agree on the identity; the engine's default for the local end would be
+        # the certificate's subject DN, for the remote one the address.
+        out["id"] = end.address
     if remote and end.port is not None:
         out["port"] = end.port
     return out
@@ -35,11 +48,15 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
     ike = inventory.ike_groups.get(tunnel.ike_group or "", {})
     esp = inventory.esp_groups.get(tunnel.esp_group or "", {})
     conn: Dict[str, Any] = {
-        "local": _endpoint(mine, remote=False),
-        "remote": _endpoint(other, remote=True),
-        "auth": "psk",
+        "local": _endpoint(mine, remote=False, auth=tunnel.auth),
+        "remote": _endpoint(other, remote=True, auth=tunnel.auth),
+        "auth": tunnel.auth,
     }
-    if tunnel.psk_file is not None:
+    if tunnel.auth == "pubkey":
+        conn["cert"] = CREDENTIAL_FILES["certificate"]
+        conn["private_key"] = CREDENTIAL_FILES["private_key"]
+        conn["ca_certs"] = [CREDENTIAL_FILES["ca_certificates"]]
+    elif tunnel.psk_file is not None:
         conn["psk_file"] = tunnel.psk_file
     elif include_secrets:
         conn["psk"] = tunnel.psk
@@ -105,6 +122,27 @@ def build_secrets(inventory: Inventory, limit: Optional[Sequence[str]] = None) -
     }
 
 
+def build_credentials(
+    inventory: Inventory, limit: Optional[Sequence[str]] = None
+) -> Dict[str, Dict[str, str]]:
+    """Per host with certificate tunnels, the public files: ``certificate`` (its chain, PEM) and
+    ``ca_certificates`` (the CA bundle it trusts, PEM); the paths are :data:`CREDENTIAL_FILES`."""
+    return {
+        host: {"certificate": credential.certificate_pem, "ca_certificates": credential.ca_pem}
+        for host, credential in inventory.credentials.items()
+        if host in _hosts(inventory, limit)
+    }
+
+
+def build_private_keys(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """Per host with certificate tunnels, its private key (PEM): a secret, like the PSKs."""
+    return {
+        host: credential.private_key_pem
+        for host, credential in inventory.credentials.items()
+        if host in _hosts(inventory, limit)
+    }
+
+
 def psk_refs(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, str]]:
     """Per host, for each of its connections, where its key comes from: the data path of the psk in
     the inventory (``ipsec_topologies[0].psks.gw1-gw2``) or ``psk_file:<path>``."""
@@ -112,13 +150,32 @@ def psk_refs(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dic
         host: {
             t.name: ("psk_file:%s" % t.psk_file) if t.psk_file is not None else format_path(t.psk_path)
             for t, _side in _host_tunnels(inventory, host)
+            if t.auth == "psk"
         }
         for host in _hosts(inventory, limit)
     }
 
 
+def _write_credentials(directory: str, credential: Any) -> None:
+    """The files of CREDENTIAL_FILES under ``directory``, as the gateway role writes them."""
+    contents = {
+        "certificate": credential.certificate_pem,
+        "private_key": credential.private_key_pem,
+        "ca_certificates": credential.ca_pem,
+    }
+    for key, relative in CREDENTIAL_FILES.items():
+        path = os.path.join(directory, relative)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(contents[key])
+
+
 def _engine_problems(inventory: Inventory) -> List[Problem]:
-    """Last check: would the engine load each generated configuration?  (psk_file is not read.)"""
+    """Last check: would the engine load each generated configuration?  (psk_file is not read.)
+
+    A host with certificates gets its files in a private temporary directory (0700, removed
+    right after), laid out as on the gateway, because the engine reads them at load time."""
     problems: List[Problem] = []
     for host, config in build_configs(inventory, include_secrets=True).items():
         trial = copy.deepcopy(config)
@@ -126,13 +183,21 @@ def _engine_problems(inventory: Inventory) -> List[Problem]:
             if "psk_file" in conn:
                 del conn["psk_file"]
                 conn["psk"] = PSK_FILE_PLACEHOLDER
-        try:
-            parse_config(trial, source="engine configuration of %s" % host, engine=inventory.engine)
-        except ConfigError as error:
-            problems.extend(
-                Problem(inventory.scrub(p.source), inventory.scrub("%s: %s" % (p.path, p.message)))
-                for p in error.problems
-            )
+        with tempfile.TemporaryDirectory(prefix="pyike-validate-") as directory:
+            if host in inventory.credentials:
+                _write_credentials(directory, inventory.credentials[host])
+            try:
+                parse_config(
+                    trial,
+                    source="engine configuration of %s" % host,
+                    base_dir=directory,
+                    engine=inventory.engine,
+                )
+            except ConfigError as error:
+                problems.extend(
+                    Problem(inventory.scrub(p.source), inventory.scrub("%s: %s" % (p.path, p.message)))
+                    for p in error.problems
+                )
     return problems
 
 

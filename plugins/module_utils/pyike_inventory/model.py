@@ -89,6 +89,7 @@ class Tunnel:
     children: List[Child]
     start_action: str = "start"
     encap: Optional[bool] = None
+    auth: str = "psk"  # or "pubkey": certificates
     psk: Optional[str] = field(default=None, repr=False)
     psk_file: Optional[str] = None
     psk_path: Path = ()  # where the pre-shared key is defined (for psk_ref)
@@ -119,6 +120,9 @@ class Tunnel:
                 for c in self.children
             ],
         }
+        out["auth"] = self.auth
+        if self.auth == "pubkey":
+            return out
         if self.psk_file is not None:
             out["psk_file"] = self.psk_file
         else:

@@ -31,6 +31,18 @@ from ._engine import (
     parse_proposal,
     schema_violations,
 )
+from .credentials import (
+    VARIABLES as CREDENTIAL_VARIABLES,
+)
+from .credentials import (
+    CredentialProblem,
+    HostCredential,
+    ReadFile,
+    identity_problem,
+    load_host,
+    read_local_file,
+    trust_problem,
+)
 from .model import Child, End, Gateway, Path, Problem, Tunnel
 from .schema import NAME_PATTERN, SCHEMA, VARIABLE_PREFIX
 
@@ -123,6 +135,8 @@ class Inventory:
         hosts: Optional[Mapping[str, Any]],
         groups: Optional[Mapping[str, Sequence[str]]] = None,
         engine: Optional[str] = None,
+        read_file: Optional[ReadFile] = None,
+        now: Optional[float] = None,
     ) -> None:
         # A variable set to null (an empty YAML value) counts as not set.
         self.data: Dict[str, Any] = {key: value for key, value in (data or {}).items() if value is not None}
@@ -141,6 +155,9 @@ class Inventory:
         self.ike_groups: Dict[str, Dict[str, Any]] = {}
         self.esp_groups: Dict[str, Dict[str, Any]] = {}
         self.tunnels: List[Tunnel] = []
+        self.credentials: Dict[str, HostCredential] = {}
+        self.read_file: ReadFile = read_file or read_local_file
+        self.now = now
         self._collect_secrets()
         self._check_schema()
         self._resolve_gateways()
@@ -149,6 +166,7 @@ class Inventory:
         self._resolve_topologies()
         self._check_names()
         self._check_hosts()
+        self._check_credentials()
 
     # -- problems -----------------------------------------------------------------------------------
 
@@ -495,6 +513,7 @@ class Inventory:
                     self.add(path, "has no managed end: left or right must be an inventory host")
                 elif left.managed and left.host == right.host:
                     self.add((*path, "right"), "is the same host as left (%s)" % left.host)
+            auth = self._auth(path, raw, ("psk", "psk_file"))
             start_action = raw.get("start_action", "start")
             if start_action == "start" and left is not None and left.managed and right is not None:
                 if right.address == "%any":
@@ -513,11 +532,38 @@ class Inventory:
                 children=self._children(path, raw.get("children"), left, right),
                 start_action=start_action if start_action in ("start", "none") else "start",
                 encap=raw.get("encap") if isinstance(raw.get("encap"), bool) else None,
-                psk=self._psk((*path, "psk"), raw.get("psk")),
-                psk_file=raw.get("psk_file") if _is_text(raw.get("psk_file")) else None,
+                auth=auth,
+                psk=self._psk((*path, "psk"), raw.get("psk")) if auth == "psk" else None,
+                psk_file=raw.get("psk_file") if _is_text(raw.get("psk_file")) and auth == "psk" else None,
                 psk_path=(*path, "psk"),
             )
             self.tunnels.append(tunnel)
+
+    def _auth(self, path: Path, raw: Dict[str, Any], key_fields: Sequence[str]) -> str:
+        """The tunnel's or topology's auth method, after checking that its key fields fit it.
+
+        These are structural problems (the schema's job before auth: pubkey existed), so like a
+        schema problem they silence later messages about the same tunnel."""
+        auth = raw.get("auth", "psk")
+        given = [key for key in key_fields if key in raw]
+        problem = None
+        if auth == "pubkey":
+            for key in given:
+                self.add(
+                    (*path, key),
+                    "a pre-shared key is not used with auth: pubkey (remove it or set auth: psk)",
+                )
+            return auth
+        if not given:
+            problem = "one of %s or %s is required" % (", ".join(key_fields[:-1]), key_fields[-1])
+        elif len(key_fields) == 2 and len(given) == 2:
+            problem = "give only one of psk or psk_file, not psk and psk_file"
+        elif "psk_file" in given and len(given) > 1:
+            problem = "give psk_file or psk/psks, not both"
+        if problem and format_path(path) not in self._flagged:
+            self._add(path, problem)
+            self._flagged.add(format_path(path))
+        return "psk"
 
     # -- topologies ----------------------------------------------------------------------------------
 
@@ -556,11 +602,7 @@ class Inventory:
                 continue
             path: Path = ("ipsec_topologies", index)
             kind = raw.get("type")
-            given = [key for key in ("psk", "psks", "psk_file") if key in raw]
-            if not given:
-                self.add(path, "one of psk, psks or psk_file is required")
-            elif "psk_file" in given and len(given) > 1:
-                self.add(path, "give psk_file or psk/psks, not both")
+            self._auth(path, raw, ("psk", "psks", "psk_file"))
             if kind == "hub_and_spoke":
                 self._hub_and_spoke(path, raw)
             elif kind == "full_mesh":
@@ -683,7 +725,10 @@ class Inventory:
                 psk, psk_path = psks[key], (*path, "psks", key)
                 break
         psk_file = raw.get("psk_file") if _is_text(raw.get("psk_file")) else None
-        if psk is None and psk_file is None and "psks" in raw:
+        auth = "pubkey" if raw.get("auth") == "pubkey" else "psk"
+        if auth == "pubkey":
+            psk = psk_file = None
+        elif psk is None and psk_file is None and "psks" in raw:
             self.add(
                 path,
                 "no pre-shared key for the tunnel between %s and %s: give psk, psks[%r] or psk_file"
@@ -701,6 +746,7 @@ class Inventory:
                 children=children,
                 start_action=start_action if start_action in ("start", "none") else "start",
                 encap=raw.get("encap") if isinstance(raw.get("encap"), bool) else None,
+                auth=auth,
                 psk=self._psk(psk_path, psk) if psk_file is None else None,
                 psk_file=psk_file,
                 psk_path=psk_path,
@@ -829,6 +875,69 @@ class Inventory:
                         common_remote[0],
                     ),
                 )
+
+    # -- certificates (auth: pubkey) ------------------------------------------------------------------
+
+    def _check_credentials(self) -> None:
+        """Every gateway of a pubkey tunnel has a usable certificate, and each peer trusts it."""
+        users: Dict[str, Tunnel] = {}
+        for tunnel in self.tunnels:
+            for end in (tunnel.left, tunnel.right):
+                if tunnel.auth == "pubkey" and end.managed and end.host in self.gateways:
+                    users.setdefault(end.host or "", tunnel)
+        for host, tunnel in users.items():
+            values = self.raw_hosts.get(host, {})
+            prefix: Path = (HOSTVARS, host)
+            missing = [name for name in CREDENTIAL_VARIABLES if name not in values]
+            if missing:
+                self.add(
+                    prefix,
+                    "%s %s required: tunnel %r (%s) uses auth: pubkey"
+                    % (
+                        " and ".join(missing),
+                        "is" if len(missing) == 1 else "are",
+                        tunnel.name,
+                        format_path(tunnel.path),
+                    ),
+                )
+                continue
+            authorities = values["ipsec_ca_certificates"]
+            if not (
+                _is_text(values["ipsec_certificate"])
+                and _is_text(values["ipsec_private_key"])
+                and isinstance(authorities, list)
+                and authorities
+                and all(_is_text(item) and item for item in authorities)
+            ):
+                continue  # the schema has said what is wrong
+            try:
+                credential = load_host(values, prefix, self.read_file)
+            except CredentialProblem as problem:
+                self.add(problem.path, problem.message)
+                continue
+            self._secrets.append(credential.private_key_pem)
+            gateway = self.gateways[host]
+            identity = gateway.id or gateway.address
+            problem = identity_problem(credential, identity) if identity else None
+            if problem:
+                self.add((*prefix, "ipsec_certificate"), problem)
+                continue
+            self.credentials[host] = credential
+        for tunnel in self.tunnels:
+            for _side, mine, other in tunnel.ends() if tunnel.auth == "pubkey" else ():
+                subject, verifier = (
+                    self.credentials.get(mine.host or ""),
+                    self.credentials.get(other.host or ""),
+                )
+                identity = mine.id or mine.address
+                if subject is None or verifier is None or not identity:
+                    continue
+                problem = trust_problem(subject, identity, verifier, self.now)
+                if problem:
+                    self.add(
+                        tunnel.path,
+                        "%s would refuse the certificate of %s: %s" % (other.host, mine.host, problem),
+                    )
 
     # -- views ---------------------------------------------------------------------------------------
 

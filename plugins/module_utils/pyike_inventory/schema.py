@@ -35,6 +35,7 @@ HOST_VARIABLES = (
     "ipsec_listen",
     "ipsec_certificate",
     "ipsec_private_key",
+    "ipsec_ca_certificates",
 )
 VARIABLE_PREFIX = "ipsec_"
 
@@ -77,6 +78,15 @@ _START_ACTION_DESCRIPTION = (
     "none waits for the peer or an explicit 'pyikectl initiate'. The other end always waits"
 )
 _ENCAP_DESCRIPTION = "force UDP encapsulation of ESP (RFC 3948) even when no NAT is detected"
+_AUTH_DESCRIPTION = (
+    "how both ends authenticate: psk (a pre-shared key; default) or pubkey (X.509 certificates, "
+    "RFC 7296 §2.15 and RFC 7427 signatures). With pubkey every managed end needs ipsec_certificate, "
+    "ipsec_private_key and ipsec_ca_certificates, and no pre-shared key is given"
+)
+_CREDENTIAL_SOURCE = (
+    "a path on the controller (a relative path is looked up like the copy module's src: in the "
+    "role's or playbook's files/ directory) or the PEM text itself"
+)
 
 SCHEMA: Dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -170,17 +180,30 @@ SCHEMA: Dict[str, Any] = {
             "type": "string",
             "minLength": 1,
             "description": (
-                "The gateway's X.509 certificate: a path on the controller or the PEM text. Accepted and "
-                "type-checked now; used by certificate authentication (issue 4). Per host."
+                "The gateway's X.509 certificate in PEM, optionally followed by the intermediate CA "
+                "certificates that issued it: " + _CREDENTIAL_SOURCE + ". Its subjectAltName (or "
+                "subject DN) must match ipsec_id. Needed by tunnels with auth: pubkey. Per host."
             ),
         },
         "ipsec_private_key": {
             "type": "string",
             "minLength": 1,
             "description": (
-                "The private key of ipsec_certificate: a path on the controller or the PEM text (from a "
-                "vault). Never shown in results. Accepted and type-checked now; used by certificate "
-                "authentication (issue 4). Per host."
+                "The unencrypted private key (RSA or ECDSA) of ipsec_certificate: "
+                + _CREDENTIAL_SOURCE
+                + " (from a vault). It never appears in results, messages or diffs, and is written "
+                "on the gateway with mode 0600. Per host."
+            ),
+        },
+        "ipsec_ca_certificates": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "minLength": 1},
+            "description": (
+                "The CA certificates this gateway trusts for its peers' certificates, each "
+                + _CREDENTIAL_SOURCE
+                + ". Usually the same for every gateway (group_vars/all). "
+                "Per host."
             ),
         },
     },
@@ -400,8 +423,8 @@ SCHEMA: Dict[str, Any] = {
                     "description": _START_ACTION_DESCRIPTION + "; the left end initiates; default start",
                 },
                 "encap": {"type": "boolean", "description": _ENCAP_DESCRIPTION},
+                "auth": {"type": "string", "enum": ["psk", "pubkey"], "description": _AUTH_DESCRIPTION},
             },
-            "oneOf": [{"required": ["psk"]}, {"required": ["psk_file"]}],
         },
         "topology": {
             "type": "object",
@@ -413,7 +436,7 @@ SCHEMA: Dict[str, Any] = {
                 "every other spoke's subnets, so spokes reach each other through the hub. full_mesh: "
                 "members (or members_group); a tunnel per pair, the member listed first initiates, with "
                 "the two members' subnets. The pre-shared key: psk for every tunnel, psks per tunnel, or "
-                "psk_file."
+                "psk_file; or auth: pubkey for certificates."
             ),
             "properties": {
                 "name": {
@@ -454,6 +477,7 @@ SCHEMA: Dict[str, Any] = {
                     ),
                 },
                 "encap": {"type": "boolean", "description": _ENCAP_DESCRIPTION},
+                "auth": {"type": "string", "enum": ["psk", "pubkey"], "description": _AUTH_DESCRIPTION},
             },
         },
     },
