@@ -127,75 +127,11 @@ capture_stderr:
 """
 
 import os
-import select
-import signal
 import subprocess
-import tempfile
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_lab.capture import Capture
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_lab.lab import Lab, LabError, nsenter_argv
-
-START_TIMEOUT = 10.0
-SETTLE_SECONDS = 0.3
-
-
-class _Capture:
-    """tcpdump inside a lab host; its one-line packet summaries go to a file, not a pipe that nobody
-    reads while the commands run (a full pipe would stall tcpdump)."""
-
-    def __init__(self, pid, interface, bpf_filter):
-        self.interface = interface
-        self.argv = nsenter_argv(
-            pid, ["tcpdump", "-i", interface, "-nn", "-l", "-U", "-p", *([bpf_filter] if bpf_filter else [])]
-        )
-        self.packets = tempfile.TemporaryFile()
-        self.proc = None
-        self.said = ""
-
-    def start(self):
-        # A session of its own: nsenter does not pass signals on to tcpdump, so the whole group is signalled.
-        try:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=self.packets, stderr=subprocess.PIPE, start_new_session=True
-            )
-        except OSError as exc:
-            raise LabError("cannot run %s: %s" % (self.argv[0], exc)) from None
-        # tcpdump says "listening on ..." on stderr once its socket is open and exits on errors. Read the
-        # raw pipe (no buffered reader), so that communicate() later gets everything after it.
-        said = b""
-        deadline = time.monotonic() + START_TIMEOUT
-        while b"listening on" not in said:
-            remaining = deadline - time.monotonic()
-            chunk = b""
-            if remaining > 0 and select.select([self.proc.stderr], [], [], remaining)[0]:
-                chunk = os.read(self.proc.stderr.fileno(), 4096)
-            if not chunk:
-                self.stop()
-                raise LabError(
-                    "tcpdump on %s did not start: %s"
-                    % (self.interface, said.decode(errors="replace").strip() or "no answer")
-                )
-            said += chunk
-        self.said = said.decode(errors="replace")
-
-    def stop(self):
-        """Stop tcpdump; returns (packet lines, what it said on stderr)."""
-        if self.proc.poll() is None:
-            time.sleep(SETTLE_SECONDS)  # the last replies are still on their way
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            err = self.proc.communicate(timeout=10)[1]
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            err = self.proc.communicate()[1]
-        with self.packets:
-            self.packets.seek(0)
-            out = self.packets.read()
-        return out.decode(errors="replace").splitlines(), self.said + err.decode(errors="replace")
 
 
 def _run(lab, command, timeout):
@@ -241,9 +177,9 @@ def main():
     params = module.params
     lab = Lab(params["lab"], params["state_root"])
     results = []
+    packets = []
     try:
-        capture = _Capture(lab.pid_of(params["host"]), params["interface"], params["filter"])
-        capture.start()
+        capture = Capture(lab, params["host"], params["interface"], params["filter"]).start()
         failed = None
         try:
             for command in params["commands"]:
@@ -252,10 +188,10 @@ def main():
                     failed = results[-1]
                     break
         finally:
-            packets, stderr = capture.stop()
+            packets = capture.stop()
     except LabError as exc:
-        module.fail_json(msg="lab %s: %s" % (params["lab"], exc), commands=results, packets=[])
-    result = dict(changed=False, packets=packets, commands=results, capture_stderr=stderr)
+        module.fail_json(msg="lab %s: %s" % (params["lab"], exc), commands=results, packets=packets)
+    result = dict(changed=False, packets=packets, commands=results, capture_stderr=capture.stderr)
     if failed is not None:
         module.fail_json(
             msg="lab host %s: %s exited with %d: %s"
