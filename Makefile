@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 DEMO_INVENTORY := $(ROOT)/playbooks/inventory/demo.yml
 
-.PHONY: setup demo demo-down test lint ruff unit target-unit integration ansible-lint sanity changelog build
+.PHONY: setup demo demo-down test lint ruff unit target-unit integration molecule ansible-lint sanity changelog build
 
 setup:
 	@bash $(ROOT)/scripts/setup.sh
@@ -26,7 +26,7 @@ demo-down: setup
 	ansible-playbook -i $(DEMO_INVENTORY) $(ROOT)/playbooks/lab_down.yml
 
 # Every check; the first failure stops the run with a non-zero exit.
-test: setup ruff changelog unit target-unit integration ansible-lint sanity build
+test: setup ruff changelog unit target-unit integration molecule ansible-lint sanity build
 
 ruff:
 	ruff check $(ROOT)
@@ -44,6 +44,12 @@ target-unit:
 
 integration:
 	cd $(ROOT) && python -m pytest -q tests/integration
+
+# Every Molecule scenario (molecule/*/molecule.yml), serially, with each one's time; or some:
+#   make molecule MOLECULE_SCENARIOS="default negative"
+MOLECULE_SCENARIOS ?=
+molecule:
+	bash $(ROOT)/scripts/molecule.sh $(MOLECULE_SCENARIOS)
 
 ansible-lint:
 	cd $(ROOT) && ansible-lint --offline --profile production
