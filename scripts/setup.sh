@@ -10,7 +10,7 @@ BUILD="$ROOT/.build"
 PYTHON="${PYTHON:-python3}"
 
 APT_PACKAGES=(
-  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make shellcheck
+  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make shellcheck openssl
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
   python3 python3-venv python3-cryptography python3-pyroute2 python3-yaml
