@@ -180,6 +180,13 @@ def test_ike_rekey_keeps_ml_kem_through_ike_followup_ke(starter):
     assert new_left.keys == keys_from(rekey_skeyseed(prf_id, old_sk_d, sk0, ni, nr, [sk1]))
     assert new_left.keys != keys_from(rekey_skeyseed(prf_id, old_sk_d, sk0, ni, nr))  # ML-KEM is mixed in
     assert children(left) == [child_before] and engine.counters["followup_ke_completed"] == 1
+    assert fragmented(net, ExchangeType.IKE_FOLLOWUP_KE)  # RFC 7383: ML-KEM's 1184-octet key needs SKF
+    # The rekeyed IKE SA keeps fragmentation and rekeys with ML-KEM again.
+    net.wire.clear()
+    engine.rekey_ike("s2s", now=15.0)
+    net.run(now=15.0)
+    assert ExchangeType.IKE_FOLLOWUP_KE in exchanges(net) and fragmented(net, ExchangeType.IKE_FOLLOWUP_KE)
+    assert ike_sa(left).keys == ike_sa(right).keys and ike_sa(left) is not new_left
     # The new IKE SA works: a Child SA rekey over it, with traffic on the result.
     left.rekey_child("s2s", None, now=20.0)
     net.run(now=20.0)

@@ -22,6 +22,7 @@ from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.sa import SaPayload
 from .convert import from_wire, to_wire
 from .events import IkeSaUp
+from .fragments import Reassembler
 from .sa import DELETING, ESTABLISHED, IkeSa
 
 NONCE_SIZE = 32
@@ -227,6 +228,10 @@ class IkeLifecycleMixin:
         seed = rekey_skeyseed(old.selected.prf, old.keys.sk_d, secret, nonce_i, nonce_r, additional_secrets)
         new.keys = derive_ike_keys(selected, seed, nonce_i, nonce_r, spi_i, spi_r)
         new.cipher_out, new.cipher_in = sk_ciphers(selected, new.keys, initiator)
+        # RFC 7383 support was negotiated for this peer; the successor keeps it (strongSwan inherits it too),
+        # else ML-KEM's IKE_FOLLOWUP_KE messages (~1.3 kB) would go out as IP fragments after a rekey.
+        new.fragmentation, new.max_datagram = old.fragmentation, old.max_datagram
+        new.reassembler = Reassembler(new.cipher_in, self.fragment_budget)
         new.local_behind_nat, new.remote_behind_nat = old.local_behind_nat, old.remote_behind_nat
         new.peer_id = old.peer_id
         new.children, old.children = old.children, []
