@@ -461,6 +461,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, FollowupMix
                 self.cookies.make(nonce, remote[0], header.spi_i, now),
             )
             return
+        if cookies and self.guard.require_cookie(remote[0]):
+            self._count("cookies_accepted")  # §2.6: the initiator came back with a valid cookie
         policy = self._responder_policy(local[0], remote[0])
         if policy is None:
             self._count("no_matching_connection")

@@ -413,6 +413,7 @@ class Daemon:
             "uptime_seconds": round(time.monotonic() - self._started, 1),
             "ike": dict(self.engine.counters),
             "ike_sas": len(self.engine.sas),
+            "half_open": self.engine.guard.describe(),  # RFC 7296 §2.6 flood protection
             "dataplane": self.dataplane.stats(),
             "recent_failures": [
                 {
