@@ -406,3 +406,48 @@ def test_ike_rekey_request_while_child_followups_are_pending_gets_temporary_fail
     (new_left,), (new_right,) = children(left), children(right)
     assert (new_left.spi_in, new_left.spi_out) == (new_right.spi_out, new_right.spi_in)
     assert ike_sa(left) is not right_sa and right.counters["ike_rekeys"] == 1
+
+
+@needs_mlkem
+def test_ike_rekey_whose_link_is_unknown_keeps_the_old_ike_sa_and_retries():
+    net, left, right = established(ike=HYBRID_IKE)
+    old_left, old_right = ike_sa(left), ike_sa(right)
+
+    def forget_link(datagram):
+        message = decode_message(datagram.data)
+        if message.header.exchange == ExchangeType.IKE_FOLLOWUP_KE and not message.header.response:
+            old_right.followups_in.clear()
+        return False
+
+    net.drop = forget_link
+    left.rekey_ike("s2s", now=10.0)
+    net.run(now=10.0)
+    assert any("IKE SA rekey" in f.what and "STATE_NOT_FOUND" in f.reason for f in net.of(LEFT, Failure))
+    assert left.sas == {old_left.spi_i: old_left} and len(right.sas) == 1  # no new IKE SA on either end
+    assert old_left.state == ESTABLISHED and old_left.ike_rekey is None and old_left.rekey_at is not None
+    net.drop = None
+    advance(net, old_left.rekey_at)  # the retry goes through
+    assert ike_sa(left) is not old_left and ike_sa(left).keys == ike_sa(right).keys
+    assert len(children(left)) == len(children(right)) == 1
+
+
+@needs_mlkem
+def test_a_followup_request_of_the_wrong_method_is_refused_and_both_ends_keep_the_old_child():
+    net, left, right = established(esp=HYBRID_ESP)
+    (old_left,) = children(left)
+    original = right._on_followup_request
+
+    def answer_with_x25519(sa, request, payloads, now):
+        for payload in payloads:
+            if payload.payload_type == PayloadType.KE:
+                payload.group = DhId.CURVE25519  # the responder then refuses it as the wrong method
+        original(sa, request, payloads, now)
+
+    right._on_followup_request = answer_with_x25519
+    left.rekey_child("s2s", None, now=10.0)
+    net.run(now=10.0)
+    assert any("INVALID_SYNTAX" in f.reason for f in net.of(LEFT, Failure))
+    assert any("invalid IKE_FOLLOWUP_KE request" in f.reason for f in net.of(RIGHT, Failure))
+    assert children(left) == [old_left] and old_left.state == INSTALLED and len(children(right)) == 1
+    assert not ike_sa(right).followups_in  # the responder dropped the half-made Child SA at once
+    assert children(right)[0].state == INSTALLED and children(right)[0].rekey_at is not None
