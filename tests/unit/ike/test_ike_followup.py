@@ -9,6 +9,7 @@ under the project's venv. The fallback tests need no ML-KEM and run everywhere.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
 
 import pytest
@@ -451,3 +452,62 @@ def test_a_followup_request_of_the_wrong_method_is_refused_and_both_ends_keep_th
     assert children(left) == [old_left] and old_left.state == INSTALLED and len(children(right)) == 1
     assert not ike_sa(right).followups_in  # the responder dropped the half-made Child SA at once
     assert children(right)[0].state == INSTALLED and children(right)[0].rekey_at is not None
+
+
+@needs_mlkem
+@pytest.mark.parametrize("seed", range(4))
+def test_an_ike_rekey_and_a_child_rekey_started_together_leave_nothing_stuck(seed):
+    """Each end may have answered the other's CREATE_CHILD_SA before its own was answered; whatever
+    IKE_FOLLOWUP_KE work the IKE SA rekey cuts short is dropped and the Child SA rekeyed again later."""
+    net, left, right = established(ike=HYBRID_IKE, esp=HYBRID_ESP, seed=seed)
+    left.rekey_ike("s2s", now=10.0)
+    right.rekey_child("s2s", None, now=10.0)
+    net.run(now=10.0)
+    advance(net, 60.0)
+    assert len(left.sas) == len(right.sas) == 1
+    assert ike_sa(left).keys == ike_sa(right).keys and ike_sa(left).spi_i != b""
+    (child_left,), (child_right,) = children(left), children(right)
+    assert (child_left.spi_in, child_left.spi_out) == (child_right.spi_out, child_right.spi_in)
+    assert child_left.state == child_right.state == INSTALLED
+    assert "ke1_mlkem768" in child_left.proposal  # the Child SA rekey happened, before or after
+    assert not ike_sa(left).followups_in and not ike_sa(right).followups_in
+
+
+@pytest.mark.parametrize(
+    ("ike", "esp"),
+    [
+        (CLASSIC_IKE, CLASSIC_ESP),
+        pytest.param(HYBRID_IKE, HYBRID_ESP, marks=needs_mlkem),
+        pytest.param(HYBRID_IKE, CLASSIC_ESP, marks=needs_mlkem),
+        pytest.param(CLASSIC_IKE, HYBRID_ESP, marks=needs_mlkem),
+    ],
+)
+def test_every_mix_of_simultaneous_ike_and_child_rekeys_settles_on_one_consistent_pair(ike, esp):
+    """Either end starting an IKE SA rekey, a Child SA rekey, or both, at the same moment: collisions
+    (§2.8.1, §2.25) and IKE_FOLLOWUP_KE interleavings must end with one IKE SA and one Child SA pair that
+    both dataplanes agree on, nothing stuck half-rekeyed (the harness checks for loss after every message)."""
+    operations = {
+        "left IKE": lambda left, right: left.rekey_ike("s2s", now=10.0),
+        "left child": lambda left, right: left.rekey_child("s2s", None, now=10.0),
+        "right IKE": lambda left, right: right.rekey_ike("s2s", now=10.0),
+        "right child": lambda left, right: right.rekey_child("s2s", None, now=10.0),
+    }
+    for seed in range(2):
+        for size in range(1, 5):
+            for chosen in itertools.combinations(operations, size):
+                net, left, right = established(ike=ike, esp=esp, seed=seed)
+                (old,) = children(left)
+                for name in chosen:
+                    operations[name](left, right)
+                net.run(now=10.0)
+                advance(net, 120.0)
+                context = (seed, chosen)
+                assert len(left.sas) == len(right.sas) == 1, context
+                assert ike_sa(left).keys == ike_sa(right).keys, context
+                (child_left,), (child_right,) = children(left), children(right)
+                assert (child_left.spi_in, child_left.spi_out) == (child_right.spi_out, child_right.spi_in)
+                assert child_left.state == child_right.state == INSTALLED, context
+                assert net.tables[LEFT].outbound["net"] == child_left.spi_out, context
+                assert set(net.tables[RIGHT].inbound) == {child_right.spi_in}, context
+                if any("child" in name for name in chosen):
+                    assert child_left.spi_in != old.spi_in, context  # the Child SA rekey did happen

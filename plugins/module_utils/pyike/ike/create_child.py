@@ -140,6 +140,13 @@ class CreateChildMixin:
     def _start_create_child(
         self, sa: IkeSa, policy: ChildPolicy, now: float, rekeying: Optional[ChildSa] = None
     ) -> None:
+        if rekeying is not None and self._ike_rekey_underway(sa):
+            # §2.25.2: not while the IKE SA is being rekeyed. Queued behind that exchange, the request
+            # would die with the old IKE SA; a little later it goes over the new one instead.
+            rekeying.state = INSTALLED
+            rekeying.rekey_exchange = None
+            rekeying.rekey_at = self._retry_at(rekeying, now)
+            return
         spi_in = self._new_child_spi()
         nonce = self.random_bytes(NONCE_SIZE)
         groups = [g for spec in policy.esp_proposals for g, _length in spec.get(TransformType.DH) if g]
@@ -196,12 +203,8 @@ class CreateChildMixin:
                 if wanted in offered:
                     self._retry_child_with_group(sa, exchange, wanted, now)
                     return
-            self._fail(sa, what, "peer answered %s" % notify_name(code))
-            if old is not None and old in sa.children:
-                old.state = INSTALLED
-                old.rekey_at = self._retry_at(
-                    old, now
-                )  # TEMPORARY_FAILURE and friends: try again a little later
+            # TEMPORARY_FAILURE and friends: try again a little later
+            self._abort_create_child(sa, exchange, what, "peer answered %s" % notify_name(code), now)
             return
         try:
             sa_payload = find_payload(payloads, PayloadType.SA)
@@ -275,7 +278,7 @@ class CreateChildMixin:
         old = exchange.rekeying
         if old is not None:
             old.rekey_exchange = None
-            if old in sa.children and old.state == REKEYING:
+            if old.state == REKEYING:  # it may have moved to a rekeyed IKE SA meanwhile: its timers go on
                 old.state = INSTALLED
                 old.rekey_at = self._retry_at(old, now)
 
@@ -376,6 +379,10 @@ class CreateChildMixin:
 
     # --- responder -------------------------------------------------------------------------
     def _on_create_child_request(self, sa: IkeSa, request: Any, payloads: List[Payload], now: float) -> None:
+        if self._ike_rekey_underway(sa):
+            # §2.25.2: no Child SA is created or rekeyed while the IKE SA is being rekeyed; the peer retries.
+            self._respond(sa, request, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])
+            return
         rekey = [n for n in find_notifies(payloads, NotifyType.REKEY_SA) if n.protocol == ProtocolId.ESP]
         old = None
         if rekey:
@@ -535,7 +542,6 @@ class CreateChildMixin:
         """The peer's CREATE_CHILD_SA never completed its IKE_FOLLOWUP_KE exchanges: rekey `old` ourselves."""
         if (
             old is not None
-            and old in sa.children
             and old.state == REKEYING
             and old.rekey_exchange is None
             and not any(state.target is old for state in sa.followups_in.values())

@@ -20,7 +20,8 @@ of the SA it was to replace. Simultaneous Child SA rekeys are decided by the low
 the two CREATE_CHILD_SA exchanges (RFC 7296 §2.8.1): the initiator of the losing exchange stops before
 its first IKE_FOLLOWUP_KE (no SA was created, so none has to be deleted), and the responder's state for
 it times out. While IKE_FOLLOWUP_KE exchanges are pending on an IKE SA, a request to rekey that IKE SA
-is answered TEMPORARY_FAILURE (RFC 7296 §2.25) and retried by the peer.
+is answered TEMPORARY_FAILURE (RFC 7296 §2.25) and retried by the peer; so is a request to create or
+rekey a Child SA while the IKE SA is being rekeyed (§2.25.2), so that the two never interleave.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class FollowupIn:
     abort: Callable[[str, float], None]
     deadline: float
     target: Any = None  # the Child SA being rekeyed, if any
+    ike_rekey: bool = False  # it rekeys the IKE SA itself
     secrets: List[bytes] = field(default_factory=list, repr=False)
 
 
@@ -84,6 +86,21 @@ class FollowupMixin:
     def _followups_busy(self, sa: IkeSa) -> bool:
         """IKE_FOLLOWUP_KE exchanges are pending on this IKE SA, in either role."""
         return sa.followup_out is not None or bool(sa.followups_in)
+
+    def _ike_rekey_underway(self, sa: IkeSa) -> bool:
+        """We rekey this IKE SA, or answered the peer's rekey of it and await its IKE_FOLLOWUP_KE."""
+        return sa.ike_rekey is not None or any(state.ike_rekey for state in sa.followups_in.values())
+
+    def _abandon_followups(self, sa: IkeSa, reason: str, now: float) -> None:
+        """`sa` is being replaced (IKE SA rekey): exchanges pending on it can no longer finish there, so
+        their Child SAs are not created and the SAs they were to rekey are rekeyed again later."""
+        out, sa.followup_out = sa.followup_out, None
+        waiting = list(sa.followups_in.values())
+        sa.followups_in.clear()
+        if out is not None:
+            out.abort(reason, now)
+        for state in waiting:
+            state.abort(reason, now)
 
     # --- initiator -------------------------------------------------------------------------
     def _start_followups(
@@ -120,6 +137,8 @@ class FollowupMixin:
                       lambda message, inner, at: self._on_followup_response(sa, out, inner, at), now)  # fmt: skip
 
     def _on_followup_response(self, sa: IkeSa, out: FollowupOut, payloads: List[Payload], now: float) -> None:
+        if sa.followup_out is not out:
+            return  # abandoned meanwhile (the IKE SA was rekeyed): its SA is not created any more
         errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
         if errors:
             self._followups_failed(sa, out, "peer answered %s" % _notify_name(errors[0].notify_type), now)
@@ -164,11 +183,13 @@ class FollowupMixin:
         abort: Callable[[str, float], None],
         now: float,
         target: Any = None,
+        ike_rekey: bool = False,
     ) -> NotifyPayload:
         """Keep the answered CREATE_CHILD_SA pending; returns the N(ADDITIONAL_KEY_EXCHANGE) for the response."""
         link = self.random_bytes(LINK_SIZE)
+        methods = [method for _ttype, method in additional_kes]
         sa.followups_in[link] = FollowupIn(
-            what, [method for _ttype, method in additional_kes], finish, abort, now + FOLLOWUP_TIMEOUT, target
+            what, methods, finish, abort, now + FOLLOWUP_TIMEOUT, target, ike_rekey
         )
         return NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link)
 
@@ -249,7 +270,9 @@ class FollowupMixin:
         def abort(reason: str, at: float) -> None:
             log.info("%s: IKE SA rekey by the peer abandoned: %s", sa.key, reason)
 
-        return self._await_followups(sa, selected.additional_kes, "IKE SA rekey", finish, abort, now)
+        return self._await_followups(
+            sa, selected.additional_kes, "IKE SA rekey", finish, abort, now, ike_rekey=True
+        )
 
     # --- time ------------------------------------------------------------------------------
     def _followup_deadlines(self, sa: IkeSa) -> List[float]:

@@ -222,6 +222,7 @@ class IkeLifecycleMixin:
         now: float,
         additional_secrets: Sequence[bytes] = (),
     ) -> IkeSa:
+        self._abandon_followups(old, "the IKE SA was rekeyed meanwhile", now)  # RFC 9370 §2.2.4
         new = self._new_sa(old.policy, initiator, spi_i, spi_r, old.local, old.remote, now)
         new.selected = selected
         new.nonce_i, new.nonce_r = nonce_i, nonce_r
