@@ -27,7 +27,7 @@ from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
 from .convert import from_wire, to_wire
 from .events import ChildSaDown, ChildSaOutbound
-from .followup import lost_collision
+from .followup import FollowupMixin, lost_collision
 from .policy import ChildPolicy
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
 
@@ -85,7 +85,7 @@ class Answered:
     old: Optional[ChildSa] = None  # the Child SA it rekeys
 
 
-class CreateChildMixin:
+class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need IKE_FOLLOWUP_KE
     # --- scheduling ------------------------------------------------------------------------
     def _jitter(self, span: float) -> float:
         fraction = int.from_bytes(self.random_bytes(2), "big") / 65535.0

@@ -62,7 +62,6 @@ from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
 from .create_child import CreateChildMixin
 from .events import Address, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
-from .followup import FollowupMixin
 from .fragments import FragmentBudget, Reassembler, fragmentation_notify, offers_fragmentation
 from .identity import identity_text
 from .ike_lifecycle import IkeLifecycleMixin
@@ -90,7 +89,7 @@ class RetransmitPolicy:
         return self.timeout * (self.base**tries)
 
 
-class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, FollowupMixin):
+class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
     def __init__(
         self,
         policies: Dict[str, IkePolicy],
@@ -448,6 +447,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, FollowupMix
                 bool(cookies) and self.cookies.check(cookies[0].data, nonce, remote[0], header.spi_i, now)
             ),
         )
+        if verdict not in (DROP, COOKIE) and cookies and self.guard.require_cookie(remote[0]):
+            self._count("cookies_accepted")  # §2.6: the initiator came back with a valid cookie
         if verdict == DROP:
             self._count("half_open_dropped")
             return
@@ -461,8 +462,6 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, FollowupMix
                 self.cookies.make(nonce, remote[0], header.spi_i, now),
             )
             return
-        if cookies and self.guard.require_cookie(remote[0]):
-            self._count("cookies_accepted")  # §2.6: the initiator came back with a valid cookie
         policy = self._responder_policy(local[0], remote[0])
         if policy is None:
             self._count("no_matching_connection")
