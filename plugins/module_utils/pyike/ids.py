@@ -20,6 +20,7 @@ class ExchangeType(IntEnum):
     INFORMATIONAL = 37
     IKE_SESSION_RESUME = 38
     IKE_INTERMEDIATE = 43  # RFC 9242
+    IKE_FOLLOWUP_KE = 44  # RFC 9370 §2.2.4
 
 
 class HeaderFlag(IntEnum):
@@ -177,6 +178,7 @@ class NotifyType(IntEnum):
     INVALID_SELECTORS = 39
     TEMPORARY_FAILURE = 43
     CHILD_SA_NOT_FOUND = 44
+    STATE_NOT_FOUND = 47  # RFC 9370 §2.2.4: unknown IKE_FOLLOWUP_KE link
     # Status types, >= 16384
     INITIAL_CONTACT = 16384
     SET_WINDOW_SIZE = 16385
@@ -197,6 +199,7 @@ class NotifyType(IntEnum):
     SIGNATURE_HASH_ALGORITHMS = 16431  # RFC 7427
     CHILDLESS_IKEV2_SUPPORTED = 16418
     INTERMEDIATE_EXCHANGE_SUPPORTED = 16438  # RFC 9242
+    ADDITIONAL_KEY_EXCHANGE = 16441  # RFC 9370 §2.2.4: links IKE_FOLLOWUP_KE to its CREATE_CHILD_SA
 
     @property
     def is_error(self) -> bool:

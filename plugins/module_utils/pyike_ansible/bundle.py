@@ -62,6 +62,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import create_child as engine_ike_create_child
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import engine as engine_ike_engine
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import events as engine_ike_events
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import followup as engine_ike_followup
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import fragments as engine_ike_fragments
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import identity as engine_ike_identity
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import ike_lifecycle as engine_ike_ike_lifecycle

@@ -148,6 +148,17 @@ class PyikeDaemon:
     def stats(self) -> Dict[str, Any]:
         return json.loads(self.ctl("stats", "--json"))
 
+    def process(self) -> Dict[str, float]:
+        """The daemon process's resident memory (VmRSS, KiB) and CPU time so far (user + system, s),
+        read from /proc inside the lab host (its PID namespace numbers the daemon)."""
+        text = self._sh(
+            "pid=$(cat %s) && grep VmRSS /proc/$pid/status && cat /proc/$pid/stat" % PID_FILE
+        ).splitlines()
+        rss_kib = int(text[0].split()[1])
+        fields = text[1].rsplit(")", 1)[1].split()  # after "(comm)": state is field 3, utime 14, stime 15
+        ticks = int(fields[11]) + int(fields[12])
+        return {"rss_kib": rss_kib, "cpu_seconds": ticks / os.sysconf("SC_CLK_TCK")}
+
     def log(self) -> str:
         return self._sh("cat %s 2>/dev/null || true" % LOG_FILE)
 

@@ -138,7 +138,8 @@ def test_child_keymat_with_pfs_and_additional_secrets():
     pfs = child_keymat(5, sk_d, NI, NR, 20, 32, dh_secret=b"g" * 32)
     hybrid = child_keymat(5, sk_d, NI, NR, 20, 32, dh_secret=b"g" * 32, additional_secrets=[b"k" * 32])
     assert len({plain, pfs, hybrid}) == 3
-    expected = hmac.new(sk_d, b"g" * 32 + b"k" * 32 + NI + NR + b"\x01", hashlib.sha256).digest()
+    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n))
+    expected = hmac.new(sk_d, b"g" * 32 + NI + NR + b"k" * 32 + b"\x01", hashlib.sha256).digest()
     assert hybrid.encr_i == expected[:20] and hybrid.integ_i[:12] == expected[20:32]
     with pytest.raises(CryptoError):
         child_keymat(5, sk_d, NI, NR, 20, 32, additional_secrets=[b"k"])
@@ -150,7 +151,8 @@ def test_rekey_and_additional_ke_update():
     new_seed = rekey_skeyseed(prf_id, initiator.keys.sk_d, b"s" * 32, b"n" * 32, b"m" * 32)
     assert new_seed == prf(prf_id, initiator.keys.sk_d, b"s" * 32 + b"n" * 32 + b"m" * 32)
     hybrid_seed = rekey_skeyseed(prf_id, initiator.keys.sk_d, b"s" * 32, b"n" * 32, b"m" * 32, [b"k" * 32])
-    assert hybrid_seed == prf(prf_id, initiator.keys.sk_d, b"s" * 32 + b"k" * 32 + b"n" * 32 + b"m" * 32)
+    # RFC 9370 §2.2.4: SKEYSEED = prf(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n))
+    assert hybrid_seed == prf(prf_id, initiator.keys.sk_d, b"s" * 32 + b"n" * 32 + b"m" * 32 + b"k" * 32)
 
     updated_i = update_after_additional_ke(
         initiator.selected, initiator.keys, b"k" * 32, NI, NR, SPI_I, SPI_R

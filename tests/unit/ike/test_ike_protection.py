@@ -73,7 +73,8 @@ def test_cookie_when_half_open_sas_pile_up():
     assert find_notifies(first_response.payloads, NotifyType.COOKIE)
     retried = decode_message(net.wire[2].data)
     assert retried.payloads[0].notify_type == NotifyType.COOKIE
-    assert right.counters["cookies_sent"] == 1
+    assert right.counters["cookies_sent"] == 1 and right.counters["cookies_accepted"] == 1
+    assert right.guard.describe()["peak"] == 1 and right.guard.describe()["current"] == 0
 
 
 def _spoofed_init(rng, group=31, key_length=32):
@@ -108,6 +109,8 @@ def test_a_flood_of_spoofed_ike_sa_init_keeps_memory_bounded_and_lets_a_real_pee
     left.initiate("s2s", None, now=2.0)
     net.run(now=2.0)
     assert len(net.of(LEFT, ChildSaUp)) == 1
+    assert right.counters["cookies_accepted"] == 1  # the real peer came in through a cookie
+    assert right.guard.peak == right.guard.cookie_threshold + 1  # the spoofed ones, then the real one
 
 
 def _mlkem_available():

@@ -41,6 +41,7 @@ AUTH = ExchangeType.IKE_AUTH
 CHILD = ExchangeType.CREATE_CHILD_SA
 INFO = ExchangeType.INFORMATIONAL
 INTER = ExchangeType.IKE_INTERMEDIATE
+FOLLOW = ExchangeType.IKE_FOLLOWUP_KE
 
 
 def sa(protocol=ProtocolId.ESP, count=1, first=1, spi=None):
@@ -111,6 +112,10 @@ ACCEPTED = [
     (INFO, True, [N(NotifyType.INVALID_SYNTAX), CpPayload(2)], "INFORMATIONAL"),
     (INTER, False, [KE], "IKE_INTERMEDIATE"),
     (INTER, True, [], "IKE_INTERMEDIATE"),
+    (FOLLOW, False, [KE, N(NotifyType.ADDITIONAL_KEY_EXCHANGE)], "IKE_FOLLOWUP_KE"),
+    (FOLLOW, True, [KE, N(NotifyType.ADDITIONAL_KEY_EXCHANGE)], "IKE_FOLLOWUP_KE"),
+    (FOLLOW, True, [KE], "IKE_FOLLOWUP_KE"),  # the last additional key exchange: no further link
+    (FOLLOW, True, [N(NotifyType.STATE_NOT_FOUND)], "IKE_FOLLOWUP_KE"),
 ]
 
 
@@ -157,6 +162,10 @@ REJECTED = [
     (INFO, True, [CpPayload(2), CpPayload(2)], "CP payload appears 2 times"),
     (INTER, False, [KE, KE], "KE payload appears 2 times"),
     (INTER, True, [NONCE], "NONCE payload is not allowed"),
+    (FOLLOW, False, [KE], "ADDITIONAL_KEY_EXCHANGE appears 0 times"),
+    (FOLLOW, False, [N(NotifyType.ADDITIONAL_KEY_EXCHANGE)], "KE payload is missing"),
+    (FOLLOW, False, [KE, NONCE, N(NotifyType.ADDITIONAL_KEY_EXCHANGE)], "NONCE payload is not allowed"),
+    (FOLLOW, True, [KE, KE], "KE payload appears 2 times"),
     (ExchangeType.IKE_SESSION_RESUME, False, [], "not supported"),
     (99, True, [], "not supported"),
 ]

@@ -65,11 +65,11 @@ def rekey_skeyseed(
 ) -> bytes:
     """SKEYSEED of a rekeyed IKE SA: prf(SK_d (old), g^ir (new) | Ni | Nr) (RFC 7296 §2.18).
 
-    The PRF is the old IKE SA's.  With RFC 9370 additional key exchanges the secrets follow
-    in order: prf(SK_d, SK(0) | SK(1) | … | SK(n) | Ni | Nr) (RFC 9370 §2.2.4).
+    The PRF is the old IKE SA's.  With RFC 9370 additional key exchanges their secrets come after
+    the nonces, in order: prf(SK_d, SK(0) | Ni | Nr | SK(1) | … | SK(n)) (RFC 9370 §2.2.4).
     """
-    material = bytes(shared_secret) + b"".join(bytes(s) for s in additional_secrets)
-    return prf(old_prf_id, old_sk_d, material + bytes(ni) + bytes(nr))
+    extra = b"".join(bytes(s) for s in additional_secrets)
+    return prf(old_prf_id, old_sk_d, bytes(shared_secret) + bytes(ni) + bytes(nr) + extra)
 
 
 @dataclass(frozen=True, repr=False)
@@ -186,16 +186,17 @@ def child_keymat(
     dh_secret: Optional[bytes] = None,
     additional_secrets: Sequence[bytes] = (),
 ) -> ChildKeys:
-    """KEYMAT = prf+(SK_d, [g^ir (new) | SK(1) | … | SK(n) |] Ni | Nr) (RFC 7296 §2.17, RFC 9370 §2.2.4).
+    """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr [| SK(1) | … | SK(n)]) (RFC 7296 §2.17, RFC 9370 §2.2.4).
 
     Taken in order: initiator→responder ENCR then INTEG key, responder→initiator ENCR then INTEG.
     ``ni`` and ``nr`` are the nonces of the exchange that creates the Child SA.
     """
     if additional_secrets and dh_secret is None:
         raise CryptoError("additional key exchange secrets need the main key exchange secret")
-    secrets = b"" if dh_secret is None else bytes(dh_secret) + b"".join(bytes(s) for s in additional_secrets)
+    main = b"" if dh_secret is None else bytes(dh_secret)
+    extra = b"".join(bytes(s) for s in additional_secrets)
     direction = encr_key_len + integ_key_len
-    stream = prf_plus(prf_id, sk_d, secrets + bytes(ni) + bytes(nr), 2 * direction)
+    stream = prf_plus(prf_id, sk_d, main + bytes(ni) + bytes(nr) + extra, 2 * direction)
     return ChildKeys(
         encr_i=stream[:encr_key_len],
         integ_i=stream[encr_key_len:direction],

@@ -38,17 +38,21 @@ def from_wire(proposals: Sequence[Proposal]) -> List[Tuple[int, ProposalSpec]]:
 
 
 def strip_ke(specs: Sequence[ProposalSpec]) -> List[ProposalSpec]:
-    """The proposals without their key exchange methods (for the Child SA created in IKE_AUTH)."""
+    """The proposals without any key exchange method, main or RFC 9370 additional, duplicates dropped: the
+    Child SA created in IKE_AUTH takes its keys from SK_d alone (RFC 7296 §1.2, §2.17)."""
+    key_exchanges = set(range(TransformType.ADDKE1, TransformType.ADDKE7 + 1)) | {TransformType.DH}
     out = []
     for spec in specs:
-        grouped = {ttype: list(entries) for ttype, entries in spec.items() if ttype != TransformType.DH}
-        out.append(ProposalSpec(spec.protocol, grouped))
+        grouped = {ttype: list(entries) for ttype, entries in spec.items() if ttype not in key_exchanges}
+        candidate = ProposalSpec(spec.protocol, grouped)
+        if candidate not in out:
+            out.append(candidate)
     return out
 
 
 def strip_additional_kes(specs: Sequence[ProposalSpec]) -> List[ProposalSpec]:
-    """The proposals without RFC 9370 additional key exchanges (used where no IKE_INTERMEDIATE or
-    IKE_FOLLOWUP_KE exchange can carry them, such as an IKE SA rekey here)."""
+    """The proposals without RFC 9370 additional key exchanges (where no IKE_INTERMEDIATE or
+    IKE_FOLLOWUP_KE exchange can carry them)."""
     additional = set(range(TransformType.ADDKE1, TransformType.ADDKE7 + 1))
     out = []
     for spec in specs:

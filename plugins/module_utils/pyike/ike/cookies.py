@@ -184,6 +184,7 @@ class HalfOpenGuard:
         self.max_per_ip = max_per_ip
         self.max_total = max_total
         self.total = 0
+        self.peak = 0  # the most half-open SAs held at once, for `stats`
         self._per_ip: Dict[str, int] = {}
 
     def count(self, ip: Address) -> int:
@@ -217,6 +218,7 @@ class HalfOpenGuard:
         key = address_key(ip)
         self._per_ip[key] = self._per_ip.get(key, 0) + 1
         self.total += 1
+        self.peak = max(self.peak, self.total)
 
     def closed(self, ip: Address) -> bool:
         """That SA completed IKE_AUTH, failed or timed out; False if ``ip`` had none (a caller bug)."""
@@ -230,6 +232,18 @@ class HalfOpenGuard:
             self._per_ip[key] = held - 1
         self.total -= 1
         return True
+
+    def describe(self) -> Dict[str, int]:
+        """Current and peak half-open SAs, tracked addresses and the limits (for the daemon's `stats`)."""
+        return {
+            "current": self.total,
+            "peak": self.peak,
+            "addresses": len(self._per_ip),
+            "cookie_threshold": self.cookie_threshold,
+            "cookie_threshold_per_ip": self.cookie_threshold_per_ip,
+            "max_per_ip": self.max_per_ip,
+            "max_total": self.max_total,
+        }
 
     def __repr__(self) -> str:
         return "HalfOpenGuard(%d half-open from %d addresses)" % (self.total, len(self._per_ip))

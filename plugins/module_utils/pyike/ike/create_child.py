@@ -4,13 +4,16 @@ rekeying make-before-break, PFS, and simultaneous-rekey collisions. A mixin of t
 Make-before-break: the exchange's responder installs the new inbound SA before it answers and keeps
 sending on the old SA until the old one is deleted; the initiator switches its outbound SA when the
 answer arrives and then deletes the old SA. At every moment each side can receive what the other sends.
+
+With RFC 9370 additional key exchanges in the accepted proposal, "the answer" is that of the last
+IKE_FOLLOWUP_KE exchange (followup.py): both halves below finish there instead.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from ..crypto.errors import CryptoError
 from ..crypto.selection import accept_response, select_proposal, spec_from_selected
@@ -24,6 +27,7 @@ from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
 from .convert import from_wire, to_wire
 from .events import ChildSaDown, ChildSaOutbound
+from .followup import FollowupMixin, lost_collision
 from .policy import ChildPolicy
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
 
@@ -65,7 +69,23 @@ class PeerRekey:
     new_spi_in: int = 0
 
 
-class CreateChildMixin:
+@dataclass
+class Answered:
+    """A CREATE_CHILD_SA request we accepted: what the Child SA it creates is made of."""
+
+    policy: ChildPolicy
+    selected: Any
+    spi_in: int
+    spi_out: int
+    local_ts: List[Any]
+    remote_ts: List[Any]
+    nonce_i: bytes = field(repr=False)
+    nonce_r: bytes = field(repr=False)
+    secret: Optional[bytes] = field(repr=False)
+    old: Optional[ChildSa] = None  # the Child SA it rekeys
+
+
+class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need IKE_FOLLOWUP_KE
     # --- scheduling ------------------------------------------------------------------------
     def _jitter(self, span: float) -> float:
         fraction = int.from_bytes(self.random_bytes(2), "big") / 65535.0
@@ -86,7 +106,7 @@ class CreateChildMixin:
         return now + delay
 
     def _child_deadlines(self, sa: IkeSa) -> List[float]:
-        deadlines = []
+        deadlines = self._followup_deadlines(sa)
         for child in sa.children:
             if child.state == INSTALLED and child.rekey_at is not None:
                 deadlines.append(child.rekey_at)
@@ -95,6 +115,7 @@ class CreateChildMixin:
         return deadlines
 
     def _child_timers(self, sa: IkeSa, now: float) -> None:
+        self._followup_timers(sa, now)
         for child in list(sa.children):
             if child.expire_at is not None and now >= child.expire_at and child.state != REKEYED:
                 self._delete_child(sa, child, now, "hard lifetime expired")
@@ -119,6 +140,13 @@ class CreateChildMixin:
     def _start_create_child(
         self, sa: IkeSa, policy: ChildPolicy, now: float, rekeying: Optional[ChildSa] = None
     ) -> None:
+        if rekeying is not None and self._ike_rekey_underway(sa):
+            # §2.25.2: not while the IKE SA is being rekeyed. Queued behind that exchange, the request
+            # would die with the old IKE SA; a little later it goes over the new one instead.
+            rekeying.state = INSTALLED
+            rekeying.rekey_exchange = None
+            rekeying.rekey_at = self._retry_at(rekeying, now)
+            return
         spi_in = self._new_child_spi()
         nonce = self.random_bytes(NONCE_SIZE)
         groups = [g for spec in policy.esp_proposals for g, _length in spec.get(TransformType.DH) if g]
@@ -162,10 +190,10 @@ class CreateChildMixin:
     ) -> None:
         old = exchange.rekeying
         what = "CREATE_CHILD_SA %s%s" % (exchange.policy.name, " rekey" if old is not None else "")
-        if old is not None:
-            old.rekey_exchange = None
         errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
         if errors:
+            if old is not None:
+                old.rekey_exchange = None
             code = errors[0].notify_type
             if code == NotifyType.INVALID_KE_PAYLOAD and len(errors[0].data) >= 2:
                 wanted = struct.unpack("!H", errors[0].data[:2])[0]
@@ -175,12 +203,8 @@ class CreateChildMixin:
                 if wanted in offered:
                     self._retry_child_with_group(sa, exchange, wanted, now)
                     return
-            self._fail(sa, what, "peer answered %s" % notify_name(code))
-            if old is not None and old in sa.children:
-                old.state = INSTALLED
-                old.rekey_at = self._retry_at(
-                    old, now
-                )  # TEMPORARY_FAILURE and friends: try again a little later
+            # TEMPORARY_FAILURE and friends: try again a little later
+            self._abort_create_child(sa, exchange, what, "peer answered %s" % notify_name(code), now)
             return
         try:
             sa_payload = find_payload(payloads, PayloadType.SA)
@@ -203,6 +227,8 @@ class CreateChildMixin:
                         "the accepted proposal needs a key exchange the response does not carry"
                     )
                 secret = exchange.key_exchange.shared_secret(ke_payload.data)
+            elif selected.additional_kes:
+                raise CryptoError("additional key exchanges need a main key exchange (RFC 9370 §2.2.4)")
             local_ts = find_payload(payloads, PayloadType.TSi).selectors
             remote_ts = find_payload(payloads, PayloadType.TSr).selectors
             if not (
@@ -211,25 +237,80 @@ class CreateChildMixin:
             ):
                 raise CryptoError("the narrowed traffic selectors are not within those we proposed")
         except CryptoError as exc:
-            self._fail(sa, what, "invalid response: %s" % exc)
-            if old is not None and old in sa.children:
+            self._abort_create_child(sa, exchange, what, "invalid response: %s" % exc, now)
+            return
+        exchange.key_exchange = None  # the private value is no longer needed (§2.12)
+        nonce_r = find_payload(payloads, PayloadType.NONCE).data
+        spi_out = struct.unpack("!I", spi)[0]
+
+        def finish(additional: List[bytes], at: float) -> None:
+            self._finish_create_child(
+                sa, exchange, selected, spi_out, local_ts, remote_ts, nonce_r, secret, additional, at
+            )
+
+        if not selected.additional_kes:
+            finish([], now)
+            return
+        theirs = old.collision if old is not None else None
+        if theirs is not None and lost_collision(exchange.nonce, nonce_r, theirs.nonce_i, theirs.nonce_r):
+            # RFC 9370 §2.2.4 with RFC 7296 §2.8.1: the peer's simultaneous rekey of this SA wins. Ours
+            # created nothing yet, so it just stops here; the peer's responder state for it times out.
+            old.rekey_exchange = None
+            if theirs.new_spi_in:
+                old.replaced_by = theirs.new_spi_in
+            self._count("child_rekey_collisions_lost")
+            return
+        self._start_followups(
+            sa,
+            payloads,
+            selected.additional_kes,
+            what,
+            finish,
+            lambda reason, at: self._abort_create_child(sa, exchange, what, reason, at),
+            now,
+        )
+
+    def _abort_create_child(
+        self, sa: IkeSa, exchange: ChildExchange, what: str, reason: str, now: float
+    ) -> None:
+        """Our CREATE_CHILD_SA (or its IKE_FOLLOWUP_KE exchanges) failed: no new SA; a rekeyed one stays."""
+        self._fail(sa, what, reason)
+        old = exchange.rekeying
+        if old is not None:
+            old.rekey_exchange = None
+            if old.state == REKEYING:  # it may have moved to a rekeyed IKE SA meanwhile: its timers go on
                 old.state = INSTALLED
                 old.rekey_at = self._retry_at(old, now)
-            return
-        nonce_r = find_payload(payloads, PayloadType.NONCE).data
+
+    def _finish_create_child(
+        self,
+        sa: IkeSa,
+        exchange: ChildExchange,
+        selected: Any,
+        spi_out: int,
+        local_ts: List[Any],
+        remote_ts: List[Any],
+        nonce_r: bytes,
+        secret: Optional[bytes],
+        additional: List[bytes],
+        now: float,
+    ) -> None:
+        """Install the Child SA our CREATE_CHILD_SA created; for a rekey switch to it and delete the old one."""
+        old = exchange.rekeying
+        if old is not None:
+            old.rekey_exchange = None
         lost = False
         if old is not None and old.collision is not None:
             # §2.8.1: both ends rekeyed the same Child SA; the SA created with the lowest nonce
             # is redundant and is deleted by the end that created it.
             theirs = old.collision
-            lowest = min(exchange.nonce, nonce_r, theirs.nonce_i, theirs.nonce_r)
-            lost = lowest in (exchange.nonce, nonce_r)
+            lost = lost_collision(exchange.nonce, nonce_r, theirs.nonce_i, theirs.nonce_r)
         event = self._child_up(
             sa,
             exchange.policy,
             selected,
             exchange.spi_in,
-            struct.unpack("!I", spi)[0],
+            spi_out,
             local_ts,
             remote_ts,
             now,
@@ -238,6 +319,7 @@ class CreateChildMixin:
             dh_secret=secret,
             rekey_of=old.spi_in if old is not None else None,
             outbound=not lost,
+            additional_secrets=additional,
         )
         self.events.append(event)
         if old is None:
@@ -297,6 +379,10 @@ class CreateChildMixin:
 
     # --- responder -------------------------------------------------------------------------
     def _on_create_child_request(self, sa: IkeSa, request: Any, payloads: List[Payload], now: float) -> None:
+        if self._ike_rekey_underway(sa):
+            # §2.25.2: no Child SA is created or rekeyed while the IKE SA is being rekeyed; the peer retries.
+            self._respond(sa, request, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])
+            return
         rekey = [n for n in find_notifies(payloads, NotifyType.REKEY_SA) if n.protocol == ProtocolId.ESP]
         old = None
         if rekey:
@@ -357,47 +443,118 @@ class CreateChildMixin:
             self._respond(sa, request, [NotifyPayload(NotifyType.INVALID_SYNTAX)])
             return
         nonce_i = find_payload(payloads, PayloadType.NONCE).data
-        nonce_r = self.random_bytes(NONCE_SIZE)
-        spi_in = self._new_child_spi()
-        reply = to_wire([spec_from_selected(selected)], spi=struct.pack("!I", spi_in))
-        reply[0].number = selected.number
-        response: List[Payload] = [SaPayload(reply), NoncePayload(nonce_r)]
-        if our_ke is not None:
-            response.append(our_ke)
-        response += [TsiPayload(remote_ts), TsrPayload(local_ts)]
-        # Install the new inbound SA before answering; keep sending on the old one until it is deleted.
-        event = self._child_up(
-            sa,
+        answered = Answered(
             policy,
             selected,
-            spi_in,
+            self._new_child_spi(),
             struct.unpack("!I", peer_proposal.spi)[0],
             local_ts,
             remote_ts,
-            now,
-            nonces=(nonce_i, nonce_r),
-            exchange_initiator=False,
-            dh_secret=secret,
-            rekey_of=old.spi_in if old is not None else None,
-            outbound=old is None,
+            nonce_i,
+            self.random_bytes(NONCE_SIZE),
+            secret,
+            old,
         )
+        reply = to_wire([spec_from_selected(selected)], spi=struct.pack("!I", answered.spi_in))
+        reply[0].number = selected.number
+        response: List[Payload] = [SaPayload(reply), NoncePayload(answered.nonce_r)]
+        if our_ke is not None:
+            response.append(our_ke)
+        response += [TsiPayload(remote_ts), TsrPayload(local_ts)]
+        if selected.additional_kes:
+            self._answer_with_followups(sa, request, response, answered, now)
+            return
+        # Install the new inbound SA before answering; keep sending on the old one until it is deleted.
+        event = self._answered_child_up(sa, answered, (), now)
         self._respond(sa, request, response)
         self.events.append(event)
+        self._peer_replaced(answered)
+
+    def _answer_with_followups(
+        self, sa: IkeSa, request: Any, response: List[Payload], answered: Answered, now: float
+    ) -> None:
+        """RFC 9370 §2.2.4: answer with a link; the Child SA comes with the last IKE_FOLLOWUP_KE exchange."""
+        old = answered.old
+        if answered.secret is None:  # additional key exchanges without the main one
+            self._respond(sa, request, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)])
+            return
         if old is not None:
+            self._forget_followups_for(sa, old)
             if old.state == REKEYING and old.rekey_exchange is not None:
-                old.collision = PeerRekey(nonce_i, nonce_r, spi_in)
+                old.collision = PeerRekey(answered.nonce_i, answered.nonce_r)  # SPI once the peer's is done
             else:
-                old.replaced_by = spi_in
-                old.state = REKEYED
+                old.state = REKEYING  # the peer rekeys it: we start no rekey of our own meanwhile
                 old.rekey_at = None
+        link = self._await_followups(
+            sa,
+            answered.selected.additional_kes,
+            "CREATE_CHILD_SA %s%s" % (answered.policy.name, " rekey" if old is not None else ""),
+            lambda additional, at: self._finish_answered(sa, answered, additional, at),
+            lambda reason, at: self._child_responder_abandoned(sa, old, at),
+            now,
+            target=old,
+        )
+        self._respond(sa, request, [*response, link])
+
+    def _answered_child_up(self, sa: IkeSa, answered: Answered, additional: Sequence[bytes], now: float):
+        """The responder's Child SA: inbound at once, outbound (for a rekey) when the old SA is deleted."""
+        return self._child_up(
+            sa,
+            answered.policy,
+            answered.selected,
+            answered.spi_in,
+            answered.spi_out,
+            answered.local_ts,
+            answered.remote_ts,
+            now,
+            nonces=(answered.nonce_i, answered.nonce_r),
+            exchange_initiator=False,
+            dh_secret=answered.secret,
+            rekey_of=answered.old.spi_in if answered.old is not None else None,
+            outbound=answered.old is None,
+            additional_secrets=additional,
+        )
+
+    def _peer_replaced(self, answered: Answered) -> None:
+        """The peer's rekey of `answered.old` created its successor."""
+        old = answered.old
+        if old is None:
+            return
+        if old.state == REKEYING and old.rekey_exchange is not None:
+            old.collision = PeerRekey(answered.nonce_i, answered.nonce_r, answered.spi_in)
+        else:
+            old.replaced_by = answered.spi_in
+            old.state = REKEYED
+            old.rekey_at = None
+
+    def _finish_answered(
+        self, sa: IkeSa, answered: Answered, additional: List[bytes], now: float
+    ) -> Optional[int]:
+        """The last IKE_FOLLOWUP_KE of a CREATE_CHILD_SA we answered: install the SA, or say why not."""
+        old = answered.old
+        if old is not None and (old not in sa.children or (old.state == REKEYED and old.replaced_by)):
+            return NotifyType.TEMPORARY_FAILURE  # the SA it rekeys went, or another rekey replaced it
+        self.events.append(self._answered_child_up(sa, answered, additional, now))
+        self._peer_replaced(answered)
+        return None
+
+    def _child_responder_abandoned(self, sa: IkeSa, old: Optional[ChildSa], now: float) -> None:
+        """The peer's CREATE_CHILD_SA never completed its IKE_FOLLOWUP_KE exchanges: rekey `old` ourselves."""
+        if (
+            old is not None
+            and old.state == REKEYING
+            and old.rekey_exchange is None
+            and not any(state.target is old for state in sa.followups_in.values())
+        ):
+            old.state = INSTALLED
+            old.rekey_at = self._retry_at(old, now)
 
     def _peer_deleted_child(self, sa: IkeSa, child: ChildSa) -> None:
         """The peer deleted `child` (D(ESP) naming its inbound SPI, our outbound SPI)."""
-        replacement = (
-            next((c for c in sa.children if c.spi_in == child.replaced_by), None)
-            if child.replaced_by
-            else None
-        )
+        spi = child.replaced_by
+        if not spi and child.collision is not None:
+            spi = child.collision.new_spi_in  # the peer's rekey won a collision we had not resolved yet
+        replacement = next((c for c in sa.children if c.spi_in == spi), None) if spi else None
         if replacement is not None and not replacement.outbound_active:
             replacement.outbound_active = True
             self.events.append(ChildSaOutbound(sa.policy.name, replacement.name, replacement.spi_in))

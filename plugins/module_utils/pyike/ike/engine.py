@@ -334,6 +334,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             self._on_auth_request(sa, message, payloads, now)
         elif exchange == ExchangeType.INFORMATIONAL and sa.state in (ESTABLISHED, DELETING):
             self._on_informational(sa, message, payloads, now)
+        elif exchange == ExchangeType.IKE_FOLLOWUP_KE and sa.state in (ESTABLISHED, DELETING):
+            self._on_followup_request(sa, message, payloads, now)  # RFC 9370 §2.2.4
         elif exchange == ExchangeType.CREATE_CHILD_SA and sa.state == DELETING:
             self._respond(sa, message, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])  # §2.25.2
         elif exchange == ExchangeType.CREATE_CHILD_SA and sa.state == ESTABLISHED:
@@ -453,6 +455,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                 bool(cookies) and self.cookies.check(cookies[0].data, nonce, remote[0], header.spi_i, now)
             ),
         )
+        if verdict not in (DROP, COOKIE) and cookies and self.guard.require_cookie(remote[0]):
+            self._count("cookies_accepted")  # §2.6: the initiator came back with a valid cookie
         if verdict == DROP:
             self._count("half_open_dropped")
             return
@@ -853,13 +857,17 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         dh_secret: Optional[bytes] = None,
         rekey_of: Optional[int] = None,
         outbound: bool = True,
+        additional_secrets: Sequence[bytes] = (),
     ) -> ChildSaUp:
         """Derive the Child SA's keys (§2.17) and record it; `nonces` and `exchange_initiator` are those of
-        the exchange that created it (IKE_AUTH by default, else CREATE_CHILD_SA)."""
+        the exchange that created it (IKE_AUTH by default, else CREATE_CHILD_SA); `additional_secrets` are
+        those of its IKE_FOLLOWUP_KE exchanges (RFC 9370 §2.2.4)."""
         ni, nr = nonces or (sa.nonce_i, sa.nonce_r)
         we_initiated = sa.initiator if exchange_initiator is None else exchange_initiator
         encr_len, integ_len = child_key_lengths(selected.encr, selected.key_length, selected.integ)
-        keys = child_keymat(sa.selected.prf, sa.keys.sk_d, ni, nr, encr_len, integ_len, dh_secret)
+        keys = child_keymat(
+            sa.selected.prf, sa.keys.sk_d, ni, nr, encr_len, integ_len, dh_secret, additional_secrets
+        )
         if we_initiated:
             out_keys, in_keys = (keys.encr_i, keys.integ_i), (keys.encr_r, keys.integ_r)
         else:

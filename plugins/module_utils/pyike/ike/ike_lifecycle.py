@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from ..crypto.errors import CryptoError
 from ..crypto.keys import derive_ike_keys, rekey_skeyseed
@@ -20,8 +20,9 @@ from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import find_payload
 from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.sa import SaPayload
-from .convert import from_wire, strip_additional_kes, to_wire
+from .convert import from_wire, to_wire
 from .events import IkeSaUp
+from .fragments import Reassembler
 from .sa import DELETING, ESTABLISHED, IkeSa
 
 NONCE_SIZE = 32
@@ -97,7 +98,7 @@ class IkeLifecycleMixin:
     def _start_ike_rekey(self, sa: IkeSa, now: float) -> None:
         if sa.ike_rekey is not None:
             return
-        proposals = strip_additional_kes(sa.policy.ike_proposals)
+        proposals = list(sa.policy.ike_proposals)  # additional key exchanges: IKE_FOLLOWUP_KE (RFC 9370)
         spi = self.random_bytes(8)
         exchange = IkeRekeyExchange(
             spi, self.random_bytes(NONCE_SIZE), self.new_ke(sa.selected.dh), list(enumerate(proposals, 1))
@@ -147,7 +148,15 @@ class IkeLifecycleMixin:
             sa.rekey_at = now + 10 * RETRY_DELAY
             return
         nonce_r = find_payload(payloads, PayloadType.NONCE).data
-        new = self._rekeyed_sa(sa, True, exchange.spi, spi_r, selected, exchange.nonce, nonce_r, secret, now)
+        if selected.additional_kes:  # RFC 9370 §2.2.4: the new IKE SA comes after IKE_FOLLOWUP_KE
+            self._ike_rekey_followups(sa, exchange, selected, spi_r, nonce_r, secret, payloads, now)
+            return
+        self._finish_ike_rekey(sa, exchange, selected, spi_r, nonce_r, secret, (), now)
+
+    def _finish_ike_rekey(self, sa, exchange, selected, spi_r, nonce_r, secret, additional, now) -> None:
+        new = self._rekeyed_sa(
+            sa, True, exchange.spi, spi_r, selected, exchange.nonce, nonce_r, secret, now, additional
+        )
         # §2.8: the initiator of the rekey deletes the old IKE SA; its Child SAs already moved.
         sa.state = DELETING
         self._request(
@@ -160,13 +169,11 @@ class IkeLifecycleMixin:
 
     # --- responder -------------------------------------------------------------------------
     def _on_ike_rekey_request(self, sa: IkeSa, request: Any, payloads: List[Any], now: float) -> None:
-        if sa.ike_rekey is not None or sa.state != ESTABLISHED:
+        if sa.ike_rekey is not None or sa.state != ESTABLISHED or self._followups_busy(sa):
             self._respond(sa, request, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])
             return
         sa_payload = find_payload(payloads, PayloadType.SA)
-        selected = select_proposal(
-            from_wire(sa_payload.proposals), strip_additional_kes(sa.policy.ike_proposals), ProtocolId.IKE
-        )
+        selected = select_proposal(from_wire(sa_payload.proposals), sa.policy.ike_proposals, ProtocolId.IKE)
         if selected is None:
             self._fail(sa, "IKE SA rekey", "NO_PROPOSAL_CHOSEN: no common IKE proposal")
             self._respond(sa, request, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)])
@@ -191,7 +198,13 @@ class IkeLifecycleMixin:
         spi_r = self.random_bytes(8)
         reply = to_wire([spec_from_selected(selected)], spi=spi_r)
         reply[0].number = selected.number
-        self._respond(sa, request, [SaPayload(reply), NoncePayload(nonce_r), KePayload(selected.dh, public)])
+        response = [SaPayload(reply), NoncePayload(nonce_r), KePayload(selected.dh, public)]
+        if selected.additional_kes:  # RFC 9370 §2.2.4: the new IKE SA comes after IKE_FOLLOWUP_KE
+            spi_i = peer_proposal.spi
+            link = self._await_ike_rekey(sa, spi_i, spi_r, selected, nonce_i, nonce_r, secret, now)
+            self._respond(sa, request, [*response, link])
+            return
+        self._respond(sa, request, response)
         self._rekeyed_sa(sa, False, peer_proposal.spi, spi_r, selected, nonce_i, nonce_r, secret, now)
         sa.state = DELETING  # the peer deletes the old IKE SA next; no new requests on it
 
@@ -207,13 +220,19 @@ class IkeLifecycleMixin:
         nonce_r: bytes,
         secret: bytes,
         now: float,
+        additional_secrets: Sequence[bytes] = (),
     ) -> IkeSa:
+        self._abandon_followups(old, "the IKE SA was rekeyed meanwhile", now)  # RFC 9370 §2.2.4
         new = self._new_sa(old.policy, initiator, spi_i, spi_r, old.local, old.remote, now)
         new.selected = selected
         new.nonce_i, new.nonce_r = nonce_i, nonce_r
-        seed = rekey_skeyseed(old.selected.prf, old.keys.sk_d, secret, nonce_i, nonce_r)
+        seed = rekey_skeyseed(old.selected.prf, old.keys.sk_d, secret, nonce_i, nonce_r, additional_secrets)
         new.keys = derive_ike_keys(selected, seed, nonce_i, nonce_r, spi_i, spi_r)
         new.cipher_out, new.cipher_in = sk_ciphers(selected, new.keys, initiator)
+        # RFC 7383 support was negotiated for this peer; the successor keeps it (strongSwan inherits it too),
+        # else ML-KEM's IKE_FOLLOWUP_KE messages (~1.3 kB) would go out as IP fragments after a rekey.
+        new.fragmentation, new.max_datagram = old.fragmentation, old.max_datagram
+        new.reassembler = Reassembler(new.cipher_in, self.fragment_budget)
         new.local_behind_nat, new.remote_behind_nat = old.local_behind_nat, old.remote_behind_nat
         new.peer_id = old.peer_id
         new.peer_cert, new.peer_auth = old.peer_cert, old.peer_auth  # the authentication carries over

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..crypto.errors import CryptoError
 from ..crypto.keys import IkeKeys
@@ -128,6 +128,9 @@ class IkeSa:
     auth_child_spi: int = 0
     auth_child_offer: List[Any] = field(default_factory=list)
     auth_child_ts: Tuple[List[TrafficSelector], List[TrafficSelector]] = ([], [])
+    # RFC 9370 §2.2.4 IKE_FOLLOWUP_KE: ours in flight, and those we await by link data.
+    followup_out: Optional[Any] = None
+    followups_in: Dict[bytes, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return "IkeSa(%s %s %s)" % (self.key, "initiator" if self.initiator else "responder", self.state)

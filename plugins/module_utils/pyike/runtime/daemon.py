@@ -35,13 +35,18 @@ from ..ike.events import (
 )
 from ..ike.policy import IkePolicy, policy_from_config
 from .control import ControlError, ControlServer
-from .dataplane import Dataplane
+from .dataplane import Dataplane, DataplaneError
 from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
 from .udp import RawEspEndpoint, UdpEndpoint, open_endpoints
 
 log = logging.getLogger("pyike.daemon")
+
+# ESP that the peer sent on a rekeyed SA just before it switched can be read after the DELETE that ends
+# that SA, since the two arrive on different sockets: the old inbound SA stays this long after its DELETE
+# (RFC 7296 §2.8 make-before-break; strongSwan keeps it 5 s, charon.delete_rekeyed_delay).
+REKEYED_INBOUND_GRACE = 2.0
 
 
 def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
@@ -181,7 +186,7 @@ class Daemon:
                 child_id = self._children.pop(event.spi_in, None)
                 self._outbound_later.pop(event.spi_in, None)
                 if child_id is not None and event.replaced:
-                    self.dataplane.remove_inbound(child_id, event.spi_in)
+                    self._remove_inbound_later(child_id, event.spi_in)
                 elif child_id is not None:
                     self.dataplane.remove_child(child_id)
                 log.info(
@@ -204,6 +209,18 @@ class Daemon:
                 log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
         if wake_timer and self._wake is not None:
             self._wake.set()
+
+    def _remove_inbound_later(self, child_id: str, spi_in: int) -> None:
+        def remove() -> None:
+            try:
+                self.dataplane.remove_inbound(child_id, spi_in)
+            except DataplaneError:
+                pass  # the whole child went meanwhile, with all its SAs
+
+        try:
+            asyncio.get_running_loop().call_later(REKEYED_INBOUND_GRACE, remove)
+        except RuntimeError:  # no loop (shutting down): nothing more will arrive anyway
+            remove()
 
     def _send_keepalive(self, event: SendKeepalive) -> None:
         for endpoint in self.dataplane.endpoints:
@@ -416,6 +433,7 @@ class Daemon:
             "uptime_seconds": round(time.monotonic() - self._started, 1),
             "ike": dict(self.engine.counters),
             "ike_sas": len(self.engine.sas),
+            "half_open": self.engine.guard.describe(),  # RFC 7296 §2.6 flood protection
             "dataplane": self.dataplane.stats(),
             "recent_failures": [
                 {

@@ -143,6 +143,14 @@ CHILD_ERROR_RESPONSE = _shape("error notify")
 INFORMATIONAL = _shape("INFORMATIONAL", optional=(P.CP,), many=(P.DELETE,))
 # RFC 9242 §3, RFC 9370 §2.2.2: additional key exchanges.
 INTERMEDIATE = _shape("IKE_INTERMEDIATE", optional=(P.KE,))
+# RFC 9370 §2.2.4: one additional key exchange after CREATE_CHILD_SA; the request names its link, the
+# response carries the next link unless it answers the last exchange (or is an error notify alone).
+FOLLOWUP_REQUEST = _shape(
+    "IKE_FOLLOWUP_KE", required=(P.KE,), notify_counts={NotifyType.ADDITIONAL_KEY_EXCHANGE: (1, 1)}
+)
+FOLLOWUP_RESPONSE = _shape(
+    "IKE_FOLLOWUP_KE", optional=(P.KE,), notify_counts={NotifyType.ADDITIONAL_KEY_EXCHANGE: (0, 1)}
+)
 
 
 def _types(payloads: Sequence[Payload]) -> Counter:
@@ -209,6 +217,8 @@ _SELECTORS: Dict[Tuple[int, bool], Callable[[Sequence[Payload]], Shape]] = {
     (ExchangeType.INFORMATIONAL, True): lambda _payloads: INFORMATIONAL,
     (ExchangeType.IKE_INTERMEDIATE, False): lambda _payloads: INTERMEDIATE,
     (ExchangeType.IKE_INTERMEDIATE, True): lambda _payloads: INTERMEDIATE,
+    (ExchangeType.IKE_FOLLOWUP_KE, False): lambda _payloads: FOLLOWUP_REQUEST,
+    (ExchangeType.IKE_FOLLOWUP_KE, True): lambda _payloads: FOLLOWUP_RESPONSE,
 }
 
 
