@@ -191,7 +191,7 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
         "unknown-key-connection",
         set_((*CONN, "rekey"), 100),
         "connections.hq.rekey: unknown field (allowed: auth, children, dpd_action, dpd_delay, encap, ike_proposals, local, psk, "
-        "psk_file, rekey_time, remote)",
+        "psk_file, reauth_time, rekey_time, remote)",
     ),
     (
         "unknown-key-top",

@@ -168,6 +168,8 @@ class ChildConfig:
     rekey_time: int = defaults.DEFAULT_CHILD_REKEY_TIME
     life_bytes: int = defaults.DEFAULT_LIFE_BYTES
     life_packets: int = defaults.DEFAULT_LIFE_PACKETS
+    rekey_bytes: int = defaults.DEFAULT_REKEY_BYTES
+    rekey_packets: int = defaults.DEFAULT_REKEY_PACKETS
 
     @property
     def pfs(self) -> bool:
@@ -183,7 +185,9 @@ class ChildConfig:
             "esp_proposals": [str(p) for p in self.esp_proposals],
             "start_action": self.start_action,
             "rekey_time": self.rekey_time,
+            "rekey_bytes": self.rekey_bytes,
             "life_bytes": self.life_bytes,
+            "rekey_packets": self.rekey_packets,
             "life_packets": self.life_packets,
         }
 
@@ -204,6 +208,7 @@ class ConnectionConfig:
     dpd_delay: int = defaults.DEFAULT_DPD_DELAY
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
     dpd_action: str = defaults.DEFAULT_DPD_ACTION
+    reauth_time: int = defaults.DEFAULT_REAUTH_TIME
 
     def child(self, name: str) -> ChildConfig:
         return self.children[name]
@@ -222,6 +227,7 @@ class ConnectionConfig:
             "dpd_delay": self.dpd_delay,
             "dpd_action": self.dpd_action,
             "rekey_time": self.rekey_time,
+            "reauth_time": self.reauth_time,
             "children": {name: child.as_dict() for name, child in self.children.items()},
         }
 

@@ -25,8 +25,10 @@ class ChildPolicy:
     esp_proposals: List[ProposalSpec]
     start_action: str = "none"
     rekey_time: float = 3600.0  # seconds; 0 disables rekeying
-    life_bytes: int = 0
+    life_bytes: int = 0  # hard volume limits (RFC 4301 §4.4.2.1); 0: none, or rekey_* + 10%
     life_packets: int = 0
+    rekey_bytes: int = 0  # soft volume limits: rekey (with jitter); 0: none, or life_* / 1.1
+    rekey_packets: int = 0
 
 
 @dataclass
@@ -44,6 +46,7 @@ class IkePolicy:
     remote_port: int = 500
     rekey_time: float = 14400.0  # IKE SA, seconds; 0 disables rekeying
     dpd_action: str = "clear"  # clear | restart
+    reauth_time: float = 0.0  # seconds until a make-before-break reauthentication (§2.8.3); 0: never
 
     def __repr__(self) -> str:
         return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
@@ -79,6 +82,8 @@ def policy_from_config(conn: Any) -> IkePolicy:
             rekey_time=float(child.rekey_time),
             life_bytes=int(child.life_bytes),
             life_packets=int(child.life_packets),
+            rekey_bytes=int(child.rekey_bytes),
+            rekey_packets=int(child.rekey_packets),
         )
         for name, child in conn.children.items()
     }
@@ -102,6 +107,7 @@ def policy_from_config(conn: Any) -> IkePolicy:
         remote_port=int(conn.remote.port),
         rekey_time=float(conn.rekey_time),
         dpd_action=str(getattr(conn, "dpd_action", "clear")),
+        reauth_time=float(conn.reauth_time),
     )
 
 
@@ -136,4 +142,5 @@ def policy_signature(policy: IkePolicy) -> tuple:
         policy.remote_port,
         policy.rekey_time,
         policy.dpd_action,
+        policy.reauth_time,
     )
