@@ -73,6 +73,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import routes as engine_runtime_routes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import static_tunnel as engine_runtime_static_tunnel
