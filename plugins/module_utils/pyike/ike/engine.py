@@ -58,6 +58,7 @@ from ..wire.rules import check_envelope, check_payloads
 from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
+from .child_lifetimes import ChildLifetimesMixin
 from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
 from .create_child import CreateChildMixin
@@ -68,6 +69,7 @@ from .ike_lifecycle import IkeLifecycleMixin
 from .intermediate import IntermediateMixin
 from .natd import natd_hash
 from .policy import ChildPolicy, IkePolicy, policy_signature
+from .reauth import ReauthMixin
 from .sa import AUTHENTICATING, CONNECTING, DEAD, DELETING, ESTABLISHED, ChildSa, IkeSa, Pending
 
 log = logging.getLogger("pyike.ike")
@@ -89,7 +91,7 @@ class RetransmitPolicy:
         return self.timeout * (self.base**tries)
 
 
-class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
+class Engine(CreateChildMixin, ChildLifetimesMixin, IkeLifecycleMixin, ReauthMixin, IntermediateMixin):
     def __init__(
         self,
         policies: Dict[str, IkePolicy],
@@ -150,13 +152,23 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
                 if sa.state == ESTABLISHED and wanted and not any(c.name == wanted for c in sa.children):
                     self._start_create_child(sa, child_policy, now)
                 return sa.key
+        return self._initiate_sa(policy, child_policy, now).key
+
+    def _initiate_sa(
+        self,
+        policy: IkePolicy,
+        child_policy: Optional[ChildPolicy],
+        now: float,
+        remote_ip: Optional[str] = None,
+    ) -> IkeSa:
+        """A new IKE SA as initiator, IKE_SA_INIT sent (also for reauthentication, §2.8.3)."""
         sa = self._new_sa(
             policy,
             True,
             self.random_bytes(8),
             ZERO_SPI,
             (policy.local_address, self.ike_port),
-            (policy.remote_address, policy.remote_port),
+            (remote_ip or policy.remote_address, policy.remote_port),
             now,
         )
         sa.auth_child = child_policy
@@ -165,7 +177,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         sa.key_exchange = self.new_ke(self._first_group(policy.ike_proposals))
         self.sas[sa.spi_i] = sa
         self._send_init_request(sa, now)
-        return sa.key
+        return sa
 
     def terminate(self, conn: str, now: float) -> int:
         """Delete every IKE SA of `conn` (§1.4.1); returns how many were found."""
@@ -181,7 +193,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
                     lambda msg, payloads, t, sa=sa: self._drop_sa(sa, "deleted"),
                     now,
                 )
-            else:
+            elif sa.state != DELETING:  # a DELETING SA goes once its DELETE exchange is answered
                 self._drop_sa(sa, "terminated by operator")
         return len(found)
 
@@ -859,7 +871,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             tsmod.describe(local_ts),
             tsmod.describe(remote_ts),
         )
-        return ChildSaUp(
+        event = ChildSaUp(
             conn=sa.policy.name,
             child=child.name,
             ike_sa=sa.key,
@@ -882,6 +894,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             rekey_of=rekey_of,
             outbound=outbound,
         )
+        self._child_sa_installed(sa, record, event)  # volume limits, twins in a parallel IKE SA
+        return event
 
     def _established(self, sa: IkeSa, now: float) -> None:
         sa.state = ESTABLISHED
@@ -897,6 +911,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
             sa.proposal_text,
         )
         self.events.append(IkeSaUp(sa.policy.name, sa.key, sa.local, sa.remote))
+        self._ike_sa_established(sa, now)  # reauthentication, duplicate IKE SAs
 
     # --- INFORMATIONAL (§1.4) --------------------------------------------------------------
     def _on_informational(self, sa: IkeSa, request: Message, payloads: List[Payload], now: float) -> None:
@@ -913,7 +928,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
                             self._child_by_spi_out(sa, struct.unpack("!I", spi)[0]) if len(spi) == 4 else None
                         )
                         if child is not None:
-                            ours.append(struct.pack("!I", child.spi_in))
+                            if not child.delete_sent:  # §1.4.1: crossing deletes answer without a Delete
+                                ours.append(struct.pack("!I", child.spi_in))
                             self._peer_deleted_child(sa, child)
                     if ours:
                         response.append(DeletePayload(ProtocolId.ESP, ours))
@@ -974,6 +990,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
         if sa.state == DEAD:
             return
         self._maybe_restart(sa, reason, now)
+        self._ike_sa_dropped(sa, now)
         was_established = sa.state in (ESTABLISHED, DELETING)
         self._remove_children(sa, reason)
         sa.state = DEAD

@@ -49,10 +49,16 @@ class IkeLifecycleMixin:
             deadlines.append(sa.rekey_at)
         if sa.policy.dpd_delay > 0 and sa.pending is None:
             deadlines.append(sa.last_received_at + sa.policy.dpd_delay)
-        return deadlines
+        return deadlines + self._reauth_deadlines(sa) + self._duplicate_deadlines(sa)
 
     def _ike_timers(self, sa: IkeSa, now: float) -> None:
-        if sa.rekey_at is not None and now >= sa.rekey_at:
+        self._reauth_timers(sa, now)  # reauth.py
+        self._duplicate_timers(sa, now)  # duplicates.py
+        if sa.state != ESTABLISHED:
+            return
+        if sa.rekey_at is not None and now >= sa.rekey_at and sa.reauth_by is not None:
+            sa.rekey_at = now + RETRY_DELAY  # no IKE rekey while a reauthentication replaces this SA
+        elif sa.rekey_at is not None and now >= sa.rekey_at:
             sa.rekey_at = None
             self._start_ike_rekey(sa, now)
         elif (
@@ -95,7 +101,7 @@ class IkeLifecycleMixin:
 
     # --- initiator -------------------------------------------------------------------------
     def _start_ike_rekey(self, sa: IkeSa, now: float) -> None:
-        if sa.ike_rekey is not None:
+        if sa.ike_rekey is not None or sa.reauth_by is not None:
             return
         proposals = strip_additional_kes(sa.policy.ike_proposals)
         spi = self.random_bytes(8)
@@ -222,6 +228,7 @@ class IkeLifecycleMixin:
         new.next_keepalive_at = old.next_keepalive_at
         old.next_keepalive_at = None
         self._schedule_ike_lifetime(new, now)
+        self._reauth_inherit(old, new)  # reauth.py
         self.sas[new.our_spi] = new
         self._count("ike_rekeys")
         self.events.append(IkeSaUp(new.policy.name, new.key, new.local, new.remote))

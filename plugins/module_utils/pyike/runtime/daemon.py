@@ -42,6 +42,8 @@ from .udp import RawEspEndpoint, UdpEndpoint, open_endpoints
 
 log = logging.getLogger("pyike.daemon")
 
+SEQUENCE_POLL_INTERVAL = 5.0  # seconds between checks of every SA's sequence-number limit
+
 
 def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
     policies = {name: policy_from_config(conn) for name, conn in config.connections.items()}
@@ -75,8 +77,8 @@ class Daemon:
         self.dataplane: Optional[Dataplane] = None
         self.control: Optional[ControlServer] = None
         self.failures: List[Tuple[float, Failure]] = []  # recent, for `initiate` answers and `stats`
-        self._children: Dict[int, str] = {}  # spi_in -> dataplane child id (rekeyed SAs share it)
-        self._outbound_later: Dict[int, Tuple[str, OutboundSA, Tuple[str, int]]] = {}
+        self._children: Dict[int, str] = {}  # spi_in -> dataplane child id (rekeyed SAs and twins share it)
+        self._outbound: Dict[int, Tuple[str, OutboundSA, Tuple[str, int]]] = {}  # spi_in -> its outbound SA
         self._wake: Optional[asyncio.Event] = None  # created inside the running loop (Python 3.9)
         self._stopping: Optional[asyncio.Event] = None
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
@@ -100,6 +102,7 @@ class Daemon:
             self.engine.policies = _policies(self.config, raw_esp=False)
         routes = RouteManager(tun.name)
         self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
+        self.dataplane.limits.on_limit = self._on_volume_limit
         self.dataplane.start(loop)
         self.control = ControlServer(settings.control_socket, self._handlers())
         await self.control.start()
@@ -116,6 +119,7 @@ class Daemon:
         )
         self._start_actions()
         timer = asyncio.ensure_future(self._timer())
+        poll = asyncio.ensure_future(self._poll_sequence_limits())
         await self._stopping.wait()
         log.info("stopping: deleting IKE SAs")
         for name in list(self.engine.policies):
@@ -123,6 +127,7 @@ class Daemon:
         self._flush()
         await asyncio.sleep(0.2)  # let DELETE requests leave
         timer.cancel()
+        poll.cancel()
         await self.control.close()
         self.dataplane.close()
         routes.cleanup()
@@ -156,9 +161,20 @@ class Daemon:
             self.engine.tick(time.monotonic())
             self._flush(wake_timer=False)
 
+    async def _poll_sequence_limits(self) -> None:
+        """Byte and packet limits are checked after every batch; sequence numbers need a look now and then."""
+        while True:
+            await asyncio.sleep(SEQUENCE_POLL_INTERVAL)
+            self.dataplane.limits.check(everything=True)
+
     # --- engine <-> runtime ------------------------------------------------------------------
     def _on_ike(self, data: bytes, source: Tuple[str, int], local: Tuple[str, int]) -> None:
         self.engine.receive(data, local, source, time.monotonic())
+        self._flush()
+
+    def _on_volume_limit(self, spi_in: int, hard: bool, what: str) -> None:
+        """An ESP SA crossed a byte, packet or sequence-number limit: the engine rekeys or deletes."""
+        self.engine.child_volume_reached(spi_in, hard, time.monotonic(), what)
         self._flush()
 
     def _flush(self, wake_timer: bool = True) -> None:
@@ -176,12 +192,7 @@ class Daemon:
             elif isinstance(event, ChildSaOutbound):
                 self._switch_outbound(event.spi_in)
             elif isinstance(event, ChildSaDown):
-                child_id = self._children.pop(event.spi_in, None)
-                self._outbound_later.pop(event.spi_in, None)
-                if child_id is not None and event.replaced:
-                    self.dataplane.remove_inbound(child_id, event.spi_in)
-                elif child_id is not None:
-                    self.dataplane.remove_child(child_id)
+                self._remove(event)
                 log.info(
                     "%s/%s: CHILD_SA %08x_i removed: %s", event.conn, event.child, event.spi_in, event.reason
                 )
@@ -202,6 +213,22 @@ class Daemon:
                 log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
         if wake_timer and self._wake is not None:
             self._wake.set()
+
+    def _remove(self, event: ChildSaDown) -> None:
+        """One SA pair goes; the dataplane child (policy, routes) only with the last SA pair sharing it."""
+        child_id = self._children.pop(event.spi_in, None)
+        gone = self._outbound.pop(event.spi_in, None)
+        if child_id is None:
+            return
+        others = [spi for spi, other in self._children.items() if other == child_id]
+        if not others:
+            self.dataplane.remove_child(child_id)
+            return
+        if gone is not None and self.dataplane.outbound_of(child_id) is gone[1]:
+            # The engine moves the traffic first; should it not have, send through the newest SA left.
+            log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
+            self._switch_outbound(others[-1])
+        self.dataplane.remove_inbound(child_id, event.spi_in)
 
     def _send_keepalive(self, event: SendKeepalive) -> None:
         for endpoint in self.dataplane.endpoints:
@@ -227,6 +254,7 @@ class Daemon:
             )
             if event.rekey_of is not None and event.rekey_of in self._children:
                 self._install_rekeyed(event, outbound, inbound)
+                self._watch(event, outbound, inbound)
                 return
             child_id = "%s/%s/%08x" % (event.conn, event.child, event.spi_in)
             self.dataplane.install_child(
@@ -247,6 +275,8 @@ class Daemon:
             )
             return
         self._children[event.spi_in] = child_id
+        self._outbound[event.spi_in] = (child_id, outbound, event.remote)
+        self._watch(event, outbound, inbound)
         log.info(
             "%s/%s: CHILD_SA installed, SPIs %08x_i %08x_o, %s",
             event.conn,
@@ -256,6 +286,11 @@ class Daemon:
             "ESP in UDP" if event.encap else "ESP",
         )
         self._resolve(event.conn, event.child)
+
+    def _watch(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
+        if event.limits is not None:
+            self.dataplane.watch(inbound, event.spi_in, event.limits)
+            self.dataplane.watch(outbound, event.spi_in, event.limits)
 
     def _netlink(self) -> Netlink:
         if self._ipr is None:
@@ -267,24 +302,27 @@ class Daemon:
         child_id = self._children[event.rekey_of]
         self.dataplane.add_inbound(child_id, inbound)
         self._children[event.spi_in] = child_id
+        self._outbound[event.spi_in] = (child_id, outbound, event.remote)
         if event.outbound:
             self.dataplane.switch_outbound(child_id, outbound, event.remote)
-        else:
-            self._outbound_later[event.spi_in] = (child_id, outbound, event.remote)
         log.info(
-            "%s/%s: CHILD_SA rekeyed, SPIs %08x_i %08x_o replace %08x_i",
+            "%s/%s: CHILD_SA SPIs %08x_i %08x_o join %08x_i (%s)",
             event.conn,
             event.child,
             event.spi_in,
             event.spi_out,
             event.rekey_of,
+            "sending now" if event.outbound else "sending later",
         )
+        self._resolve(event.conn, event.child)
 
     def _switch_outbound(self, spi_in: int) -> None:
-        waiting = self._outbound_later.pop(spi_in, None)
+        """Send through the outbound SA installed with inbound SPI `spi_in` (make-before-break)."""
+        waiting = self._outbound.get(spi_in)
         if waiting is not None:
             child_id, outbound, remote = waiting
-            self.dataplane.switch_outbound(child_id, outbound, remote)
+            if self.dataplane.outbound_of(child_id) is not outbound:
+                self.dataplane.switch_outbound(child_id, outbound, remote)
 
     def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
         for waiter in list(self._waiters):
@@ -371,6 +409,12 @@ class Daemon:
         if conn not in self.engine.policies:
             raise ControlError("no connection named %r" % conn)
         now = time.monotonic()
+        if args.get("reauth"):
+            count = self.engine.reauthenticate(conn, now)
+            self._flush()
+            if not count:
+                raise ControlError("%s has no established IKE SA to reauthenticate" % conn)
+            return {"message": "reauthenticating %d IKE SA(s) of %s" % (count, conn)}
         if args.get("ike"):
             count = self.engine.rekey_ike(conn, now)
             what = "IKE SA"
