@@ -43,6 +43,10 @@ from .udp import RawEspEndpoint, UdpEndpoint, open_endpoints
 log = logging.getLogger("pyike.daemon")
 
 SEQUENCE_POLL_INTERVAL = 5.0  # seconds between checks of every SA's sequence-number limit
+# An inbound SA replaced by a rekey accepts packets this much longer: ESP (raw socket) and IKE (UDP)
+# arrive on different sockets, so the peer's last packets on the old SA may be read after the DELETE
+# exchange that removed it. The peer sends nothing new on it; replays are still refused.
+INBOUND_LINGER = 1.0
 
 
 def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
@@ -79,6 +83,7 @@ class Daemon:
         self.failures: List[Tuple[float, Failure]] = []  # recent, for `initiate` answers and `stats`
         self._children: Dict[int, str] = {}  # spi_in -> dataplane child id (rekeyed SAs and twins share it)
         self._outbound: Dict[int, Tuple[str, OutboundSA, Tuple[str, int]]] = {}  # spi_in -> its outbound SA
+        self._lingering: List[Tuple[float, str, int]] = []  # (until, child id, spi_in) of replaced SAs
         self._wake: Optional[asyncio.Event] = None  # created inside the running loop (Python 3.9)
         self._stopping: Optional[asyncio.Event] = None
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
@@ -151,8 +156,8 @@ class Daemon:
 
     async def _timer(self) -> None:
         while True:
-            deadline = self.engine.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            deadlines = [d for d in (self.engine.next_deadline(), self._linger_deadline()) if d is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -160,6 +165,7 @@ class Daemon:
             self._wake.clear()
             self.engine.tick(time.monotonic())
             self._flush(wake_timer=False)
+            self._expire_lingering(time.monotonic())
 
     async def _poll_sequence_limits(self) -> None:
         """Byte and packet limits are checked after every batch; sequence numbers need a look now and then."""
@@ -228,7 +234,20 @@ class Daemon:
             # The engine moves the traffic first; should it not have, send through the newest SA left.
             log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
             self._switch_outbound(others[-1])
-        self.dataplane.remove_inbound(child_id, event.spi_in)
+        self._lingering.append((time.monotonic() + INBOUND_LINGER, child_id, event.spi_in))
+
+    def _linger_deadline(self) -> Optional[float]:
+        return min(at for at, _child_id, _spi in self._lingering) if self._lingering else None
+
+    def _expire_lingering(self, now: float) -> None:
+        """Remove the replaced inbound SAs whose INBOUND_LINGER is over (with their child, if it went)."""
+        keep = []
+        for at, child_id, spi in self._lingering:
+            if at > now:
+                keep.append((at, child_id, spi))
+            elif child_id in self.dataplane.children:
+                self.dataplane.remove_inbound(child_id, spi)
+        self._lingering = keep
 
     def _send_keepalive(self, event: SendKeepalive) -> None:
         for endpoint in self.dataplane.endpoints:
