@@ -393,18 +393,7 @@ class _Builder:
         dpd_action = attempt(get, raw, "dpd_action", path, "str", defaults.DEFAULT_DPD_ACTION)
         reauth_time = attempt(get, raw, "reauth_time", path, "int", defaults.DEFAULT_REAUTH_TIME)
         raw_children = attempt(get, raw, "children", path, "dict") or {}
-        ok = None not in (
-            local,
-            remote,
-            auth,
-            psk,
-            ike_proposals,
-            encap,
-            dpd_delay,
-            rekey_time,
-            dpd_action,
-            reauth_time,
-        )
+        ok = None not in (local, remote, auth, psk, ike_proposals, encap, dpd_delay, rekey_time, dpd_action)
         if local is not None and local.address is not None and not settings.covers(local.address):
             self.add(
                 (*path, "local", "address"),
@@ -427,6 +416,8 @@ class _Builder:
                 ok = False
             else:
                 children[child_name] = child
+        if reauth_time is None:
+            ok = False
         if not children:
             ok = False
         if not ok:
@@ -443,8 +434,8 @@ class _Builder:
             encap=encap,
             dpd_delay=dpd_delay,
             rekey_time=rekey_time,
-            dpd_action=dpd_action,
             reauth_time=reauth_time,
+            dpd_action=dpd_action,
         )
 
     def endpoint(

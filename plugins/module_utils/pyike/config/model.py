@@ -207,8 +207,8 @@ class ConnectionConfig:
     encap: bool = defaults.DEFAULT_ENCAP
     dpd_delay: int = defaults.DEFAULT_DPD_DELAY
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
-    dpd_action: str = defaults.DEFAULT_DPD_ACTION
     reauth_time: int = defaults.DEFAULT_REAUTH_TIME
+    dpd_action: str = defaults.DEFAULT_DPD_ACTION
 
     def child(self, name: str) -> ChildConfig:
         return self.children[name]

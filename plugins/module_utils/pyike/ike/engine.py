@@ -58,7 +58,6 @@ from ..wire.rules import check_envelope, check_payloads
 from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
-from .child_lifetimes import ChildLifetimesMixin
 from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
 from .create_child import CreateChildMixin
@@ -69,7 +68,6 @@ from .ike_lifecycle import IkeLifecycleMixin
 from .intermediate import IntermediateMixin
 from .natd import natd_hash
 from .policy import ChildPolicy, IkePolicy, policy_signature
-from .reauth import ReauthMixin
 from .sa import AUTHENTICATING, CONNECTING, DEAD, DELETING, ESTABLISHED, ChildSa, IkeSa, Pending
 
 log = logging.getLogger("pyike.ike")
@@ -91,7 +89,7 @@ class RetransmitPolicy:
         return self.timeout * (self.base**tries)
 
 
-class Engine(CreateChildMixin, ChildLifetimesMixin, IkeLifecycleMixin, ReauthMixin, IntermediateMixin):
+class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin):
     def __init__(
         self,
         policies: Dict[str, IkePolicy],

@@ -20,8 +20,10 @@ from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import find_payload
 from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.sa import SaPayload
+from .child_lifetimes import ChildLifetimesMixin
 from .convert import from_wire, strip_additional_kes, to_wire
 from .events import IkeSaUp
+from .reauth import ReauthMixin
 from .sa import DELETING, ESTABLISHED, IkeSa
 
 NONCE_SIZE = 32
@@ -37,7 +39,10 @@ class IkeRekeyExchange:
     offer: List[Any]
 
 
-class IkeLifecycleMixin:
+class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
+    """IKE SA lifetimes and DPD; through its bases also reauthentication and duplicate IKE SAs
+    (reauth.py, duplicates.py) and the volume lifetimes of Child SAs (child_lifetimes.py)."""
+
     # --- scheduling ------------------------------------------------------------------------
     def _schedule_ike_lifetime(self, sa: IkeSa, now: float) -> None:
         rekey_time = sa.policy.rekey_time

@@ -45,8 +45,8 @@ class IkePolicy:
     dpd_delay: float = 0.0
     remote_port: int = 500
     rekey_time: float = 14400.0  # IKE SA, seconds; 0 disables rekeying
-    dpd_action: str = "clear"  # clear | restart
     reauth_time: float = 0.0  # seconds until a make-before-break reauthentication (§2.8.3); 0: never
+    dpd_action: str = "clear"  # clear | restart
 
     def __repr__(self) -> str:
         return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
@@ -106,8 +106,8 @@ def policy_from_config(conn: Any) -> IkePolicy:
         dpd_delay=float(conn.dpd_delay or 0),
         remote_port=int(conn.remote.port),
         rekey_time=float(conn.rekey_time),
-        dpd_action=str(getattr(conn, "dpd_action", "clear")),
         reauth_time=float(conn.reauth_time),
+        dpd_action=str(getattr(conn, "dpd_action", "clear")),
     )
 
 
@@ -141,6 +141,6 @@ def policy_signature(policy: IkePolicy) -> tuple:
         policy.dpd_delay,
         policy.remote_port,
         policy.rekey_time,
-        policy.dpd_action,
         policy.reauth_time,
+        policy.dpd_action,
     )
