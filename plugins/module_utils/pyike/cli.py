@@ -49,7 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     terminate.add_argument("conn", metavar="CONN")
     rekey = actions.add_parser("rekey", help="rekey a connection's Child SAs (or its IKE SA with --ike)")
     rekey.add_argument("target", metavar="CONN[/CHILD]")
-    rekey.add_argument("--ike", action="store_true", help="rekey the IKE SA instead")
+    rekey_what = rekey.add_mutually_exclusive_group()
+    rekey_what.add_argument("--ike", action="store_true", help="rekey the IKE SA instead")
+    rekey_what.add_argument(
+        "--reauth",
+        action="store_true",
+        help="reauthenticate: a new IKE SA and Child SAs replace the old ones, make-before-break",
+    )
     actions.add_parser("reload", help="re-read the configuration file; an invalid file is refused")
     stats = actions.add_parser("stats", help="daemon counters")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
@@ -119,7 +125,7 @@ def _ctl(args: argparse.Namespace) -> int:
             result = call(
                 args.socket,
                 "rekey",
-                {"conn": conn, "child": child or None, "ike": args.ike},
+                {"conn": conn, "child": child or None, "ike": args.ike, "reauth": args.reauth},
                 timeout=args.timeout,
             )
             _out(result.get("message", "rekeying"))

@@ -57,9 +57,11 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import selectors as engine_esp_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import spd as engine_esp_spd
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import authenticate as engine_ike_authenticate
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import child_lifetimes as engine_ike_child_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import convert as engine_ike_convert
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import cookies as engine_ike_cookies
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import create_child as engine_ike_create_child
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import duplicates as engine_ike_duplicates
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import engine as engine_ike_engine
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import events as engine_ike_events
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import followup as engine_ike_followup
@@ -69,12 +71,14 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import intermediate as engine_ike_intermediate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import natd as engine_ike_natd
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import policy as engine_ike_policy
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import reauth as engine_ike_reauth
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import sa as engine_ike_sa
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import ts as engine_ike_ts
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import routes as engine_runtime_routes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import static_tunnel as engine_runtime_static_tunnel

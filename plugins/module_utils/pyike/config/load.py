@@ -417,6 +417,7 @@ class _Builder:
         dpd_delay = attempt(get, raw, "dpd_delay", path, "int", defaults.DEFAULT_DPD_DELAY)
         rekey_time = attempt(get, raw, "rekey_time", path, "int", defaults.DEFAULT_IKE_REKEY_TIME)
         dpd_action = attempt(get, raw, "dpd_action", path, "str", defaults.DEFAULT_DPD_ACTION)
+        reauth_time = attempt(get, raw, "reauth_time", path, "int", defaults.DEFAULT_REAUTH_TIME)
         raw_children = attempt(get, raw, "children", path, "dict") or {}
         authenticator = credentials if auth == "pubkey" else psk
         ok = None not in (
@@ -455,6 +456,8 @@ class _Builder:
                 ok = False
             else:
                 children[child_name] = child
+        if reauth_time is None:
+            ok = False
         if not children:
             ok = False
         if not ok:
@@ -471,6 +474,7 @@ class _Builder:
             encap=encap,
             dpd_delay=dpd_delay,
             rekey_time=rekey_time,
+            reauth_time=reauth_time,
             dpd_action=dpd_action,
             **(credentials.fields() if credentials is not None else {}),
         )
@@ -708,7 +712,20 @@ class _Builder:
         rekey_time = get(raw, "rekey_time", path, "int", defaults.DEFAULT_CHILD_REKEY_TIME)
         life_bytes = get(raw, "life_bytes", path, "int", defaults.DEFAULT_LIFE_BYTES)
         life_packets = get(raw, "life_packets", path, "int", defaults.DEFAULT_LIFE_PACKETS)
+        rekey_bytes = get(raw, "rekey_bytes", path, "int", defaults.DEFAULT_REKEY_BYTES)
+        rekey_packets = get(raw, "rekey_packets", path, "int", defaults.DEFAULT_REKEY_PACKETS)
         ok = None not in (local_ts, remote_ts, esp_proposals)
+        for unit, rekey, life in (
+            ("bytes", rekey_bytes, life_bytes),
+            ("packets", rekey_packets, life_packets),
+        ):
+            if rekey and life and life <= rekey:
+                self.add(
+                    (*path, "life_" + unit),
+                    "%d must be greater than rekey_%s (%d): the hard limit comes after the rekey"
+                    % (life, unit, rekey),
+                )
+                ok = False
         if start_action == "start" and remote is not None and remote.is_any:
             self.add(
                 (*path, "start_action"),
@@ -741,6 +758,8 @@ class _Builder:
             rekey_time=rekey_time,
             life_bytes=life_bytes,
             life_packets=life_packets,
+            rekey_bytes=rekey_bytes,
+            rekey_packets=rekey_packets,
         )
 
     def check_unique(self, connections: Dict[str, ConnectionConfig]) -> None:

@@ -170,6 +170,8 @@ class ChildConfig:
     rekey_time: int = defaults.DEFAULT_CHILD_REKEY_TIME
     life_bytes: int = defaults.DEFAULT_LIFE_BYTES
     life_packets: int = defaults.DEFAULT_LIFE_PACKETS
+    rekey_bytes: int = defaults.DEFAULT_REKEY_BYTES
+    rekey_packets: int = defaults.DEFAULT_REKEY_PACKETS
 
     @property
     def pfs(self) -> bool:
@@ -185,7 +187,9 @@ class ChildConfig:
             "esp_proposals": [str(p) for p in self.esp_proposals],
             "start_action": self.start_action,
             "rekey_time": self.rekey_time,
+            "rekey_bytes": self.rekey_bytes,
             "life_bytes": self.life_bytes,
+            "rekey_packets": self.rekey_packets,
             "life_packets": self.life_packets,
         }
 
@@ -210,6 +214,7 @@ class ConnectionConfig:
     encap: bool = defaults.DEFAULT_ENCAP
     dpd_delay: int = defaults.DEFAULT_DPD_DELAY
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
+    reauth_time: int = defaults.DEFAULT_REAUTH_TIME
     dpd_action: str = defaults.DEFAULT_DPD_ACTION
     cert: Optional[str] = None  # the paths as resolved by the loader
     cert_chain: Optional[str] = None
@@ -237,6 +242,7 @@ class ConnectionConfig:
             "dpd_delay": self.dpd_delay,
             "dpd_action": self.dpd_action,
             "rekey_time": self.rekey_time,
+            "reauth_time": self.reauth_time,
             "children": {name: child.as_dict() for name, child in self.children.items()},
         }
         if self.auth == "pubkey":

@@ -42,6 +42,9 @@ DEFAULT_START_ACTION = "none"
 DEFAULT_CHILD_REKEY_TIME = 3600  # strongSwan: 1 h
 DEFAULT_LIFE_BYTES = 0
 DEFAULT_LIFE_PACKETS = 0
+DEFAULT_REKEY_BYTES = 0
+DEFAULT_REKEY_PACKETS = 0
+DEFAULT_REAUTH_TIME = 0  # strongSwan: reauthentication is off by default
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 START_ACTIONS = ["none", "start"]
@@ -70,6 +73,16 @@ def _seconds(description: str, default: int) -> Dict[str, Any]:
         "type": "integer",
         "minimum": 0,
         "maximum": MAX_SECONDS,
+        "default": default,
+        "description": description,
+    }
+
+
+def _count(description: str, default: int) -> Dict[str, Any]:
+    return {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_COUNT,
         "default": default,
         "description": description,
     }
@@ -398,6 +411,14 @@ SCHEMA: Dict[str, Any] = {
                     "seconds after which the IKE SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
                     DEFAULT_IKE_REKEY_TIME,
                 ),
+                "reauth_time": _seconds(
+                    "seconds after which the IKE SA is reauthenticated (RFC 7296 §2.8.3): a new IKE SA with "
+                    "IKE_SA_INIT and IKE_AUTH and new Child SAs for the same traffic selectors is built "
+                    "first, then the old IKE SA and its Child SAs are deleted (make-before-break, traffic "
+                    "keeps flowing). Up to 10% less, at random, so that both ends do not start at once. "
+                    "0 (the default) never reauthenticates; rekey_time still applies",
+                    DEFAULT_REAUTH_TIME,
+                ),
                 "children": {
                     "type": "object",
                     "minProperties": 1,
@@ -448,20 +469,33 @@ SCHEMA: Dict[str, Any] = {
                     "seconds after which the Child SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
                     DEFAULT_CHILD_REKEY_TIME,
                 ),
-                "life_bytes": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": MAX_COUNT,
-                    "default": DEFAULT_LIFE_BYTES,
-                    "description": "bytes after which the Child SA is replaced; 0 is unlimited",
-                },
-                "life_packets": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": MAX_COUNT,
-                    "default": DEFAULT_LIFE_PACKETS,
-                    "description": "packets after which the Child SA is replaced; 0 is unlimited",
-                },
+                "rekey_bytes": _count(
+                    "bytes (of inner packets, RFC 4301 §4.4.2.1) that either ESP SA of the Child SA may carry "
+                    "before the Child SA is rekeyed, up to 10% fewer at random so that both ends do not "
+                    "rekey at once (like rekey_time); 0 (the default) rekeys on time only, unless "
+                    "life_bytes is set",
+                    DEFAULT_REKEY_BYTES,
+                ),
+                "life_bytes": _count(
+                    "hard byte limit: an ESP SA that has carried this many bytes is deleted with its "
+                    "Child SA (when rekeying did not happen in time). Defaults to rekey_bytes + 10%; must "
+                    "be greater than rekey_bytes. Given alone, the Child SA is rekeyed at rekey_bytes = "
+                    "life_bytes / 1.1 (so a tunnel is replaced, not cut). 0 is unlimited",
+                    DEFAULT_LIFE_BYTES,
+                ),
+                "rekey_packets": _count(
+                    "packets that either ESP SA may carry before the Child SA is rekeyed (with jitter as "
+                    "rekey_bytes); 0 (the default) is unlimited. Without extended sequence numbers an ESP "
+                    "SA is rekeyed anyway well before its 32-bit sequence number would wrap (RFC 4303 "
+                    "§3.3.3)",
+                    DEFAULT_REKEY_PACKETS,
+                ),
+                "life_packets": _count(
+                    "hard packet limit, as life_bytes: defaults to rekey_packets + 10%, must be greater "
+                    "than rekey_packets; given alone, the Child SA is rekeyed at life_packets / 1.1. 0 is "
+                    "unlimited",
+                    DEFAULT_LIFE_PACKETS,
+                ),
             },
         },
     },

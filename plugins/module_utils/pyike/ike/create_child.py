@@ -11,6 +11,7 @@ IKE_FOLLOWUP_KE exchange (followup.py): both halves below finish there instead.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
@@ -26,7 +27,7 @@ from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
 from . import ts as tsmod
 from .convert import from_wire, to_wire
-from .events import ChildSaDown, ChildSaOutbound
+from .events import ChildSaDown
 from .followup import FollowupMixin, lost_collision
 from .policy import ChildPolicy
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
@@ -188,6 +189,8 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
     def _on_create_child_response(
         self, sa: IkeSa, exchange: ChildExchange, payloads: List[Payload], now: float
     ) -> None:
+        if self._rekeyed_child_gone(sa, exchange, payloads, now):  # child_lifetimes.py, §2.25.1
+            return
         old = exchange.rekeying
         what = "CREATE_CHILD_SA %s%s" % (exchange.policy.name, " rekey" if old is not None else "")
         errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
@@ -340,16 +343,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
         reordered = sorted(
             policy.esp_proposals, key=lambda spec: 0 if (group, None) in spec.get(TransformType.DH) else 1
         )
-        retry_policy = ChildPolicy(
-            policy.name,
-            policy.local_ts,
-            policy.remote_ts,
-            reordered,
-            policy.start_action,
-            policy.rekey_time,
-            policy.life_bytes,
-            policy.life_packets,
-        )
+        retry_policy = dataclasses.replace(policy, esp_proposals=reordered)
         self._start_create_child(sa, retry_policy, now, rekeying=exchange.rekeying)
 
     def _send_child_delete(self, sa: IkeSa, child: ChildSa, now: float, reason: str) -> None:
@@ -364,6 +358,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
                     replaced=child.replaced_by is not None or reason.startswith("redundant"),
                 )
 
+        child.delete_sent = True
         self._request(
             sa,
             ExchangeType.INFORMATIONAL,
@@ -556,8 +551,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             spi = child.collision.new_spi_in  # the peer's rekey won a collision we had not resolved yet
         replacement = next((c for c in sa.children if c.spi_in == spi), None) if spi else None
         if replacement is not None and not replacement.outbound_active:
-            replacement.outbound_active = True
-            self.events.append(ChildSaOutbound(sa.policy.name, replacement.name, replacement.spi_in))
+            self._make_active(sa, replacement)  # duplicates.py: ChildSaOutbound
         self._remove_child(
             sa,
             child,
@@ -568,8 +562,9 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
     def _remove_child(self, sa: IkeSa, child: ChildSa, reason: str, replaced: bool = False) -> None:
         """Forget one Child SA; `replaced` (computed) tells the runtime whether others of the same
         child still carry its policy, so that only this SA's keys go."""
+        self._hand_over_outbound(sa, child)  # duplicates.py: a twin in a parallel IKE SA takes the traffic
         sa.children.remove(child)
-        replaced = any(other.name == child.name for other in sa.children)
+        replaced = any(other.name == child.name for other in sa.children) or self._has_twin(sa, child)
         self.events.append(
             ChildSaDown(sa.policy.name, child.name, child.spi_in, child.spi_out, reason, replaced)
         )

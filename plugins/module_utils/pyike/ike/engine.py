@@ -157,13 +157,23 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                 if sa.state == ESTABLISHED and wanted and not any(c.name == wanted for c in sa.children):
                     self._start_create_child(sa, child_policy, now)
                 return sa.key
+        return self._initiate_sa(policy, child_policy, now).key
+
+    def _initiate_sa(
+        self,
+        policy: IkePolicy,
+        child_policy: Optional[ChildPolicy],
+        now: float,
+        remote_ip: Optional[str] = None,
+    ) -> IkeSa:
+        """A new IKE SA as initiator, IKE_SA_INIT sent (also for reauthentication, §2.8.3)."""
         sa = self._new_sa(
             policy,
             True,
             self.random_bytes(8),
             ZERO_SPI,
             (policy.local_address, self.ike_port),
-            (policy.remote_address, policy.remote_port),
+            (remote_ip or policy.remote_address, policy.remote_port),
             now,
         )
         sa.auth_child = child_policy
@@ -172,7 +182,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         sa.key_exchange = self.new_ke(self._first_group(policy.ike_proposals))
         self.sas[sa.spi_i] = sa
         self._send_init_request(sa, now)
-        return sa.key
+        return sa
 
     def terminate(self, conn: str, now: float) -> int:
         """Delete every IKE SA of `conn` (§1.4.1); returns how many were found."""
@@ -188,7 +198,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                     lambda msg, payloads, t, sa=sa: self._drop_sa(sa, "deleted"),
                     now,
                 )
-            else:
+            elif sa.state != DELETING:  # a DELETING SA goes once its DELETE exchange is answered
                 self._drop_sa(sa, "terminated by operator")
         return len(found)
 
@@ -890,7 +900,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             tsmod.describe(local_ts),
             tsmod.describe(remote_ts),
         )
-        return ChildSaUp(
+        event = ChildSaUp(
             conn=sa.policy.name,
             child=child.name,
             ike_sa=sa.key,
@@ -913,6 +923,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             rekey_of=rekey_of,
             outbound=outbound,
         )
+        self._child_sa_installed(sa, record, event)  # volume limits, twins in a parallel IKE SA
+        return event
 
     def _established(self, sa: IkeSa, now: float) -> None:
         sa.state = ESTABLISHED
@@ -928,6 +940,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             sa.proposal_text,
         )
         self.events.append(IkeSaUp(sa.policy.name, sa.key, sa.local, sa.remote))
+        self._ike_sa_established(sa, now)  # reauthentication, duplicate IKE SAs
 
     # --- INFORMATIONAL (§1.4) --------------------------------------------------------------
     def _on_informational(self, sa: IkeSa, request: Message, payloads: List[Payload], now: float) -> None:
@@ -944,7 +957,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                             self._child_by_spi_out(sa, struct.unpack("!I", spi)[0]) if len(spi) == 4 else None
                         )
                         if child is not None:
-                            ours.append(struct.pack("!I", child.spi_in))
+                            if not child.delete_sent:  # §1.4.1: crossing deletes answer without a Delete
+                                ours.append(struct.pack("!I", child.spi_in))
                             self._peer_deleted_child(sa, child)
                     if ours:
                         response.append(DeletePayload(ProtocolId.ESP, ours))
@@ -1005,6 +1019,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         if sa.state == DEAD:
             return
         self._maybe_restart(sa, reason, now)
+        self._ike_sa_dropped(sa, now)
         was_established = sa.state in (ESTABLISHED, DELETING)
         self._remove_children(sa, reason)
         sa.state = DEAD

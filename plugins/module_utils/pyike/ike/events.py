@@ -31,6 +31,25 @@ class SendKeepalive:
 
 
 @dataclass
+class VolumeLimits:
+    """Byte and packet lifetimes of each ESP SA of a Child SA (RFC 4301 §4.4.2.1), for the dataplane to
+    watch: crossing a soft limit calls for a rekey, a hard one for a delete (`Engine.child_volume_reached`).
+    0 means no such limit. `soft_seq` is the outbound sequence number at which to rekey before the 32-bit
+    counter runs out (RFC 4303 §3.3.3); the outbound SA itself refuses to wrap."""
+
+    soft_bytes: int = 0
+    hard_bytes: int = 0
+    soft_packets: int = 0
+    hard_packets: int = 0
+    soft_seq: int = 0
+
+    @property
+    def counts(self) -> bool:
+        """Whether a byte or packet limit is set (the sequence number limit aside)."""
+        return bool(self.soft_bytes or self.hard_bytes or self.soft_packets or self.hard_packets)
+
+
+@dataclass
 class ChildSaUp:
     """A Child SA is established: install its ESP SAs and policies (tunnel mode)."""
 
@@ -55,6 +74,7 @@ class ChildSaUp:
     proposal: str = ""
     rekey_of: Optional[int] = None  # inbound SPI of the Child SA this one replaces (RFC 7296 §2.8)
     outbound: bool = True  # send through it now; otherwise wait for ChildSaOutbound (make-before-break)
+    limits: Optional[VolumeLimits] = None
 
 
 @dataclass

@@ -20,9 +20,11 @@ from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import find_payload
 from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.sa import SaPayload
+from .child_lifetimes import ChildLifetimesMixin
 from .convert import from_wire, to_wire
 from .events import IkeSaUp
 from .fragments import Reassembler
+from .reauth import ReauthMixin
 from .sa import DELETING, ESTABLISHED, IkeSa
 
 NONCE_SIZE = 32
@@ -38,7 +40,10 @@ class IkeRekeyExchange:
     offer: List[Any]
 
 
-class IkeLifecycleMixin:
+class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
+    """IKE SA lifetimes and DPD; through its bases also reauthentication and duplicate IKE SAs
+    (reauth.py, duplicates.py) and the volume lifetimes of Child SAs (child_lifetimes.py)."""
+
     # --- scheduling ------------------------------------------------------------------------
     def _schedule_ike_lifetime(self, sa: IkeSa, now: float) -> None:
         rekey_time = sa.policy.rekey_time
@@ -50,10 +55,16 @@ class IkeLifecycleMixin:
             deadlines.append(sa.rekey_at)
         if sa.policy.dpd_delay > 0 and sa.pending is None:
             deadlines.append(sa.last_received_at + sa.policy.dpd_delay)
-        return deadlines
+        return deadlines + self._reauth_deadlines(sa) + self._duplicate_deadlines(sa)
 
     def _ike_timers(self, sa: IkeSa, now: float) -> None:
-        if sa.rekey_at is not None and now >= sa.rekey_at:
+        self._reauth_timers(sa, now)  # reauth.py
+        self._duplicate_timers(sa, now)  # duplicates.py
+        if sa.state != ESTABLISHED:
+            return
+        if sa.rekey_at is not None and now >= sa.rekey_at and sa.reauth_by is not None:
+            sa.rekey_at = now + RETRY_DELAY  # no IKE rekey while a reauthentication replaces this SA
+        elif sa.rekey_at is not None and now >= sa.rekey_at:
             sa.rekey_at = None
             self._start_ike_rekey(sa, now)
         elif (
@@ -96,7 +107,7 @@ class IkeLifecycleMixin:
 
     # --- initiator -------------------------------------------------------------------------
     def _start_ike_rekey(self, sa: IkeSa, now: float) -> None:
-        if sa.ike_rekey is not None:
+        if sa.ike_rekey is not None or sa.reauth_by is not None:
             return
         proposals = list(sa.policy.ike_proposals)  # additional key exchanges: IKE_FOLLOWUP_KE (RFC 9370)
         spi = self.random_bytes(8)
@@ -242,6 +253,7 @@ class IkeLifecycleMixin:
         new.next_keepalive_at = old.next_keepalive_at
         old.next_keepalive_at = None
         self._schedule_ike_lifetime(new, now)
+        self._reauth_inherit(old, new)  # reauth.py
         self.sas[new.our_spi] = new
         self._count("ike_rekeys")
         self.events.append(IkeSaUp(new.policy.name, new.key, new.local, new.remote))

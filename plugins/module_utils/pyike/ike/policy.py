@@ -28,8 +28,10 @@ class ChildPolicy:
     esp_proposals: List[ProposalSpec]
     start_action: str = "none"
     rekey_time: float = 3600.0  # seconds; 0 disables rekeying
-    life_bytes: int = 0
+    life_bytes: int = 0  # hard volume limits (RFC 4301 §4.4.2.1); 0: none, or rekey_* + 10%
     life_packets: int = 0
+    rekey_bytes: int = 0  # soft volume limits: rekey (with jitter); 0: none, or life_* / 1.1
+    rekey_packets: int = 0
 
 
 @dataclass
@@ -46,6 +48,7 @@ class IkePolicy:
     dpd_delay: float = 0.0
     remote_port: int = 500
     rekey_time: float = 14400.0  # IKE SA, seconds; 0 disables rekeying
+    reauth_time: float = 0.0  # seconds until a make-before-break reauthentication (§2.8.3); 0: never
     dpd_action: str = "clear"  # clear | restart
     auth: str = "psk"  # psk (RFC 7296 §2.15 shared key MIC) | pubkey (certificates, RFC 7427)
     # auth pubkey: our crypto.certs.LocalCredential (certificate, chain, private key never shown),
@@ -88,6 +91,8 @@ def policy_from_config(conn: Any) -> IkePolicy:
             rekey_time=float(child.rekey_time),
             life_bytes=int(child.life_bytes),
             life_packets=int(child.life_packets),
+            rekey_bytes=int(child.rekey_bytes),
+            rekey_packets=int(child.rekey_packets),
         )
         for name, child in conn.children.items()
     }
@@ -110,6 +115,7 @@ def policy_from_config(conn: Any) -> IkePolicy:
         dpd_delay=float(conn.dpd_delay or 0),
         remote_port=int(conn.remote.port),
         rekey_time=float(conn.rekey_time),
+        reauth_time=float(conn.reauth_time),
         dpd_action=str(getattr(conn, "dpd_action", "clear")),
         auth=str(getattr(conn, "auth", "psk")),
         credential=getattr(conn, "credential", None),
@@ -156,6 +162,7 @@ def policy_signature(policy: IkePolicy) -> tuple:
         policy.dpd_delay,
         policy.remote_port,
         policy.rekey_time,
+        policy.reauth_time,
         policy.dpd_action,
         policy.auth,
         policy.auth_method,

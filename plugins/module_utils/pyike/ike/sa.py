@@ -69,6 +69,8 @@ class ChildSa:
     rekey_exchange: Optional[Any] = None  # our CREATE_CHILD_SA rekeying it, while in flight
     collision: Optional[Any] = None  # the peer's simultaneous rekey of it (§2.8.1)
     outbound_active: bool = True
+    limits: Optional[Any] = None  # events.VolumeLimits of its ESP SAs (byte/packet lifetimes)
+    delete_sent: bool = False  # our INFORMATIONAL deleting it is out (§1.4.1 crossing deletes)
 
 
 @dataclass(repr=False)
@@ -122,6 +124,10 @@ class IkeSa:
     next_keepalive_at: Optional[float] = None  # set while we are behind a NAT (RFC 3948 §2.3)
     rekey_at: Optional[float] = None  # IKE SA soft lifetime (with jitter)
     ike_rekey: Optional[Any] = None  # our IKE SA rekey exchange in flight
+    reauth_at: Optional[float] = None  # reauthentication (§2.8.3), with jitter; survives IKE rekeys
+    reauth: Optional[Any] = None  # on a new IKE SA: the reauthentication it carries out (reauth.py)
+    reauth_by: Optional[IkeSa] = None  # on the old IKE SA: the new one being built
+    duplicate_at: Optional[float] = None  # when to resolve a duplicate of this IKE SA (duplicates.py)
     children: List[ChildSa] = field(default_factory=list)
     # The first Child SA, negotiated inside IKE_AUTH.
     auth_child: Optional[ChildPolicy] = None

@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from ..esp import SAD, SPD, InboundSA, OutboundSA, Policy, SelectorSet, TrafficSelector
 from ..esp.counters import InboundDrops, OutboundDrops, Traffic
 from .gro import TcpCoalescer
+from .lifetimes import VolumeWatch
 from .routes import RouteManager, networks_of_range
 from .tun import Tun
 from .udp import NON_ESP_MARKER, RawEspEndpoint, UdpEndpoint
@@ -238,6 +239,9 @@ class Dataplane:
         self._tx: Dict[OutboundSA, Child] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._coalescer = TcpCoalescer() if (gro and tun.vnet_hdr) else None
+        # byte/packet/sequence-number lifetimes (RFC 4301 §4.4.2.1), checked after each batch while any
+        # SA has a byte or packet limit; the owner sets `limits.on_limit`
+        self.limits = VolumeWatch()
 
     def __repr__(self) -> str:
         return "<Dataplane %s children=%d>" % (self.tun.name, len(self._children))
@@ -329,9 +333,12 @@ class Dataplane:
         if child.outbound is not None:
             child.retire_outbound(child.outbound)
             self._publish_tx(remove=child.outbound)
+            self.limits.remove(child.outbound)
         for spi in list(child.inbound):
             self.sad.remove(spi)
-            child.retire_inbound(child.inbound.pop(spi))
+            sa = child.inbound.pop(spi)
+            child.retire_inbound(sa)
+            self.limits.remove(sa)
         if self.routes is not None:
             for network, source in child.routes:
                 self.routes.remove(network, source)
@@ -361,6 +368,7 @@ class Dataplane:
         self.spd.switch_sa(child_id, outbound_sa)
         if old is not None and old is not outbound_sa:
             child.retire_outbound(old)
+            self.limits.remove(old)
         return old
 
     def remove_inbound(self, child_id: str, spi: int) -> Optional[InboundSA]:
@@ -370,7 +378,17 @@ class Dataplane:
         if sa is not None:
             self.sad.remove(spi)
             child.retire_inbound(sa)
+            self.limits.remove(sa)
         return sa
+
+    def watch(self, sa: Union[InboundSA, OutboundSA], key: int, limits: Any) -> None:
+        """Report `sa`'s byte, packet and sequence-number limits (an ``ike.events.VolumeLimits``) to
+        ``limits.on_limit`` under `key`; the watch ends when the SA is removed or replaced."""
+        self.limits.add(sa, key, limits)
+
+    def outbound_of(self, child_id: str) -> Optional[OutboundSA]:
+        """The SA a child sends through now."""
+        return self._child(child_id).outbound
 
     def update_peer(self, child_id: str, peer: Address) -> None:
         """The peer's address or NAT mapping changed (RFC 7296 §2.23)."""
@@ -491,6 +509,8 @@ class Dataplane:
             if failed:
                 child.tx_errors += failed
                 self.drops.tx_error += failed
+        if self.limits.counting:
+            self.limits.check()
 
     def _on_socket(self, endpoint: Endpoint) -> None:
         """Socket readable: demultiplex, decrypt and write a batch to the TUN device."""
@@ -558,3 +578,5 @@ class Dataplane:
                 failed = self.tun.write_batch(inner)
             if failed:
                 self.drops.tun_write += failed
+        if self.limits.counting:
+            self.limits.check()
