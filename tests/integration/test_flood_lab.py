@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
-from pyike_lab.lab import nsenter_argv
+from pyike_lab.lab import nsenter_argv, wait_for
 from pyike_lab.pyike import HOST_PYTHON, MODULE_UTILS
 from test_pyike_tunnels import LEFT, PSK, RIGHT, pyike_config, start_pyike
 
@@ -36,15 +35,6 @@ RSS_BOUND_MIB = 8
 
 def ike_in(daemon):
     return daemon.stats()["dataplane"]["io"]["ike_in"]
-
-
-def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_spoofed_ike_sa_init_flood_keeps_the_responder_bounded_and_lets_a_real_peer_in(lab, daemons):

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from pyike_lab.lab import nsenter_argv
+from pyike_lab.lab import nsenter_argv, wait_for
 from test_pyike_tunnels import LEFT, RIGHT, pyike_config, start_pyike, start_strongswan, strongswan_config
 
 pytestmark = pytest.mark.root
@@ -71,15 +71,6 @@ def test_short_lifetimes_rekey_repeatedly_for_a_while(lab, daemons):
     assert stats["ike"].get("ike_rekeys", 0) >= 2
     sas = left.sas()
     assert len(sas) == 1 and len(sas[0]["children"]) == 1
-
-
-def wait_for(predicate, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_dead_peer_detection_and_restart(lab, daemons):

@@ -75,6 +75,16 @@ def holder_is_alive(pid: int, marker: str) -> bool:
     return state != "Z" and any(marker.encode() in arg for arg in argv)
 
 
+def wait_for(predicate, timeout: float, step: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
 def nsenter_argv(pid: int, argv: Sequence[str]) -> List[str]:
     return ["nsenter", "--target", str(pid), *NSENTER_NAMESPACES, "--", *argv]
 

@@ -82,7 +82,20 @@ class SiteToSite:
 
     def swanctl_conf(self) -> str:
         if self.auth == "pubkey":
-            return self._pubkey_conf()
+            if not self.cert:
+                raise ValueError("SiteToSite %s: auth pubkey needs cert" % self.name)
+            local_auth = "      auth = pubkey\n      certs = %s\n" % self.cert
+            remote_auth = "      auth = pubkey\n"
+            if self.cacerts:
+                remote_auth += "      cacerts = %s\n" % ",".join(self.cacerts)
+            secrets = ""
+        else:
+            local_auth = remote_auth = "      auth = psk\n"
+            secrets = (
+                "secrets {\n"
+                "  ike-%(name)s {\n    id-1 = %(local_id)s\n    id-2 = %(remote_id)s\n    secret = %(psk_quoted)s\n  }\n"
+                "}\n"
+            )
         return (
             "connections {\n"
             "  %(name)s {\n"
@@ -91,8 +104,8 @@ class SiteToSite:
             "    remote_addrs = %(remote_addr)s\n"
             "    proposals = %(proposals)s\n"
             "%(extra)s"
-            "    local {\n      auth = psk\n      id = %(local_id)s\n    }\n"
-            "    remote {\n      auth = psk\n      id = %(remote_id)s\n    }\n"
+            "    local {\n%(local_auth)s      id = %(local_id)s\n    }\n"
+            "    remote {\n%(remote_auth)s      id = %(remote_id)s\n    }\n"
             "    children {\n"
             "      %(child)s {\n"
             "        local_ts = %(local_ts)s\n"
@@ -102,48 +115,15 @@ class SiteToSite:
             "      }\n"
             "    }\n"
             "  }\n"
-            "}\n"
-            "secrets {\n"
-            "  ike-%(name)s {\n    id-1 = %(local_id)s\n    id-2 = %(remote_id)s\n    secret = %(psk_quoted)s\n  }\n"
-            "}\n"
+            "}\n" + secrets
         ) % dict(
             vars(self),
             local_ts=",".join(self.local_ts),
             remote_ts=",".join(self.remote_ts),
             extra="".join("    %s\n" % line for line in self.extra),
+            local_auth=local_auth,
+            remote_auth=remote_auth,
             psk_quoted='"%s"' % self.psk.replace("\\", "\\\\").replace('"', '\\"'),
-        )
-
-    def _pubkey_conf(self) -> str:
-        if not self.cert:
-            raise ValueError("SiteToSite %s: auth pubkey needs cert" % self.name)
-        cacerts = "      cacerts = %s\n" % ",".join(self.cacerts) if self.cacerts else ""
-        return (
-            "connections {\n"
-            "  %(name)s {\n"
-            "    version = 2\n"
-            "    local_addrs = %(local_addr)s\n"
-            "    remote_addrs = %(remote_addr)s\n"
-            "    proposals = %(proposals)s\n"
-            "%(extra)s"
-            "    local {\n      auth = pubkey\n      certs = %(cert)s\n      id = %(local_id)s\n    }\n"
-            "    remote {\n      auth = pubkey\n      id = %(remote_id)s\n%(cacerts)s    }\n"
-            "    children {\n"
-            "      %(child)s {\n"
-            "        local_ts = %(local_ts)s\n"
-            "        remote_ts = %(remote_ts)s\n"
-            "        esp_proposals = %(esp_proposals)s\n"
-            "        start_action = %(start_action)s\n"
-            "      }\n"
-            "    }\n"
-            "  }\n"
-            "}\n"
-        ) % dict(
-            vars(self),
-            local_ts=",".join(self.local_ts),
-            remote_ts=",".join(self.remote_ts),
-            extra="".join("    %s\n" % line for line in self.extra),
-            cacerts=cacerts,
         )
 
 
