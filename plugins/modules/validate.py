@@ -225,7 +225,7 @@ engine_secrets:
 engine_private_keys:
   description:
     - Host name to the PEM private key of its certificate, for hosts with C(auth=pubkey) tunnels; the role
-      writes it to RV(credential_files.private_key) with mode 0600. The result that holds it is C(no_log).
+      writes it to the C(private_key) path of RV(credential_files) with mode 0600. The result that holds it is C(no_log).
   returned: when O(include_secrets=true) and the inventory is valid
   type: dict
   sample:
