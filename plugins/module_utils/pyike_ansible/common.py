@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 
 # The collection's version (galaxy.yml); the engine is installed under <install_root>/<this>.
 # tests/unit/modules keep the two equal.
@@ -112,3 +113,30 @@ def missing_dependencies_message(found, family=None, need_yaml=False):
 
 def is_yaml_path(path):
     return os.path.splitext(path)[1].lower() in YAML_SUFFIXES
+
+
+def write_atomic(path, content, mode=0o600):
+    """Replace `path` with `content`; the data is never in a file wider than `mode`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)  # created 0600
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass

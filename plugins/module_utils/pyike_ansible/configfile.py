@@ -21,11 +21,11 @@ import copy
 import json
 import os
 import stat
-import tempfile
 
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.common import (
     DEFAULT_CONTROL_SOCKET,
     is_yaml_path,
+    write_atomic,
 )
 
 try:
@@ -253,33 +253,6 @@ def prepare_directory(directory):
         os.chmod(directory, DIR_MODE)
     elif action == "mode":
         os.chmod(directory, DIR_MODE)
-
-
-def write_atomic(path, content, mode=FILE_MODE):
-    """Replace `path` with `content`; the data is never in a file wider than `mode`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)  # created 0600
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def restore(path, previous):

@@ -25,6 +25,7 @@ from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.common i
     missing_dependencies_message,
     os_family,
     probe_dependencies,
+    write_atomic,
 )
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.configfile import (
     control_socket_for_file,
@@ -193,9 +194,9 @@ class EngineTask:
             for path, content in wrappers.items():
                 if not os.path.isdir(self.bin_dir):
                     install.ensure_dir(self.bin_dir, install.DIR_MODE)
-                install.write_file(path, content, install.EXEC_MODE)
+                write_atomic(path, content, install.EXEC_MODE)
             if unit_content:
-                install.write_file(self.unit_path, unit_content, install.FILE_MODE)
+                write_atomic(self.unit_path, unit_content, install.FILE_MODE)
                 service.daemon_reload()
         running = status["running"]
         stale = running and (status.get("engine_digest") != engine_digest or bool(unit_content))
@@ -280,23 +281,8 @@ class EngineTask:
     # --- absent ------------------------------------------------------------------------------
     def remove(self):
         result = self.result
-        manager = self.params["service_manager"]
-        if manager == "auto":
-            manager = "systemd" if systemd_is_pid1() else "supervisor"
-        result["service_manager"] = manager
-        if manager == "systemd":
-            service = Systemd(self.run, self.control_socket())
-        else:
-            service = Supervised(
-                self.run,
-                self.python,
-                self.version_dir,
-                self.config_path,
-                self.params["pid_file"],
-                self.params["log_file"],
-                self.control_socket(),
-                "",
-            )
+        service = self.service("")
+        manager = result["service_manager"]
         changed = False
         try:
             status = service.status()

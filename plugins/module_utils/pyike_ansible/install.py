@@ -23,8 +23,8 @@ import re
 import shlex
 import shutil
 import stat
-import tempfile
 
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.common import write_atomic
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.payload import digest
 
 MANIFEST = "MANIFEST.json"
@@ -191,25 +191,6 @@ def stale_files(version_dir, tree):
     return stale
 
 
-def write_file(path, content, mode):
-    """Atomically replace `path` with `content` (created with `mode`, never wider)."""
-    directory = os.path.dirname(path)
-    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-
-
 def ensure_dir(path, mode):
     """Create `path` (and parents) with `mode` or fix its mode; True when something changed."""
     if os.path.isdir(path):
@@ -237,7 +218,7 @@ def apply_tree(version_dir, tree, changes):
         if action == "mode":
             os.chmod(target, mode)
         else:
-            write_file(target, content, mode)
+            write_atomic(target, content, mode)
     for root, dirs, names in os.walk(version_dir, topdown=False):
         if root != version_dir and not names and not dirs:
             os.rmdir(root)  # a package the engine dropped

@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -154,6 +155,19 @@ class Lab:
         self, host: str, argv: Sequence[str], input_data: Optional[bytes] = None, timeout: float = 30.0
     ) -> str:
         return run(nsenter_argv(self.pid_of(host), argv), "lab host %s" % host, input_data, timeout)
+
+    def write_file(self, host: str, path: str, data: bytes, mode: str = "0600") -> None:
+        """Replace a file inside a lab host; it never exists with a mode wider than ``mode``."""
+        quoted = shlex.quote(path)
+        script = "umask 077 && mkdir -p %s && cat > %s.tmp && chmod %s %s.tmp && mv %s.tmp %s" % (
+            shlex.quote(os.path.dirname(path)),
+            quoted,
+            mode,
+            quoted,
+            quoted,
+            quoted,
+        )
+        self.run_in(host, ["/bin/sh", "-c", script], input_data=data)
 
     # --- create ----------------------------------------------------------------------------
     def up(self, plan: LabPlan) -> bool:

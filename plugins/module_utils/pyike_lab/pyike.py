@@ -84,12 +84,7 @@ class PyikeDaemon:
 
     def write_file(self, path: str, data: bytes, mode: str = "0600") -> None:
         """A file inside the lab host (certificates 0644, private keys 0600 as the loader demands)."""
-        quoted = shlex.quote(path)
-        self._sh(
-            "umask 077 && mkdir -p %s && cat > %s.tmp && chmod %s %s.tmp && mv %s.tmp %s"
-            % (shlex.quote(os.path.dirname(path)), quoted, mode, quoted, quoted, quoted),
-            input_data=data,
-        )
+        self.lab.write_file(self.host, path, data, mode)
 
     def write_raw_config(self, text: str) -> None:
         self._sh(

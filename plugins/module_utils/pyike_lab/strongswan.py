@@ -13,7 +13,6 @@ pkcs1, pkcs8 and openssl plugins) and CA certificates to /etc/swanctl/x509ca ins
 
 from __future__ import annotations
 
-import shlex
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
@@ -138,11 +137,7 @@ class StrongSwan:
         return self.lab.run_in(self.host, ["/bin/sh", "-c", script], input_data=input_data, timeout=timeout)
 
     def write_file(self, path: str, content: str, mode: str = "0600") -> None:
-        self._sh(
-            "umask 077 && mkdir -p %s && cat > %s && chmod %s %s"
-            % (shlex.quote(path.rsplit("/", 1)[0]), shlex.quote(path), mode, shlex.quote(path)),
-            input_data=content.encode(),
-        )
+        self.lab.write_file(self.host, path, content.encode(), mode)
 
     def configure(self, swanctl_conf: str, charon_options: Sequence[str] = ()) -> None:
         """strongswan.conf (``charon_options``: extra ``key = value`` lines in the charon section,

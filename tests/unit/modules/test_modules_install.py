@@ -10,6 +10,7 @@ import sys
 import modules_support
 import pytest
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import install, payload, supervisor
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.common import write_atomic
 
 ENGINE = "ansible_collections.pyike.ipsec.plugins.module_utils.pyike"
 
@@ -41,7 +42,7 @@ def test_install_is_idempotent_and_runnable(tmp_path):
     assert "pyike_supervisor.py" in manifest["files"]
 
     ctl = tmp_path / "pyikectl"
-    install.write_file(
+    write_atomic(
         str(ctl),
         install.wrapper_text("ctl", sys.executable, version_dir, "/etc/pyike/pyike.yml", "1.0.0", digest),
         install.EXEC_MODE,
