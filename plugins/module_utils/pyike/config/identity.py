@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from ..ids import IdType
+from ..text import printable
 
 try:  # private, but present from cryptography 2.x to 50; without it the default string types apply
     from cryptography.x509.name import _ASN1Type
@@ -333,14 +334,14 @@ def dn_text(data: bytes) -> str:
 
 
 def identity_text(id_type: int, data: bytes) -> str:
-    """Readable text of an identity, as strongSwan prints it."""
+    """Readable text of an identity, as strongSwan prints it; names are escaped (a peer chose them)."""
     if id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR) and len(data) in (4, 16):
         return str(ipaddress.ip_address(data))
     if id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
-        return data.decode("ascii", "backslashreplace")
+        return printable(data.decode("ascii", "backslashreplace"))
     if id_type == IdType.ID_DER_ASN1_DN:
         try:
-            return dn_text(data)
+            return printable(dn_text(data))
         except ValueError:
             return "#" + data.hex()
     if id_type == IdType.ID_KEY_ID and data and all(0x20 <= b <= 0x7E for b in data):

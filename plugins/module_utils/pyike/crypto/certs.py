@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID
 
+from ..text import printable
 from . import x509_der as der
 from .errors import CryptoError
 from .signature import (
@@ -248,9 +249,10 @@ def to_der(certificate: x509.Certificate) -> bytes:
 
 
 def subject_text(certificate: x509.Certificate) -> str:
-    """The subject for messages: ``CN=gw1,O=Example,C=CH`` (RFC 4514 order)."""
+    """The subject for messages: ``CN=gw1,O=Example,C=CH`` (RFC 4514 order), escaped: RFC 4514 leaves
+    newlines and escape sequences of a peer's certificate as they are."""
     try:
-        return certificate.subject.rfc4514_string()
+        return printable(certificate.subject.rfc4514_string())
     except Exception:  # pragma: no cover - exotic attribute values
         return "serial %x" % certificate.serial_number
 

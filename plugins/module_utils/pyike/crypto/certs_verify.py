@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from ..ids import IdType
+from ..text import printable
 from . import x509_der as der
 from .certs import (
     CertError,
@@ -167,11 +168,14 @@ def _identity_text(identity: Identity) -> str:
     if id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR) and len(data) in (4, 16):
         return "%s %s" % (name, ipaddress.ip_address(data))
     if id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
-        return "%s %s" % (name, data.decode("ascii", "backslashreplace"))
+        return "%s %s" % (name, printable(data.decode("ascii", "backslashreplace")))
     if id_type == IdType.ID_DER_ASN1_DN:
         try:
             rdns = _dn_from_der(data)
-            return "%s %s" % (name, ", ".join("%s=%s" % pair for rdn in rdns for pair in sorted(rdn)))
+            return "%s %s" % (
+                name,
+                printable(", ".join("%s=%s" % pair for rdn in rdns for pair in sorted(rdn))),
+            )
         except (der.DerError, UnicodeDecodeError):
             pass
     return "%s #%s" % (name, data.hex())
@@ -188,7 +192,7 @@ def _san_text(certificate: x509.Certificate) -> str:
             parts.append("ip:%s" % name.value)
         elif isinstance(name, x509.DirectoryName):
             parts.append("dn:%s" % name.value.rfc4514_string())
-    return ", ".join(parts) or "none"
+    return printable(", ".join(parts)) or "none"
 
 
 def san_text(certificate: x509.Certificate) -> str:
@@ -478,8 +482,26 @@ def verify_peer(
     CertNotYetValidError) and key (CertPolicyError); a path to a trust anchor
     (CertUntrustedError, CertSignatureError, CertNotCaError, CertExpiredError of a CA, ...);
     the identity (CertIdentityError).  ``use_library`` forces (True) or forbids (False) the
-    ``cryptography`` verifier; by default it is used when available.
+    ``cryptography`` verifier; by default it is used when available.  Whatever else ``cryptography``
+    raises on a peer's malformed certificate (duplicate extensions, unsupported algorithms, an
+    unknown version, undecodable names) becomes a CertFormatError too.
     """
+    try:
+        return _verify_peer(
+            end_cert_der, intermediates_der, trust_anchors, now, expected_identity, max_depth, use_library
+        )
+    except CertError:
+        raise
+    except Exception as error:
+        raise CertFormatError(
+            "the peer's certificate cannot be processed: %s: %s"
+            % (type(error).__name__, printable(str(error)))
+        ) from None
+
+
+def _verify_peer(
+    end_cert_der, intermediates_der, trust_anchors, now, expected_identity, max_depth, use_library
+):
     moment = as_utc(now)
     if not trust_anchors:
         raise CertUntrustedError("no CA certificates are configured to verify the peer's certificate")

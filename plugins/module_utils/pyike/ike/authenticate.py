@@ -202,6 +202,7 @@ class AuthMixin:
             scheme = result.authenticator(auth.method, accept_rsa_sha1=policy.auth_method == CLASSIC).check(
                 self._signed(sa, False, body), auth.data
             )
+            described = result.describe()
         except SignatureError as exc:
             hint = " (set auth_method: classic to accept it)" if "not accepted" in str(exc) else ""
             return "AUTHENTICATION_FAILED: AUTH of peer %s (%s) rejected: %s%s" % (
@@ -210,7 +211,13 @@ class AuthMixin:
                 exc,
                 hint,
             )
-        sa.peer_cert = result.describe()
+        except Exception as exc:
+            return "AUTHENTICATION_FAILED: AUTH of peer %s (%s) cannot be checked: %s" % (
+                peer,
+                method_name(auth.method),
+                type(exc).__name__,
+            )
+        sa.peer_cert = described
         sa.peer_auth = "%s %s" % (method_name(auth.method), scheme.name)
         log.info("%s: peer %s authenticated by %s with certificate %s", sa.key, peer, method_name(auth.method),
                  sa.peer_cert)  # fmt: skip

@@ -28,9 +28,9 @@ import logging
 import struct
 from typing import Any, List, Optional, Tuple
 
-from ..ids import ExchangeType, ProtocolId
+from ..ids import ExchangeType, NotifyType, ProtocolId
+from ..wire.codec import enum_name
 from ..wire.notify import DeletePayload, NotifyPayload
-from .create_child import notify_name
 from .events import ChildSaUp, VolumeLimits
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
 
@@ -105,11 +105,9 @@ class ChildLifetimesMixin:
         return True
 
     def _child_by_spi_in(self, spi_in: int) -> Optional[Tuple[IkeSa, ChildSa]]:
-        for sa in self.sas.values():
-            for child in sa.children:
-                if child.spi_in == spi_in:
-                    return sa, child
-        return None
+        sa = self.child_owners.get(spi_in)
+        child = next((c for c in sa.children if c.spi_in == spi_in), None) if sa is not None else None
+        return (sa, child) if child is not None else None
 
     # --- §2.25.1: our rekey against the peer's delete -------------------------------------
     def _rekeyed_child_gone(self, sa: IkeSa, exchange: Any, payloads: List[Any], now: float) -> bool:
@@ -126,7 +124,7 @@ class ChildLifetimesMixin:
                 sa.key,
                 old.name,
                 old.spi_in,
-                notify_name(errors[0].notify_type),
+                enum_name(NotifyType, errors[0].notify_type),
             )
             return True
         # The peer built the new SA before it learnt of the delete: it wanted the Child SA gone, so the

@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence
 from ..crypto.errors import CryptoError
 from ..crypto.selection import accept_response, select_proposal, spec_from_selected
 from ..ids import ExchangeType, NotifyType, PayloadType, ProtocolId, TransformType
+from ..wire.codec import enum_name
 from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import find_notifies, find_payload
 from ..wire.notify import DeletePayload, NotifyPayload
@@ -32,18 +33,11 @@ from .followup import FollowupMixin, lost_collision
 from .policy import ChildPolicy
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
 
-
-def notify_name(notify_type: int) -> str:
-    try:
-        return NotifyType(notify_type).name
-    except ValueError:
-        return "notify %d" % notify_type
-
-
 NONCE_SIZE = 32
 HARD_LIFETIME_FACTOR = 1.1  # strongSwan: life_time = rekey_time * 110% by default
 JITTER_FRACTION = 0.1  # strongSwan: rand_time = over_time = 10% of rekey_time
 RETRY_DELAY = 5.0  # after TEMPORARY_FAILURE (§2.25)
+MAX_KE_TRIES = 3  # IKE_SA_INIT or CREATE_CHILD_SA sent again after INVALID_KE_PAYLOAD (§1.3, §1.3.1)
 
 
 @dataclass
@@ -59,6 +53,7 @@ class ChildExchange:
     remote_ts: List[Any]
     rekeying: Optional[ChildSa] = None
     peer_nonce: bytes = field(default=b"", repr=False)
+    ke_tries: int = 0  # sent again after INVALID_KE_PAYLOAD (§1.3.1); at most MAX_KE_TRIES times
 
 
 @dataclass
@@ -118,8 +113,13 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
     def _child_timers(self, sa: IkeSa, now: float) -> None:
         self._followup_timers(sa, now)
         for child in list(sa.children):
-            if child.expire_at is not None and now >= child.expire_at and child.state != REKEYED:
-                self._delete_child(sa, child, now, "hard lifetime expired")
+            if child.expire_at is not None and now >= child.expire_at:
+                if child.delete_sent:  # our DELETE was never answered: the SA goes all the same
+                    self._remove_child(sa, child, "its DELETE was not answered in time")
+                elif child.state == REKEYED:  # replaced, but the peer never deleted it (§2.8)
+                    self._send_child_delete(sa, child, now, "the peer did not delete it after a rekey")
+                else:
+                    self._delete_child(sa, child, now, "hard lifetime expired")
             elif child.state == INSTALLED and child.rekey_at is not None and now >= child.rekey_at:
                 child.rekey_at = None
                 self._start_create_child(sa, child.policy, now, rekeying=child)
@@ -139,7 +139,12 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
 
     # --- initiator -------------------------------------------------------------------------
     def _start_create_child(
-        self, sa: IkeSa, policy: ChildPolicy, now: float, rekeying: Optional[ChildSa] = None
+        self,
+        sa: IkeSa,
+        policy: ChildPolicy,
+        now: float,
+        rekeying: Optional[ChildSa] = None,
+        ke_tries: int = 0,
     ) -> None:
         if rekeying is not None and self._ike_rekey_underway(sa):
             # §2.25.2: not while the IKE SA is being rekeyed. Queued behind that exchange, the request
@@ -163,6 +168,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             local_ts,
             remote_ts,
             rekeying,
+            ke_tries=ke_tries,
         )
         payloads: List[Payload] = []
         if rekeying is not None:
@@ -203,11 +209,13 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
                 offered = {
                     g for spec in exchange.policy.esp_proposals for g, _length in spec.get(TransformType.DH)
                 }
-                if wanted in offered:
+                if wanted in offered and exchange.ke_tries < MAX_KE_TRIES:
                     self._retry_child_with_group(sa, exchange, wanted, now)
                     return
             # TEMPORARY_FAILURE and friends: try again a little later
-            self._abort_create_child(sa, exchange, what, "peer answered %s" % notify_name(code), now)
+            self._abort_create_child(
+                sa, exchange, what, "peer answered %s" % enum_name(NotifyType, code), now
+            )
             return
         try:
             sa_payload = find_payload(payloads, PayloadType.SA)
@@ -331,8 +339,8 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             redundant = next(c for c in sa.children if c.spi_in == exchange.spi_in)
             redundant.state = REKEYED
             self._send_child_delete(sa, redundant, now, "redundant after a rekey collision")
-            old.state = REKEYED
             old.replaced_by = old.collision.new_spi_in
+            self._await_peer_delete(old, now)  # the peer's rekey won: the peer deletes the old SA
             return
         old.state = REKEYED
         old.replaced_by = exchange.spi_in
@@ -344,10 +352,21 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             policy.esp_proposals, key=lambda spec: 0 if (group, None) in spec.get(TransformType.DH) else 1
         )
         retry_policy = dataclasses.replace(policy, esp_proposals=reordered)
-        self._start_create_child(sa, retry_policy, now, rekeying=exchange.rekeying)
+        self._start_create_child(
+            sa, retry_policy, now, rekeying=exchange.rekeying, ke_tries=exchange.ke_tries + 1
+        )
+
+    def _await_peer_delete(self, child: ChildSa, now: float) -> None:
+        """`child` was replaced and the peer deletes it; should that DELETE not come while the peer could
+        still be retransmitting it, the hard expiry (_child_timers) deletes it from our side."""
+        child.state = REKEYED
+        child.rekey_at = None
+        deadline = now + self.retransmit.span()
+        child.expire_at = deadline if child.expire_at is None else min(child.expire_at, deadline)
 
     def _send_child_delete(self, sa: IkeSa, child: ChildSa, now: float, reason: str) -> None:
-        """INFORMATIONAL with D(ESP, our inbound SPI) (§1.4.1); the SA goes when the answer arrives."""
+        """INFORMATIONAL with D(ESP, our inbound SPI) (§1.4.1); the SA goes when the answer arrives, or
+        (should the exchange wedge) at its expiry."""
 
         def done(message, inner, at, child=child):
             if child in sa.children:
@@ -359,6 +378,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
                 )
 
         child.delete_sent = True
+        child.expire_at = now + self.retransmit.span()
         self._request(
             sa,
             ExchangeType.INFORMATIONAL,
@@ -369,7 +389,6 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
 
     def _delete_child(self, sa: IkeSa, child: ChildSa, now: float, reason: str) -> None:
         child.state = REKEYED
-        child.expire_at = None
         self._send_child_delete(sa, child, now, reason)
 
     # --- responder -------------------------------------------------------------------------
@@ -393,6 +412,15 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             if old.state == REKEYED:
                 self._respond(sa, request, [NotifyPayload(NotifyType.TEMPORARY_FAILURE)])
                 return
+        elif self._child_count(sa) >= self.max_child_sas:
+            self._fail(
+                sa,
+                "CREATE_CHILD_SA",
+                "NO_ADDITIONAL_SAS: the peer asked for more than %d Child SAs on one IKE SA"
+                % self.max_child_sas,
+            )
+            self._respond(sa, request, [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)])
+            return
         tsi = find_payload(payloads, PayloadType.TSi).selectors
         tsr = find_payload(payloads, PayloadType.TSr).selectors
         candidates = (
@@ -463,7 +491,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
         event = self._answered_child_up(sa, answered, (), now)
         self._respond(sa, request, response)
         self.events.append(event)
-        self._peer_replaced(answered)
+        self._peer_replaced(answered, now)
 
     def _answer_with_followups(
         self, sa: IkeSa, request: Any, response: List[Payload], answered: Answered, now: float
@@ -491,6 +519,12 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
         )
         self._respond(sa, request, [*response, link])
 
+    @staticmethod
+    def _child_count(sa: IkeSa) -> int:
+        """Child SAs of `sa` that count against the limit: installed ones (rekeyed ones are on their
+        way out) and those still waiting for their IKE_FOLLOWUP_KE exchanges."""
+        return sum(1 for child in sa.children if child.state != REKEYED) + len(sa.followups_in)
+
     def _answered_child_up(self, sa: IkeSa, answered: Answered, additional: Sequence[bytes], now: float):
         """The responder's Child SA: inbound at once, outbound (for a rekey) when the old SA is deleted."""
         return self._child_up(
@@ -510,7 +544,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             additional_secrets=additional,
         )
 
-    def _peer_replaced(self, answered: Answered) -> None:
+    def _peer_replaced(self, answered: Answered, now: float) -> None:
         """The peer's rekey of `answered.old` created its successor."""
         old = answered.old
         if old is None:
@@ -519,8 +553,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
             old.collision = PeerRekey(answered.nonce_i, answered.nonce_r, answered.spi_in)
         else:
             old.replaced_by = answered.spi_in
-            old.state = REKEYED
-            old.rekey_at = None
+            self._await_peer_delete(old, now)
 
     def _finish_answered(
         self, sa: IkeSa, answered: Answered, additional: List[bytes], now: float
@@ -530,7 +563,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
         if old is not None and (old not in sa.children or (old.state == REKEYED and old.replaced_by)):
             return NotifyType.TEMPORARY_FAILURE  # the SA it rekeys went, or another rekey replaced it
         self.events.append(self._answered_child_up(sa, answered, additional, now))
-        self._peer_replaced(answered)
+        self._peer_replaced(answered, now)
         return None
 
     def _child_responder_abandoned(self, sa: IkeSa, old: Optional[ChildSa], now: float) -> None:
@@ -564,6 +597,7 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
         child still carry its policy, so that only this SA's keys go."""
         self._hand_over_outbound(sa, child)  # duplicates.py: a twin in a parallel IKE SA takes the traffic
         sa.children.remove(child)
+        self.child_owners.pop(child.spi_in, None)
         replaced = any(other.name == child.name for other in sa.children) or self._has_twin(sa, child)
         self.events.append(
             ChildSaDown(sa.policy.name, child.name, child.spi_in, child.spi_out, reason, replaced)

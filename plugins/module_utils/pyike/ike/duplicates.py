@@ -123,7 +123,7 @@ class DuplicatesMixin:
             return
         for child in list(sa.children):
             self._hand_over_outbound(sa, child)
-        sa.state = DELETING
+        self._deleting(sa, now)
         sa.rekey_at = sa.reauth_at = sa.duplicate_at = None
         log.info("%s: deleting the IKE SA: %s", sa.key, reason)
         self._request(

@@ -17,6 +17,7 @@ pin it as they pin ``now``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -43,6 +44,8 @@ from ..ids import (
     ProtocolId,
     TransformType,
 )
+from ..text import printable
+from ..wire.codec import enum_name
 from ..wire.encrypted import SkfPayload
 from ..wire.errors import WireError
 from ..wire.header import Header
@@ -65,21 +68,40 @@ from . import ts as tsmod
 from .authenticate import PUBKEY, AuthFailed, AuthMixin
 from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard
-from .create_child import CreateChildMixin
+from .create_child import MAX_KE_TRIES, CreateChildMixin
 from .events import Address, ChildSaUp, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
-from .fragments import FragmentBudget, Reassembler, fragmentation_notify, offers_fragmentation
+from .fragments import (
+    COMPLETE,
+    RESTARTED,
+    STORED,
+    FragmentBudget,
+    Reassembler,
+    fragmentation_notify,
+    offers_fragmentation,
+)
 from .identity import identity_text
 from .ike_lifecycle import IkeLifecycleMixin
 from .intermediate import IntermediateMixin
 from .natd import natd_hash
 from .policy import ChildPolicy, IkePolicy, policy_signature
-from .sa import AUTHENTICATING, CONNECTING, DEAD, DELETING, ESTABLISHED, ChildSa, IkeSa, Pending
+from .sa import (
+    AUTHENTICATING,
+    CONNECTING,
+    DEAD,
+    DELETING,
+    ESTABLISHED,
+    CachedResponse,
+    ChildSa,
+    IkeSa,
+    Pending,
+)
 
 log = logging.getLogger("pyike.ike")
 
 NONCE_SIZE = 32
 HALF_OPEN_TIMEOUT = 30.0
 MAX_COOKIE_TRIES = 3
+MAX_CHILD_SAS = 100  # Child SAs on one IKE SA (rekeys aside); more are refused with NO_ADDITIONAL_SAS
 KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4: keep the NAT mapping alive; 20 s is the usual choice
 ZERO_SPI = bytes(8)
 
@@ -92,6 +114,11 @@ class RetransmitPolicy:
 
     def delay(self, tries: int) -> float:
         return self.timeout * (self.base**tries)
+
+    def span(self) -> float:
+        """How long a request is retransmitted before its SA is given up: the longest a peer can take
+        to send (or retransmit) a message we wait for."""
+        return sum(self.delay(tries) for tries in range(self.tries + 1))
 
 
 class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
@@ -106,6 +133,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         fragment_size: int = 1280,
         guard: Optional[HalfOpenGuard] = None,
         wall_clock: Callable[[], float] = time.time,
+        max_child_sas: int = MAX_CHILD_SAS,
     ):
         self.policies = dict(policies)
         self.wall_clock = wall_clock  # epoch seconds, only for certificate validity (RFC 5280 §6.1.3)
@@ -114,6 +142,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         self.new_ke = key_exchange_factory
         self.retransmit = retransmit or RetransmitPolicy()
         self.sas: Dict[bytes, IkeSa] = {}  # by our SPI
+        self.child_owners: Dict[int, IkeSa] = {}  # inbound SPI of every Child SA -> its IKE SA
+        self.max_child_sas = max_child_sas
         self.half_open: Dict[Tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer ip) -> SA
         self.events: List[object] = []
         self.counters: Dict[str, int] = {}
@@ -190,7 +220,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         for sa in found:
             if sa.state == ESTABLISHED:
                 self._remove_children(sa, "terminated by operator")
-                sa.state = DELETING
+                self._deleting(sa, now)
                 self._request(
                     sa,
                     ExchangeType.INFORMATIONAL,
@@ -219,6 +249,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             if not sa.initiator and sa.state == CONNECTING
         ]
         deadlines += [sa.next_keepalive_at for sa in self.sas.values() if sa.next_keepalive_at is not None]
+        deadlines += [sa.delete_by for sa in self.sas.values() if sa.state == DELETING and sa.delete_by]
         for sa in self.sas.values():
             if sa.state == ESTABLISHED:
                 deadlines += self._child_deadlines(sa) + self._ike_deadlines(sa)
@@ -236,6 +267,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
                 self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
                 continue
+            if sa.state == DELETING and sa.delete_by is not None and now >= sa.delete_by:
+                self._drop_sa(sa, "the peer did not delete it in time", quiet=True, now=now)
+                continue
             if sa.state == ESTABLISHED:
                 self._child_timers(sa, now)
                 self._ike_timers(sa, now)
@@ -247,7 +281,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                 continue
             if pending.tries >= self.retransmit.tries:
                 self._fail(
-                    sa, ExchangeType(pending.exchange).name, "no answer after %d retransmits" % pending.tries
+                    sa,
+                    enum_name(ExchangeType, pending.exchange),
+                    "no answer after %d retransmits" % pending.tries,
                 )
                 self._drop_sa(sa, "peer not responding", now=now)
                 continue
@@ -267,7 +303,13 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             return
         header = message.header
         if header.exchange == ExchangeType.IKE_SA_INIT and not header.response:
-            self._on_init_request(message, local, remote, now)
+            try:
+                self._on_init_request(message, local, remote, now)
+            except Exception as exc:
+                self._handler_failed(None, "IKE_SA_INIT request from %s" % remote[0], exc)
+                half_open = self.half_open.get((header.spi_i, remote[0]))
+                if half_open is not None and half_open.state == CONNECTING:
+                    self._drop_sa(half_open, "internal error", quiet=True)
             return
         our_spi = header.spi_r if header.initiator else header.spi_i
         sa = self.sas.get(our_spi)
@@ -298,22 +340,26 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                 check_payloads(message.header.exchange, True, payloads)
         except (WireError, CryptoError) as exc:
             self._count("invalid_messages")
-            log.info("%s: ignoring invalid %s response: %s", sa.key, ExchangeType(pending.exchange).name, exc)
+            log.info(
+                "%s: ignoring invalid %s response: %s", sa.key, enum_name(ExchangeType, pending.exchange), exc
+            )
             return
         sa.pending = None
         sa.last_received_at = now
-        pending.on_response(message, payloads, now)
+        try:
+            pending.on_response(message, payloads, now)
+        except Exception as exc:
+            what = enum_name(ExchangeType, pending.exchange)
+            self._handler_failed(sa, "%s response" % what, exc)
+            if sa.state not in (ESTABLISHED, DELETING, DEAD):
+                self._fail(sa, what, "internal error while processing the response")
+                self._drop_sa(sa, "internal error", now=now)
         self._next_queued(sa, now)
 
     def _on_request(self, sa: IkeSa, message: Message, local: Address, remote: Address, now: float) -> None:
         message_id = message.header.message_id
-        if sa.last_response is not None and message_id == sa.last_response[0]:
-            self._count("replayed_responses")  # a retransmitted request gets the same answer (§2.1)
-            encrypted = message.encrypted
-            if not isinstance(encrypted, SkfPayload) or encrypted.fragment_number == 1:
-                # §2.1; for fragments only the first one triggers the resend (RFC 7383 §2.6.1)
-                for data in sa.last_response[1]:
-                    self.events.append(SendDatagram(data, local, remote))
+        if sa.last_response is not None and message_id == sa.last_response.message_id:
+            self._answer_retransmission(sa, sa.last_response, message, local, remote)
             return
         if message_id != sa.next_peer_request_id:
             self._count("invalid_message_ids")
@@ -326,17 +372,37 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             self._count("invalid_messages")
             log.info("%s: dropping request that failed integrity or syntax: %s", sa.key, exc)
             return
+        digest = self._request_digest(sa, message)
+        sa.request_seen = (message_id, digest, remote)
+        exchange = message.header.exchange
         try:
-            shape = check_payloads(message.header.exchange, False, payloads)
+            shape = check_payloads(exchange, False, payloads)
         except WireError as exc:
-            log.info("%s: invalid %s request: %s", sa.key, ExchangeType(message.header.exchange).name, exc)
+            log.info("%s: invalid %s request: %s", sa.key, enum_name(ExchangeType, exchange), exc)
             self._respond(
                 sa, message, [NotifyPayload(exc.notify or NotifyType.INVALID_SYNTAX, exc.notify_data)]
             )
             return
         # A request authenticated by this IKE SA tells us where the peer is now (NAT mappings change).
         sa.local, sa.remote, sa.last_received_at = local, remote, now
-        sa.next_peer_request_id = message_id + 1
+        failed = False
+        try:
+            self._dispatch_request(sa, message, payloads, shape, now)
+        except Exception as exc:
+            self._handler_failed(sa, "%s request" % enum_name(ExchangeType, exchange), exc)
+            failed = True
+        if sa.last_response is None or sa.last_response.message_id != message_id:
+            # §2.1/§2.3: a request is answered exactly once, or the peer's window stalls on its retransmits.
+            failed = True
+            notify = self._answer_unhandled(sa, message)
+            if sa.state not in (ESTABLISHED, DELETING, DEAD):
+                self._fail(sa, enum_name(ExchangeType, exchange), "%s sent to the peer" % notify)
+        if failed and sa.state not in (ESTABLISHED, DELETING, DEAD):
+            self._drop_sa(sa, "request could not be processed", quiet=True, now=now)  # never half-done
+
+    def _dispatch_request(
+        self, sa: IkeSa, message: Message, payloads: List[Payload], shape: str, now: float
+    ) -> None:
         exchange = message.header.exchange
         if exchange == ExchangeType.IKE_INTERMEDIATE and not sa.initiator and sa.state == CONNECTING:
             self._on_intermediate_request(sa, message, payloads, now)
@@ -355,6 +421,64 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                 self._on_create_child_request(sa, message, payloads, now)
         else:
             self._count("unexpected_requests")
+            log.info(
+                "%s: %s request not expected in state %s",
+                sa.key,
+                enum_name(ExchangeType, exchange),
+                sa.state,
+            )
+
+    def _answer_unhandled(self, sa: IkeSa, request: Message) -> str:
+        """Answer a request that no handler answered (not expected now, or a handler failed) with an
+        error notify (§2.21.2 for an IKE_AUTH); returns its name."""
+        if request.header.exchange == ExchangeType.IKE_AUTH and sa.state not in (ESTABLISHED, DELETING):
+            notify = NotifyType.AUTHENTICATION_FAILED
+        else:
+            notify = NotifyType.INVALID_SYNTAX
+        self._respond(sa, request, [NotifyPayload(notify)])
+        return enum_name(NotifyType, notify)
+
+    def _handler_failed(self, sa: Optional[IkeSa], what: str, exc: Exception) -> None:
+        """A bug met by a peer's message: counted and logged (escaped: the text may hold peer data)."""
+        self._count("handler_errors")
+        log.error(
+            "%s: internal error while processing %s: %s: %s",
+            sa.key if sa is not None else "-",
+            what,
+            type(exc).__name__,
+            printable(str(exc)),
+        )
+        log.debug("traceback of the internal error", exc_info=exc)
+
+    @staticmethod
+    def _request_digest(sa: IkeSa, message: Message) -> bytes:
+        """SHA-256 of the datagram that a retransmission must repeat: the request itself, or its first
+        fragment (RFC 7383 §2.6.1); empty when the first fragment was not seen verified."""
+        if check_envelope(message) != "fragment":
+            return hashlib.sha256(message.raw).digest()
+        first = sa.first_fragment
+        return first[1] if first is not None and first[0] == message.header.message_id else b""
+
+    def _answer_retransmission(
+        self, sa: IkeSa, cached: CachedResponse, message: Message, local: Address, remote: Address
+    ) -> None:
+        """§2.1: a retransmitted request gets the same answer; for fragments, once, on the first one
+        (RFC 7383 §2.6.1). Only an exact copy of the request from where it came is answered: the check
+        runs before any integrity check, so a forged datagram with our SPIs and the last message ID
+        must never make us send the (larger) response to an address of the forger's choosing."""
+        encrypted = message.encrypted
+        if isinstance(encrypted, SkfPayload) and encrypted.fragment_number != 1:
+            return
+        if (
+            not cached.request_digest
+            or remote != cached.request_from
+            or hashlib.sha256(message.raw).digest() != cached.request_digest
+        ):
+            self._count("retransmissions_refused")
+            return
+        self._count("replayed_responses")
+        for data in cached.datagrams:
+            self.events.append(SendDatagram(data, local, remote))
 
     def _open(self, sa: IkeSa, message: Message, now: float) -> Optional[List[Payload]]:
         """The inner payloads of an SK message, or of a fragmented one once all SKF pieces are in
@@ -364,6 +488,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         if not sa.fragmentation or sa.reassembler is None:
             raise CryptoError("a fragment on an IKE SA that did not negotiate fragmentation")
         complete = sa.reassembler.add(message, now)
+        if (
+            not message.header.response
+            and message.encrypted.fragment_number == 1
+            and sa.reassembler.last_status in (STORED, RESTARTED, COMPLETE)
+        ):
+            sa.first_fragment = (message.header.message_id, hashlib.sha256(message.raw).digest())
         if complete is None:
             return None
         first_inner, plain = complete
@@ -389,8 +519,15 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             sa.queued.pop(0)(now)
 
     def _respond(self, sa: IkeSa, request: Message, payloads: List[Payload]) -> None:
-        data = sa.protect(request.header.exchange, request.header.message_id, True, payloads)
-        sa.last_response = (request.header.message_id, data)
+        """Answer a request; the answer consumes its message ID (§2.3) and is kept for retransmissions."""
+        message_id = request.header.message_id
+        data = sa.protect(request.header.exchange, message_id, True, payloads)
+        seen = sa.request_seen
+        if seen is not None and seen[0] == message_id:
+            sa.last_response = CachedResponse(message_id, data, seen[1], seen[2])
+        else:
+            sa.last_response = CachedResponse(message_id, data)
+        sa.next_peer_request_id = max(sa.next_peer_request_id, message_id + 1)
         self._send(sa, data)
 
     # --- IKE_SA_INIT (§1.2) ----------------------------------------------------------------
@@ -445,9 +582,14 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
     def _on_init_request(self, message: Message, local: Address, remote: Address, now: float) -> None:
         header = message.header
         existing = self.half_open.get((header.spi_i, remote[0]))
-        if existing is not None and existing.init_response:
-            self._count("replayed_responses")
-            self.events.append(SendDatagram(existing.init_response, local, remote))
+        if existing is not None:
+            # §2.1: a retransmission gets the same answer. Anything else with this SPIi from this address
+            # is not a new IKE SA either (it would orphan the half-open one): it is dropped.
+            if existing.init_response and message.raw == existing.init_request and remote == existing.remote:
+                self._count("replayed_responses")
+                self.events.append(SendDatagram(existing.init_response, local, remote))
+            else:
+                self._count("retransmissions_refused")
             return
         try:
             check_payloads(ExchangeType.IKE_SA_INIT, False, message.payloads)
@@ -582,21 +724,23 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             offered = {
                 group for spec in sa.policy.ike_proposals for group, _length in spec.get(TransformType.DH)
             }
-            if wanted in offered and wanted != sa.key_exchange.group:
+            if wanted in offered and wanted != sa.key_exchange.group and sa.ke_tries < MAX_KE_TRIES:
+                sa.ke_tries += 1
                 log.info("%s: peer asks for key exchange %s, retrying", sa.key, _dh_name(wanted))
                 sa.key_exchange = self.new_ke(wanted)
                 self._send_init_request(sa, now)
                 return
-            self._fail(
-                sa,
-                "IKE_SA_INIT",
-                "INVALID_KE_PAYLOAD: peer wants %s, which we do not propose" % _dh_name(wanted),
+            why = (
+                "which we do not propose"
+                if wanted not in offered
+                else "again, after %d retries" % sa.ke_tries
             )
+            self._fail(sa, "IKE_SA_INIT", "INVALID_KE_PAYLOAD: peer wants %s, %s" % (_dh_name(wanted), why))
             self._drop_sa(sa, "no common key exchange method")
             return
         errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
         if errors:
-            self._fail(sa, "IKE_SA_INIT", "peer answered %s" % _notify_name(errors[0].notify_type))
+            self._fail(sa, "IKE_SA_INIT", "peer answered %s" % enum_name(NotifyType, errors[0].notify_type))
             self._drop_sa(sa, "IKE_SA_INIT refused")
             return
         sa_payload = find_payload(payloads, PayloadType.SA)
@@ -825,7 +969,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         child_errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
         sa_payload = find_payload(payloads, PayloadType.SA)
         if child_errors or sa_payload is None:
-            reason = _notify_name(child_errors[0].notify_type) if child_errors else "no SA payload"
+            reason = enum_name(NotifyType, child_errors[0].notify_type) if child_errors else "no SA payload"
             self._fail(sa, "IKE_AUTH child %s" % child.name, "%s (the IKE SA stays up)" % reason)
             return
         try:
@@ -890,6 +1034,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         record.outbound_active = outbound
         self._schedule_child_lifetime(record, now)
         sa.children.append(record)
+        self.child_owners[spi_in] = sa
         log.info(
             "%s: CHILD_SA %s %s with SPIs %08x_i %08x_o and TS %s === %s",
             sa.key,
@@ -952,10 +1097,9 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                     delete_ike = True
                 elif payload.protocol == ProtocolId.ESP:
                     ours = []
+                    by_spi_out = {child.spi_out: child for child in sa.children}  # one look-up per SPI
                     for spi in payload.spis:
-                        child = (
-                            self._child_by_spi_out(sa, struct.unpack("!I", spi)[0]) if len(spi) == 4 else None
-                        )
+                        child = by_spi_out.pop(struct.unpack("!I", spi)[0], None) if len(spi) == 4 else None
                         if child is not None:
                             if not child.delete_sent:  # §1.4.1: crossing deletes answer without a Delete
                                 ours.append(struct.pack("!I", child.spi_in))
@@ -996,6 +1140,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             last_received_at=now,
         )
 
+    def _deleting(self, sa: IkeSa, now: float) -> None:
+        """`sa` is on its way out (a DELETE exchange, ours or the peer's after a rekey, §1.4.1/§2.18): no
+        new exchanges on it, and it goes at `delete_by` whatever the peer does."""
+        sa.state = DELETING
+        sa.delete_by = now + self.retransmit.span()
+
     def _close_half_open(self, sa: IkeSa) -> None:
         for key, half in list(self.half_open.items()):
             if half is sa:
@@ -1003,13 +1153,11 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
                 self.guard.closed(key[1])
 
     def _new_child_spi(self) -> int:
+        """A random inbound ESP SPI that no Child SA of ours uses (RFC 4303 §2.1: it names the SA)."""
         while True:
             spi = struct.unpack("!I", self.random_bytes(4))[0]
-            if spi > 255:  # 1..255 are reserved by IANA (RFC 4303 §2.1)
+            if spi > 255 and spi not in self.child_owners:  # 1..255 are reserved by IANA
                 return spi
-
-    def _child_by_spi_out(self, sa: IkeSa, spi_out: int) -> Optional[ChildSa]:
-        return next((c for c in sa.children if c.spi_out == spi_out), None)
 
     def _remove_children(self, sa: IkeSa, reason: str) -> None:
         for child in list(sa.children):
@@ -1116,10 +1264,3 @@ def _dh_name(group: Optional[int]) -> str:
         return DhId(group).name
     except (ValueError, TypeError):
         return "group %s" % group
-
-
-def _notify_name(notify_type: int) -> str:
-    try:
-        return NotifyType(notify_type).name
-    except ValueError:
-        return "notify %d" % notify_type

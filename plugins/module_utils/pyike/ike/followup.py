@@ -32,11 +32,12 @@ from typing import Any, Callable, List, Optional
 
 from ..crypto.errors import CryptoError
 from ..ids import ExchangeType, NotifyType, PayloadType
+from ..wire.codec import enum_name
 from ..wire.key_exchange import KePayload
 from ..wire.message import find_notifies, find_payload
 from ..wire.notify import NotifyPayload
 from ..wire.payload import Payload
-from .sa import DELETING, ESTABLISHED, IkeSa
+from .sa import ESTABLISHED, IkeSa
 
 log = logging.getLogger("pyike.ike")
 
@@ -141,7 +142,9 @@ class FollowupMixin:
             return  # abandoned meanwhile (the IKE SA was rekeyed): its SA is not created any more
         errors = [n for n in payloads if isinstance(n, NotifyPayload) and n.is_error]
         if errors:
-            self._followups_failed(sa, out, "peer answered %s" % _notify_name(errors[0].notify_type), now)
+            self._followups_failed(
+                sa, out, "peer answered %s" % enum_name(NotifyType, errors[0].notify_type), now
+            )
             return
         method = out.methods[0]
         ke_payload = find_payload(payloads, PayloadType.KE)
@@ -235,7 +238,7 @@ class FollowupMixin:
         error = state.finish(state.secrets, now)
         if error is not None:
             self._respond(sa, request, [NotifyPayload(error)])
-            state.abort("cannot complete: %s" % _notify_name(error), now)
+            state.abort("cannot complete: %s" % enum_name(NotifyType, error), now)
             return
         self._count("followup_ke_completed")
         self._respond(sa, request, [KePayload(method, public)])
@@ -264,7 +267,7 @@ class FollowupMixin:
             if sa.state != ESTABLISHED:
                 return NotifyType.TEMPORARY_FAILURE
             self._rekeyed_sa(sa, False, spi_i, spi_r, selected, nonce_i, nonce_r, secret, at, additional)
-            sa.state = DELETING  # the peer deletes the old IKE SA next; no new requests on it
+            self._deleting(sa, at)  # the peer deletes the old IKE SA next; no new requests on it
             return None
 
         def abort(reason: str, at: float) -> None:
@@ -285,10 +288,3 @@ class FollowupMixin:
                 self._count("followup_ke_timeouts")
                 log.info("%s: %s: no IKE_FOLLOWUP_KE came, the pending SA is dropped", sa.key, state.what)
                 state.abort("no IKE_FOLLOWUP_KE request within %g seconds" % FOLLOWUP_TIMEOUT, now)
-
-
-def _notify_name(notify_type: int) -> str:
-    try:
-        return NotifyType(notify_type).name
-    except ValueError:
-        return "notify %d" % notify_type

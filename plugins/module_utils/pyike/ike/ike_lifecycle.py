@@ -16,6 +16,7 @@ from ..crypto.keys import derive_ike_keys, rekey_skeyseed
 from ..crypto.selection import accept_response, select_proposal, spec_from_selected
 from ..crypto.sk import sk_ciphers
 from ..ids import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ..wire.codec import enum_name
 from ..wire.key_exchange import KePayload, NoncePayload
 from ..wire.message import find_payload
 from ..wire.notify import DeletePayload, NotifyPayload
@@ -25,7 +26,7 @@ from .convert import from_wire, to_wire
 from .events import IkeSaUp
 from .fragments import Reassembler
 from .reauth import ReauthMixin
-from .sa import DELETING, ESTABLISHED, IkeSa
+from .sa import ESTABLISHED, IkeSa
 
 NONCE_SIZE = 32
 RETRY_DELAY = 2.0
@@ -138,7 +139,7 @@ class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
             if code == NotifyType.TEMPORARY_FAILURE:
                 sa.rekey_at = now + RETRY_DELAY + self._jitter(10 * RETRY_DELAY)
                 return
-            self._fail(sa, "IKE SA rekey", "peer answered %s" % _name(code))
+            self._fail(sa, "IKE SA rekey", "peer answered %s" % enum_name(NotifyType, code))
             sa.rekey_at = now + 10 * RETRY_DELAY
             return
         try:
@@ -169,7 +170,7 @@ class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
             sa, True, exchange.spi, spi_r, selected, exchange.nonce, nonce_r, secret, now, additional
         )
         # §2.8: the initiator of the rekey deletes the old IKE SA; its Child SAs already moved.
-        sa.state = DELETING
+        self._deleting(sa, now)
         self._request(
             sa,
             ExchangeType.INFORMATIONAL,
@@ -217,7 +218,7 @@ class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
             return
         self._respond(sa, request, response)
         self._rekeyed_sa(sa, False, peer_proposal.spi, spi_r, selected, nonce_i, nonce_r, secret, now)
-        sa.state = DELETING  # the peer deletes the old IKE SA next; no new requests on it
+        self._deleting(sa, now)  # the peer deletes the old IKE SA next; no new requests on it
 
     # --- shared ----------------------------------------------------------------------------
     def _rekeyed_sa(
@@ -248,6 +249,8 @@ class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
         new.peer_id = old.peer_id
         new.peer_cert, new.peer_auth = old.peer_cert, old.peer_auth  # the authentication carries over
         new.children, old.children = old.children, []
+        for child in new.children:
+            self.child_owners[child.spi_in] = new
         new.state = ESTABLISHED
         new.established_at = now
         new.next_keepalive_at = old.next_keepalive_at
@@ -258,10 +261,3 @@ class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
         self._count("ike_rekeys")
         self.events.append(IkeSaUp(new.policy.name, new.key, new.local, new.remote))
         return new
-
-
-def _name(code: int) -> str:
-    try:
-        return NotifyType(code).name
-    except ValueError:
-        return "notify %d" % code

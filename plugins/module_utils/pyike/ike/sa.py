@@ -52,6 +52,17 @@ class Pending:
 
 
 @dataclass
+class CachedResponse:
+    """Our answer to the peer's last request (§2.1), sent again only for an exact copy of that request
+    (its first fragment when fragmented, RFC 7383 §2.6.1) from the address it came from."""
+
+    message_id: int
+    datagrams: List[bytes] = field(repr=False)
+    request_digest: bytes = b""  # SHA-256 of the request datagram; empty: never replayed
+    request_from: Optional[Address] = None
+
+
+@dataclass
 class ChildSa:
     name: str
     spi_in: int
@@ -64,7 +75,7 @@ class ChildSa:
     state: str = INSTALLED
     policy: Optional[ChildPolicy] = None
     rekey_at: Optional[float] = None  # soft lifetime (with jitter)
-    expire_at: Optional[float] = None  # hard lifetime
+    expire_at: Optional[float] = None  # hard lifetime; REKEYED: when it goes, DELETE answered or not
     replaced_by: Optional[int] = None  # inbound SPI of the Child SA that rekeyed this one
     rekey_exchange: Optional[Any] = None  # our CREATE_CHILD_SA rekeying it, while in flight
     collision: Optional[Any] = None  # the peer's simultaneous rekey of it (§2.8.1)
@@ -96,6 +107,7 @@ class IkeSa:
     offered_ike: List[Any] = field(default_factory=list)  # (number, ProposalSpec) we proposed
     cookie: bytes = b""
     cookie_tries: int = 0
+    ke_tries: int = 0  # IKE_SA_INIT retries after INVALID_KE_PAYLOAD (§1.3)
     additional_kes: List[Any] = field(default_factory=list)  # RFC 9370 key exchanges still to run
     intermediate_done: int = 0
     int_auth_i: bytes = field(default=b"", repr=False)  # RFC 9242 §3.3.2 IntAuth chains
@@ -113,7 +125,10 @@ class IkeSa:
     pending: Optional[Pending] = None
     queued: List[Callable[[float], None]] = field(default_factory=list)
     next_peer_request_id: int = 0
-    last_response: Optional[Tuple[int, List[bytes]]] = None  # (message id, datagrams) to replay (§2.1)
+    last_response: Optional[CachedResponse] = None  # replayed for a retransmitted request (§2.1)
+    # (message id, SHA-256 of the datagram or of its first fragment, source) of the request being answered
+    request_seen: Optional[Tuple[int, bytes, Address]] = None
+    first_fragment: Optional[Tuple[int, bytes]] = None  # (message id, SHA-256) of a request's fragment 1
     fragmentation: bool = False  # both ends sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3)
     max_datagram: int = 1280
     reassembler: Optional[Any] = None
@@ -123,6 +138,7 @@ class IkeSa:
     last_received_at: float = 0.0
     next_keepalive_at: Optional[float] = None  # set while we are behind a NAT (RFC 3948 §2.3)
     rekey_at: Optional[float] = None  # IKE SA soft lifetime (with jitter)
+    delete_by: Optional[float] = None  # DELETING: dropped then, even if the peer's DELETE never comes
     ike_rekey: Optional[Any] = None  # our IKE SA rekey exchange in flight
     reauth_at: Optional[float] = None  # reauthentication (§2.8.3), with jitter; survives IKE rekeys
     reauth: Optional[Any] = None  # on a new IKE SA: the reauthentication it carries out (reauth.py)

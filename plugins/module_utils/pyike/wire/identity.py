@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..ids import AuthMethod, CertEncoding, IdType, PayloadType
+from ..text import printable
 from .codec import REDACTED, FailFn, Int, Reserved, Rest, enum_name, hexdump
 from .payload import Payload
 
@@ -28,11 +29,11 @@ class IdPayload(Payload):
             raise fail("identification data", f"{enum_name(IdType, self.id_type)} needs {size} bytes")
 
     def value_text(self) -> str:
-        """The identity for logs: an address, a name, or hex for binary identities."""
+        """The identity for logs: an address, a name (escaped: the peer chose it), or hex for binary ones."""
         if self.id_type in _ADDRESS_SIZES and len(self.data) == _ADDRESS_SIZES[self.id_type]:
             return str(ipaddress.ip_address(self.data))
         if self.id_type in _TEXT_TYPES:
-            return self.data.decode("ascii", "backslashreplace")
+            return printable(self.data.decode("ascii", "backslashreplace"))
         return hexdump(self.data)
 
     def describe(self) -> str:
