@@ -26,6 +26,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import __main__ as engine_main
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import cli as engine_cli
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import ids as engine_ids
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import text as engine_text
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import errors as engine_config_errors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import identity as engine_config_identity
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import load as engine_config_load

@@ -15,6 +15,7 @@ from pyike.ike import fragments as frag
 from pyike.ike.fragments import (
     COMPLETE,
     DUPLICATE,
+    EVICTED,
     EXPIRED,
     INVALID,
     MISMATCH,
@@ -385,3 +386,37 @@ def test_memory_per_sa_is_bounded_under_a_stream_of_message_ids():
         reassembler.add(decode_message(datagrams[1]), float(message_id) / 100)
     assert reassembler.in_progress == 1
     assert reassembler.held_bytes == reassembler.budget.used <= reassembler.max_bytes
+
+
+def partial(budget, address, size=1000):
+    """A Reassembler of a peer at `address` holding all but the last fragment of a `size`-octet message."""
+    datagrams, receiver = split(KINDS[0], os.urandom(size), max_datagram=300)
+    reassembler = Reassembler(receiver, budget=budget, address=address)
+    for data in datagrams[:-1]:
+        reassembler.add(decode_message(data), 0.0)
+    return reassembler
+
+
+def test_one_address_holds_at_most_its_share():
+    budget = FragmentBudget(max_bytes=100_000, max_per_address=2500)
+    greedy = [partial(budget, "203.0.113.9") for _ in range(5)]
+    assert budget.held_by("203.0.113.9") <= 2500 < sum(r.held_bytes for r in greedy) + 2500
+    assert any(r.counters.get(OVER_BUDGET) for r in greedy)
+    datagrams, receiver = split(KINDS[0], b"x" * 1000, max_datagram=300)
+    other = Reassembler(receiver, budget=budget, address="198.51.100.7")
+    assert feed(other, datagrams) is not None
+
+
+def test_a_full_budget_makes_the_address_holding_most_give_way():
+    """Issue 10 item 5: peers that never finish their messages must not keep a legitimate one out."""
+    budget = FragmentBudget(max_bytes=3000, max_per_address=3000)
+    hoarders = [partial(budget, "203.0.113.%d" % n) for n in range(1, 5)]
+    assert budget.max_bytes - budget.used < 300  # full
+    datagrams, receiver = split(KINDS[0], b"x" * 600, max_datagram=300)
+    legitimate = Reassembler(receiver, budget=budget, address="198.51.100.7")
+    assert feed(legitimate, datagrams) is not None
+    assert sum(r.counters.get(EVICTED, 0) for r in hoarders) >= 1
+    assert budget.used == sum(r.held_bytes for r in hoarders) <= budget.max_bytes
+    # A newcomer takes room only down to an even share: it never ends up holding more than the others.
+    late = partial(budget, "203.0.113.99", size=2000)
+    assert late.held_bytes <= max(r.held_bytes for r in hoarders)

@@ -783,7 +783,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         sa.keys = derive_ike_keys(sa.selected, seed, sa.nonce_i, sa.nonce_r, sa.spi_i, sa.spi_r)
         sa.cipher_out, sa.cipher_in = sk_ciphers(sa.selected, sa.keys, sa.initiator)
         sa.max_datagram = self.fragment_size
-        sa.reassembler = Reassembler(sa.cipher_in, self.fragment_budget)
+        self._new_reassembler(sa)
         sa.key_exchange = None  # the private value is no longer needed (§2.12)
 
     # --- IKE_AUTH (§1.2, §2.15; the AUTH payloads themselves: authenticate.py) ---------------
@@ -1139,6 +1139,12 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             now,
             last_received_at=now,
         )
+
+    def _new_reassembler(self, sa: IkeSa) -> None:
+        """RFC 7383 reassembly with the SA's (new) inbound keys; what the old one held is given back."""
+        if sa.reassembler is not None:
+            sa.reassembler.clear()
+        sa.reassembler = Reassembler(sa.cipher_in, self.fragment_budget, address=sa.remote[0])
 
     def _deleting(self, sa: IkeSa, now: float) -> None:
         """`sa` is on its way out (a DELETE exchange, ours or the peer's after a rekey, §1.4.1/§2.18): no

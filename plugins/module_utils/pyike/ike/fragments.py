@@ -28,9 +28,12 @@ Memory bounds: one Reassembler per IKE SA holds at most one request and one resp
 reassembly (the engine feeds it only fragments whose Message ID it would accept: the next
 request ID or the outstanding request's ID, window size 1), so an SA holds at most
 ``2 * max_bytes`` of plaintext plus ``2 * max_fragments`` small entries.  Across all SAs a shared
-:class:`FragmentBudget` caps the plaintext held; a fragment that would exceed it is dropped (and
-counted), and everything an SA holds goes back to the budget when a message completes, expires
-or is replaced, and when the SA is dropped (:meth:`Reassembler.clear` -- the engine must call it).
+:class:`FragmentBudget` caps the plaintext held, in total and per peer address, fairly: once the
+total is reached, a fragment from an address holding less than another one takes the room of
+that address's partial messages, so peers that never finish their messages (half-open SAs of an
+attacker, from as many addresses as it likes) cannot keep a legitimate peer's few fragments out.
+Everything an SA holds goes back to the budget when a message completes, expires, is replaced or
+evicted, and when the SA is dropped (:meth:`Reassembler.clear` -- the engine must call it).
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ NON_ESP_MARKER_LEN = 4  # RFC 3948 §2.2, in front of IKE messages on port 4500
 MAX_FRAGMENTS = 32
 MAX_MESSAGE_BYTES = 64 * 1024
 REASSEMBLY_TIMEOUT = 30.0
-# Plaintext held in reassembly across all IKE SAs of an engine.
+# Plaintext held in reassembly across all IKE SAs of an engine, and by the SAs of one peer address.
 GLOBAL_FRAGMENT_BYTES = 2 * 1024 * 1024
+ADDRESS_FRAGMENT_BYTES = 512 * 1024
 
 SKF_PREFIX_LEN = IKE_HEADER_LEN + GENERIC_HEADER_LEN + SKF_FIELDS_LEN  # 36 octets before IV
 SK_PREFIX_LEN = IKE_HEADER_LEN + GENERIC_HEADER_LEN  # 32 octets before IV
@@ -169,23 +173,61 @@ def fragment_message(
 
 
 class FragmentBudget:
-    """Plaintext octets held in reassembly by all Reassemblers sharing it (one per engine)."""
+    """Plaintext octets held in reassembly by the Reassemblers sharing it (one budget per engine).
 
-    def __init__(self, max_bytes: int = GLOBAL_FRAGMENT_BYTES) -> None:
+    ``take`` refuses a fragment that would put its peer address over ``max_per_address``.  When the
+    total would exceed ``max_bytes``, the address holding the most gives up partial messages (its
+    largest first) as long as it holds more than the requesting address would after the fragment:
+    max-min fairness between peer addresses, so a peer with a few fragments always gets in.
+    """
+
+    def __init__(self, max_bytes: int = GLOBAL_FRAGMENT_BYTES, max_per_address: int = ADDRESS_FRAGMENT_BYTES):
         self.max_bytes = max_bytes
+        self.max_per_address = max_per_address
         self.used = 0
+        self.evictions = 0
+        self._by_address: Dict[str, int] = {}
+        self._holders: Dict[str, Dict[int, Reassembler]] = {}  # address -> id -> Reassembler holding bytes
 
-    def take(self, size: int) -> bool:
-        if self.used + size > self.max_bytes:
+    def held_by(self, address: str) -> int:
+        return self._by_address.get(address, 0)
+
+    def take(self, size: int, holder: Optional[Reassembler] = None) -> bool:
+        address = holder.address if holder is not None else ""
+        mine = self._by_address.get(address, 0)
+        if mine + size > self.max_per_address:
             return False
+        while self.used + size > self.max_bytes:
+            victim = max(self._by_address, key=self._by_address.__getitem__, default=None)
+            if victim is None or victim == address or self._by_address[victim] <= mine + size:
+                return False
+            holders = self._holders.get(victim, {})
+            largest = max(holders.values(), key=lambda reassembler: reassembler.held_bytes, default=None)
+            if largest is None or not largest.evict_one():
+                return False
+            self.evictions += 1
         self.used += size
+        self._by_address[address] = mine + size
+        if holder is not None:
+            self._holders.setdefault(address, {})[id(holder)] = holder
         return True
 
-    def give(self, size: int) -> None:
+    def give(self, size: int, holder: Optional[Reassembler] = None) -> None:
+        address = holder.address if holder is not None else ""
         self.used = max(0, self.used - size)
+        left = self._by_address.get(address, 0) - size
+        if left > 0:
+            self._by_address[address] = left
+        else:
+            self._by_address.pop(address, None)
+        if holder is not None and holder.held_bytes == 0:
+            holders = self._holders.get(address, {})
+            holders.pop(id(holder), None)
+            if not holders:
+                self._holders.pop(address, None)
 
     def __repr__(self) -> str:
-        return "FragmentBudget(%d/%d)" % (self.used, self.max_bytes)
+        return "FragmentBudget(%d/%d, %d addresses)" % (self.used, self.max_bytes, len(self._by_address))
 
 
 @dataclass
@@ -208,14 +250,16 @@ TOO_BIG = "too_big"  # plaintext above max_bytes: the whole message is discarded
 SMALLER_TOTAL = "smaller_total"  # Total Fragments below the one in hand (§2.6)
 RESTARTED = "restarted"  # larger Total Fragments: reassembly started anew (§2.6)
 MISMATCH = "mismatch"  # another exchange type under the same Message ID
-OVER_BUDGET = "over_budget"  # the global FragmentBudget is exhausted
+OVER_BUDGET = "over_budget"  # the FragmentBudget (total, or this peer address's share) is exhausted
+EVICTED = "evicted"  # a partial message given up for a peer address holding less (FragmentBudget)
 EXPIRED = "expired"  # a partial message timed out (counted by expire())
 
 
 class Reassembler:
     """Reassembly of incoming SKF messages for one IKE SA (RFC 7383 §2.6).
 
-    ``cipher`` is the SA's inbound SkCipher.  Partial messages are keyed by (Message ID,
+    ``cipher`` is the SA's inbound SkCipher, ``address`` the peer's address (its share of the
+    budget).  Partial messages are keyed by (Message ID,
     response flag); a fragment of a new Message ID in the same direction replaces the partial one
     (the engine only passes fragments with acceptable Message IDs, so the old one is obsolete).
     Fragments of the message last completed in a direction count as duplicates.
@@ -228,8 +272,10 @@ class Reassembler:
         max_fragments: int = MAX_FRAGMENTS,
         max_bytes: int = MAX_MESSAGE_BYTES,
         timeout: float = REASSEMBLY_TIMEOUT,
+        address: str = "",
     ) -> None:
         self.cipher = cipher
+        self.address = address
         self.budget = budget if budget is not None else FragmentBudget()
         self.max_fragments = max_fragments
         self.max_bytes = max_bytes
@@ -270,10 +316,19 @@ class Reassembler:
             self._discard(direction)
         self._completed.clear()
 
+    def evict_one(self) -> bool:
+        """Give the budget back the largest partial message (the budget needs room); False if none."""
+        if not self._partial:
+            return False
+        direction = max(self._partial, key=lambda d: self._partial[d][1].size)
+        self._discard(direction)
+        self._status(EVICTED)
+        return True
+
     def _discard(self, direction: bool) -> None:
         entry = self._partial.pop(direction, None)
         if entry is not None:
-            self.budget.give(entry[1].size)
+            self.budget.give(entry[1].size, self)
 
     def _status(self, status: str) -> None:
         self.last_status = status
@@ -330,7 +385,7 @@ class Reassembler:
             self._discard(direction)
             self._status(TOO_BIG)
             return None
-        if not self.budget.take(len(plain)):
+        if not self.budget.take(len(plain), self):
             if not partial.pieces:
                 self._discard(direction)
             self._status(OVER_BUDGET)

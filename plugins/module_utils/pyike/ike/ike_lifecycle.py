@@ -24,7 +24,6 @@ from ..wire.sa import SaPayload
 from .child_lifetimes import ChildLifetimesMixin
 from .convert import from_wire, to_wire
 from .events import IkeSaUp
-from .fragments import Reassembler
 from .reauth import ReauthMixin
 from .sa import ESTABLISHED, IkeSa
 
@@ -244,7 +243,7 @@ class IkeLifecycleMixin(ReauthMixin, ChildLifetimesMixin):
         # RFC 7383 support was negotiated for this peer; the successor keeps it (strongSwan inherits it too),
         # else ML-KEM's IKE_FOLLOWUP_KE messages (~1.3 kB) would go out as IP fragments after a rekey.
         new.fragmentation, new.max_datagram = old.fragmentation, old.max_datagram
-        new.reassembler = Reassembler(new.cipher_in, self.fragment_budget)
+        self._new_reassembler(new)
         new.local_behind_nat, new.remote_behind_nat = old.local_behind_nat, old.remote_behind_nat
         new.peer_id = old.peer_id
         new.peer_cert, new.peer_auth = old.peer_cert, old.peer_auth  # the authentication carries over

@@ -18,7 +18,6 @@ from ..ids import ExchangeType, NotifyType, PayloadType
 from ..wire.key_exchange import KePayload
 from ..wire.message import encode_sk_prefix, find_payload
 from ..wire.notify import NotifyPayload
-from .fragments import Reassembler
 from .sa import IkeSa
 
 
@@ -46,7 +45,7 @@ class IntermediateMixin:
             sa.selected, sa.keys, secret, sa.nonce_i, sa.nonce_r, sa.spi_i, sa.spi_r
         )
         sa.cipher_out, sa.cipher_in = sk_ciphers(sa.selected, sa.keys, sa.initiator)
-        sa.reassembler = Reassembler(sa.cipher_in, self.fragment_budget)
+        self._new_reassembler(sa)
         sa.intermediate_done += 1
 
     # --- initiator -------------------------------------------------------------------------
