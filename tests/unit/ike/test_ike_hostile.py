@@ -382,3 +382,17 @@ def test_new_inbound_spis_are_unique():
     left.rekey_child("s2s", "net", 1.0)
     deliver(right, datagrams(left), 1.0)
     assert len({c.spi_in for c in rsa.children}) == len(rsa.children) == 2
+
+
+def test_a_request_that_overtakes_the_ike_auth_response_waits_for_its_retransmission():
+    left, right = engines()
+    deliver(right, half_open(left, right))
+    auth_response = datagrams(right)
+    lsa, rsa = only_sa(left), only_sa(right)
+    dpd = protected(rsa, ExchangeType.INFORMATIONAL, 0, [], response=False)
+    deliver(left, dpd)  # reordered: before the IKE_AUTH response
+    assert datagrams(left) == [] and lsa.next_peer_request_id == 0
+    deliver(left, auth_response)
+    assert lsa.state == ESTABLISHED
+    deliver(left, dpd, 2.0)  # its retransmission
+    assert len(datagrams(left)) == 1 and lsa.next_peer_request_id == 1

@@ -364,6 +364,11 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         if message_id != sa.next_peer_request_id:
             self._count("invalid_message_ids")
             return
+        if sa.initiator and sa.state in (CONNECTING, AUTHENTICATING):
+            # The responder's request overtook its IKE_AUTH response (§1.2: nothing else before IKE_AUTH).
+            # Left unanswered, its message ID stays free: the retransmission is processed once we are up.
+            self._count("early_requests")
+            return
         try:
             payloads = self._open(sa, message, now)
             if payloads is None:
