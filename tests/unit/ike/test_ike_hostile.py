@@ -396,3 +396,19 @@ def test_a_request_that_overtakes_the_ike_auth_response_waits_for_its_retransmis
     assert lsa.state == ESTABLISHED
     deliver(left, dpd, 2.0)  # its retransmission
     assert len(datagrams(left)) == 1 and lsa.next_peer_request_id == 1
+
+
+def test_a_timer_that_fails_costs_its_ike_sa_not_every_tick():
+    left, right = engines(left_kw={"esp": "aes256gcm16-x25519"}, right_kw={"esp": "aes256gcm16-x25519"})
+    lsa, _rsa = established(left, right)
+
+    def failing_key_exchange(group):
+        raise RuntimeError("no key exchange today")
+
+    left.new_ke = failing_key_exchange
+    (child,) = lsa.children
+    when = child.rekey_at
+    left.tick(when)  # the rekey's PFS key exchange fails while the request is built
+    assert left.sas == {} and left.counters["handler_errors"] == 1
+    left.tick(when + 1.0)
+    assert left.counters["handler_errors"] == 1

@@ -262,35 +262,43 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
     def tick(self, now: float) -> None:
         self._restart_timers(now)
         for sa in list(self.sas.values()):
-            if sa.reassembler is not None:
-                sa.reassembler.expire(now)
-            if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
-                self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
-                continue
-            if sa.state == DELETING and sa.delete_by is not None and now >= sa.delete_by:
-                self._drop_sa(sa, "the peer did not delete it in time", quiet=True, now=now)
-                continue
-            if sa.state == ESTABLISHED:
-                self._child_timers(sa, now)
-                self._ike_timers(sa, now)
-            if sa.next_keepalive_at is not None and now >= sa.next_keepalive_at:
-                self.events.append(SendKeepalive(sa.local, sa.remote))
-                sa.next_keepalive_at = now + KEEPALIVE_INTERVAL
-            pending = sa.pending
-            if pending is None or now < pending.next_at:
-                continue
-            if pending.tries >= self.retransmit.tries:
-                self._fail(
-                    sa,
-                    enum_name(ExchangeType, pending.exchange),
-                    "no answer after %d retransmits" % pending.tries,
-                )
-                self._drop_sa(sa, "peer not responding", now=now)
-                continue
-            pending.tries += 1
-            pending.next_at = now + self.retransmit.delay(pending.tries)
-            self._count("retransmits")
-            self._send(sa, pending.data)
+            try:
+                self._tick_sa(sa, now)
+            except Exception as exc:  # else the same error would come back every tick
+                self._handler_failed(sa, "its timers", exc)
+                self._fail(sa, "timers", "internal error; the IKE SA is deleted")
+                self._drop_sa(sa, "internal error in its timers", now=now)
+
+    def _tick_sa(self, sa: IkeSa, now: float) -> None:
+        if sa.reassembler is not None:
+            sa.reassembler.expire(now)
+        if not sa.initiator and sa.state == CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
+            self._drop_sa(sa, "half-open IKE SA timed out", quiet=True)
+            return
+        if sa.state == DELETING and sa.delete_by is not None and now >= sa.delete_by:
+            self._drop_sa(sa, "the peer did not delete it in time", quiet=True, now=now)
+            return
+        if sa.state == ESTABLISHED:
+            self._child_timers(sa, now)
+            self._ike_timers(sa, now)
+        if sa.next_keepalive_at is not None and now >= sa.next_keepalive_at:
+            self.events.append(SendKeepalive(sa.local, sa.remote))
+            sa.next_keepalive_at = now + KEEPALIVE_INTERVAL
+        pending = sa.pending
+        if pending is None or now < pending.next_at:
+            return
+        if pending.tries >= self.retransmit.tries:
+            self._fail(
+                sa,
+                enum_name(ExchangeType, pending.exchange),
+                "no answer after %d retransmits" % pending.tries,
+            )
+            self._drop_sa(sa, "peer not responding", now=now)
+            return
+        pending.tries += 1
+        pending.next_at = now + self.retransmit.delay(pending.tries)
+        self._count("retransmits")
+        self._send(sa, pending.data)
 
     # --- input -----------------------------------------------------------------------------
     def receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
