@@ -27,7 +27,7 @@ def udp_packet(src: bytes, dst: bytes, sport: int, dport: int, size: int = 64) -
 
 def best(func, repeat: int) -> float:
     times = []
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)
