@@ -144,6 +144,25 @@ def test_disjoint_selectors_give_ts_unacceptable(lab, daemons):
     assert "N(TS_UNACCEPT)" in right.log()
 
 
+@pytest.mark.parametrize("initiator", ["pyike", "strongswan"])
+def test_opaque_port_selectors_against_strongswan(lab, daemons, initiator):
+    """Regression: the engine narrowed OPAQUE ports (RFC 4301 §4.4.1) to an empty range, so it answered
+    TS_UNACCEPTABLE or refused strongSwan's narrowed answer, although the configuration was accepted."""
+    mine = pyike_config(LEFT, RIGHT)
+    mine["connections"]["s2s"]["children"]["net"].update(
+        local_ts=["10.1.0.0/24[udp/opaque]"], remote_ts=["10.2.0.0/24[udp]"]
+    )
+    left = start_pyike(lab, daemons, "gw1", mine)
+    right = start_strongswan(lab, daemons, "gw2", strongswan_config(RIGHT, LEFT))
+    if initiator == "pyike":
+        assert "initiate completed successfully" in left.ctl("initiate", "s2s")
+    else:
+        assert "initiate completed successfully" in right.initiate("net")
+    _ike, child = child_of(left)
+    assert (child["local_ts"], child["remote_ts"]) == (["10.1.0.0/24[udp/opaque]"], ["10.2.0.0/24[udp]"])
+    assert "INSTALLED" in right.list_sas()
+
+
 def test_no_common_proposal(lab, daemons):
     left = start_pyike(
         lab, daemons, "gw1", pyike_config(LEFT, RIGHT, ike_proposals=["aes128-sha256-modp2048"])

@@ -26,6 +26,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import __main__ as engine_main
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import cli as engine_cli
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import ids as engine_ids
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import selectors as engine_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import text as engine_text
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import errors as engine_config_errors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import identity as engine_config_identity
@@ -33,7 +34,6 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import model as engine_config_model
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema as engine_config_schema
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import secret as engine_config_secret
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import selectors as engine_config_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import validate as engine_config_validate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.crypto import auth as engine_crypto_auth
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.crypto import certs as engine_crypto_certs
@@ -74,7 +74,6 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import policy as engine_ike_policy
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import reauth as engine_ike_reauth
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import sa as engine_ike_sa
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import ts as engine_ike_ts
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane

@@ -14,7 +14,6 @@ try:
     from ..pyike.config.errors import format_path
     from ..pyike.config.identity import IdentityError, parse_identity
     from ..pyike.config.load import decode_psk
-    from ..pyike.config.selectors import SelectorError, TrafficSelector, intersect_lists
     from ..pyike.config.validate import schema_violations
     from ..pyike.crypto.certs import (
         CertError,
@@ -28,16 +27,12 @@ try:
     from ..pyike.crypto.errors import ProposalError
     from ..pyike.crypto.proposals import parse_proposal
     from ..pyike.ids import ProtocolId
+    from ..pyike.selectors import SelectorError, TrafficSelector, narrow
 except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a top-level package
     from pyike.config import ConfigError, parse_config  # type: ignore[no-redef]
     from pyike.config.errors import format_path  # type: ignore[no-redef]
     from pyike.config.identity import IdentityError, parse_identity  # type: ignore[no-redef]
     from pyike.config.load import decode_psk  # type: ignore[no-redef]
-    from pyike.config.selectors import (  # type: ignore[no-redef]
-        SelectorError,
-        TrafficSelector,
-        intersect_lists,
-    )
     from pyike.config.validate import schema_violations  # type: ignore[no-redef]
     from pyike.crypto.certs import (  # type: ignore[no-redef]
         CertError,
@@ -51,6 +46,7 @@ except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a to
     from pyike.crypto.errors import ProposalError  # type: ignore[no-redef]
     from pyike.crypto.proposals import parse_proposal  # type: ignore[no-redef]
     from pyike.ids import ProtocolId  # type: ignore[no-redef]
+    from pyike.selectors import SelectorError, TrafficSelector, narrow  # type: ignore[no-redef]
 
 __all__ = [
     "CertError",
@@ -64,7 +60,7 @@ __all__ = [
     "decode_psk",
     "format_path",
     "identity_matches",
-    "intersect_lists",
+    "narrow",
     "parse_certificates",
     "parse_config",
     "parse_identity",

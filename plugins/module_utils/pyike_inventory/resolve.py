@@ -26,7 +26,7 @@ from ._engine import (
     TrafficSelector,
     decode_psk,
     format_path,
-    intersect_lists,
+    narrow,
     parse_identity,
     parse_proposal,
     schema_violations,
@@ -854,8 +854,9 @@ class Inventory:
             for tunnel_b, child_b, local_b, remote_b in policies[i + 1 :]:
                 if tunnel_a is tunnel_b:
                     continue
-                common_local = intersect_lists(local_a, local_b)
-                common_remote = intersect_lists(remote_a, remote_b)
+                # the engine's narrowing (RFC 7296 §2.9): what both would negotiate is what both match
+                common_local = narrow(local_a, local_b)
+                common_remote = narrow(remote_a, remote_b)
                 mark = ("overlap", tunnel_a.name, child_a.name, tunnel_b.name, child_b.name)
                 if not common_local or not common_remote or mark in reported:
                     continue

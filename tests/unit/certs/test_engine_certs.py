@@ -20,7 +20,8 @@ from pyike.crypto.proposals import parse_proposals
 from pyike.ids import IdType, NotifyType, PayloadType, ProtocolId
 from pyike.ike.engine import Engine
 from pyike.ike.events import ChildSaUp, Failure, IkeSaUp, SendDatagram
-from pyike.ike.policy import ChildPolicy, IkePolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy, IkePolicy
+from pyike.selectors import TrafficSelector
 from pyike.wire.encrypted import SkfPayload
 from pyike.wire.message import decode_message, find_notifies
 
@@ -59,8 +60,8 @@ def policy(me, peer, trusted, local, remote, nets, *, auth="pubkey", psk=b"", me
         children={
             "net": ChildPolicy(
                 "net",
-                [selector_from_network(nets[0])],
-                [selector_from_network(nets[1])],
+                [TrafficSelector.from_network(nets[0])],
+                [TrafficSelector.from_network(nets[1])],
                 parse_proposals("aes256gcm16", ProtocolId.ESP),
             )
         },

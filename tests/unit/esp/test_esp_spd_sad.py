@@ -109,8 +109,9 @@ def _reference(policies, packet):
             for re in policy.remote:
                 if lo.covers(version, s, proto, sport) and re.covers(version, d, proto, dport):
                     specific = 0 if (lo.protocol or re.protocol) else 1
-                    rank = (policy.priority, re.address_span, lo.address_span, specific)
-                    candidates.append((*rank, re.port_span, lo.port_span, order, policy))
+                    rank = (policy.priority, re.end - re.start, lo.end - lo.start, specific)
+                    ports = (max(re.end_port - re.start_port, -1), max(lo.end_port - lo.start_port, -1))
+                    candidates.append((*rank, *ports, order, policy))
     return min(candidates, key=lambda c: c[:-1])[-1] if candidates else None
 
 
@@ -143,7 +144,7 @@ def test_cached_lookup_agrees_with_reference_search(specs, flows):
     spd = SPD(cache_size=5)
     policies = []
     for i, (local, remote, proto, (lo_port, hi_port)) in enumerate(specs):
-        remote_ts = TrafficSelector(_net(remote).start, _net(remote).end, proto, lo_port, hi_port)
+        remote_ts = TrafficSelector(4, _net(remote).start, _net(remote).end, proto, lo_port, hi_port)
         policy = Policy(f"p{i}", [_net(local)], [remote_ts], out_sa(i + 1))
         spd.add(policy)
         policies.append(policy)

@@ -9,7 +9,8 @@ from pyike.crypto.proposals import parse_proposals
 from pyike.ids import IdType, ProtocolId
 from pyike.ike.engine import Engine
 from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, SendDatagram
-from pyike.ike.policy import ChildPolicy, IkePolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy, IkePolicy
+from pyike.selectors import TrafficSelector
 
 LEFT = "192.0.2.1"
 RIGHT = "198.51.100.1"
@@ -32,8 +33,8 @@ def policy(local, remote, local_net, remote_net, psk=b"left-right-psk", ike="aes
         children={
             "net": ChildPolicy(
                 "net",
-                [selector_from_network(n) for n in local_net],
-                [selector_from_network(n) for n in remote_net],
+                [TrafficSelector.from_network(n) for n in local_net],
+                [TrafficSelector.from_network(n) for n in remote_net],
                 parse_proposals(esp, ProtocolId.ESP),
             )
         },

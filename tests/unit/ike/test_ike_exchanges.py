@@ -6,7 +6,7 @@ import pytest
 from ike_harness import LEFT, RIGHT, pair
 from pyike.ids import NATT_PORT, EncrId, ExchangeType
 from pyike.ike.events import ChildSaDown, ChildSaUp, Failure, IkeSaDown, IkeSaUp
-from pyike.ike.policy import selector_from_network
+from pyike.selectors import TrafficSelector
 from pyike.wire.message import decode_message
 
 
@@ -21,8 +21,8 @@ def test_initiator_and_responder_agree_on_keys_and_selectors():
     assert up_l.encr_key_out != up_l.encr_key_in
     assert len(up_l.encr_key_out) == 36  # AES-256 key + 4-byte salt (RFC 4106)
     assert up_l.encr_id == EncrId.AES_GCM_16 and up_l.integ_id is None
-    assert [str(t.start_addr) for t in up_l.local_ts] == ["10.1.0.0"]
-    assert [str(t.start_addr) for t in up_r.local_ts] == ["10.2.0.0"]
+    assert [str(t.start_address) for t in up_l.local_ts] == ["10.1.0.0"]
+    assert [str(t.start_address) for t in up_r.local_ts] == ["10.2.0.0"]
     exchanges = [decode_message(d.data).header.exchange for d in net.wire]
     assert exchanges == [ExchangeType.IKE_SA_INIT] * 2 + [ExchangeType.IKE_AUTH] * 2
     assert up_l.encap is False and up_l.remote == (RIGHT, 500)
@@ -50,7 +50,7 @@ def test_wrong_psk_fails_on_both_sides_and_installs_nothing():
 
 def test_disjoint_selectors_give_ts_unacceptable_but_keep_the_ike_sa():
     net, left, right = pair()
-    right.policies["s2s"].children["net"].local_ts[:] = [selector_from_network("10.9.0.0/24")]
+    right.policies["s2s"].children["net"].local_ts[:] = [TrafficSelector.from_network("10.9.0.0/24")]
     left.initiate("s2s", None, now=0.0)
     net.run()
     assert not net.of(LEFT, ChildSaUp)

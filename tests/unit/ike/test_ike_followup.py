@@ -21,8 +21,9 @@ from pyike.esp import InboundSA, OutboundSA, make_cipher
 from pyike.ids import DhId, ExchangeType, IntegId, NotifyType, PayloadType, ProtocolId
 from pyike.ike.events import ChildSaUp, Failure, IkeSaUp
 from pyike.ike.followup import FOLLOWUP_TIMEOUT
-from pyike.ike.policy import ChildPolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy
 from pyike.ike.sa import ESTABLISHED, INSTALLED
+from pyike.selectors import TrafficSelector
 from pyike.wire.message import decode_message, find_payload
 
 HAS_MLKEM = DhId.ML_KEM_768 in available_ke_groups()
@@ -268,8 +269,8 @@ def test_new_child_sa_with_ml_kem():
     ):
         engine.policies["s2s"].children["voice"] = ChildPolicy(
             "voice",
-            [selector_from_network(local)],
-            [selector_from_network(remote)],
+            [TrafficSelector.from_network(local)],
+            [TrafficSelector.from_network(remote)],
             parse_proposals(HYBRID_ESP, ProtocolId.ESP),
         )
     left.initiate("s2s", "voice", now=1.0)

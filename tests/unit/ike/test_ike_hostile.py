@@ -20,8 +20,9 @@ from pyike.crypto.proposals import parse_proposals
 from pyike.ids import ExchangeType, IdType, NotifyType, PayloadType, ProtocolId
 from pyike.ike.engine import Engine, RetransmitPolicy
 from pyike.ike.events import Failure, SendDatagram
-from pyike.ike.policy import ChildPolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy
 from pyike.ike.sa import DELETING, ESTABLISHED, REKEYED
+from pyike.selectors import TrafficSelector
 from pyike.wire.header import Header
 from pyike.wire.identity import IdiPayload
 from pyike.wire.message import decode_message, encode_message, find_payload
@@ -239,8 +240,8 @@ def child_policies(count):
     return {
         "c%d" % n: ChildPolicy(
             "c%d" % n,
-            [selector_from_network("10.1.%d.0/24" % (n % 256))],
-            [selector_from_network("10.2.0.0/24")],
+            [TrafficSelector.from_network("10.1.%d.0/24" % (n % 256))],
+            [TrafficSelector.from_network("10.2.0.0/24")],
             parse_proposals("aes256gcm16", ProtocolId.ESP),
             rekey_time=0,
         )
@@ -251,7 +252,7 @@ def child_policies(count):
 def add_children(left, right, count, now):
     """`count` Child SAs more on the IKE SA, each by a real CREATE_CHILD_SA exchange."""
     left.policies["s2s"].children = child_policies(count)
-    right.policies["s2s"].children["net"].remote_ts = [selector_from_network("10.1.0.0/16")]
+    right.policies["s2s"].children["net"].remote_ts = [TrafficSelector.from_network("10.1.0.0/16")]
     for name in left.policies["s2s"].children:
         left.initiate("s2s", name, now)
         deliver(right, datagrams(left), now)

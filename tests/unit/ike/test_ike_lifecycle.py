@@ -11,7 +11,8 @@ from ike_harness import LEFT, RIGHT, pair
 from pyike.crypto.proposals import parse_proposals
 from pyike.ids import ExchangeType, ProtocolId
 from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, Failure, IkeSaDown, IkeSaUp
-from pyike.ike.policy import ChildPolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy
+from pyike.selectors import TrafficSelector
 from pyike.wire.message import decode_message
 
 
@@ -116,8 +117,8 @@ def test_second_child_with_create_child_sa():
     ):
         engine.policies["s2s"].children["voice"] = ChildPolicy(
             "voice",
-            [selector_from_network(local)],
-            [selector_from_network(remote)],
+            [TrafficSelector.from_network(local)],
+            [TrafficSelector.from_network(remote)],
             parse_proposals("aes128gcm16", ProtocolId.ESP),
         )
     left.initiate("s2s", "net", now=0.0)

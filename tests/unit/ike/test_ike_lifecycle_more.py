@@ -16,9 +16,10 @@ from pyike.ike.child_lifetimes import HARD_LIMIT_GRACE, SEQ_MAX, SEQ_REKEY_MARGI
 from pyike.ike.duplicates import DUPLICATE_GRACE
 from pyike.ike.engine import Engine
 from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, Failure, IkeSaDown, IkeSaUp
-from pyike.ike.policy import ChildPolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy
 from pyike.ike.reauth import REAUTH_RETRY
 from pyike.ike.sa import DELETING, ESTABLISHED
+from pyike.selectors import TrafficSelector
 from pyike.wire.message import decode_message
 from pyike.wire.notify import DeletePayload, NotifyPayload
 
@@ -483,8 +484,8 @@ def with_second_child(net):
     ):
         engine.policies["s2s"].children["voice"] = ChildPolicy(
             "voice",
-            [selector_from_network(local)],
-            [selector_from_network(remote)],
+            [TrafficSelector.from_network(local)],
+            [TrafficSelector.from_network(remote)],
             parse_proposals("aes128gcm16", ProtocolId.ESP),
         )
 
@@ -527,9 +528,9 @@ def test_reauthentication_is_make_before_break(who):
 
 def test_reauthentication_keeps_the_negotiated_selectors():
     net, left, right = pair()
-    right.policies["s2s"].children["net"].local_ts = [selector_from_network("10.2.0.0/16")]
-    left.policies["s2s"].children["net"].remote_ts = [selector_from_network("10.2.0.0/16")]
-    right.policies["s2s"].children["net"].remote_ts = [selector_from_network("10.1.0.0/25")]
+    right.policies["s2s"].children["net"].local_ts = [TrafficSelector.from_network("10.2.0.0/16")]
+    left.policies["s2s"].children["net"].remote_ts = [TrafficSelector.from_network("10.2.0.0/16")]
+    right.policies["s2s"].children["net"].remote_ts = [TrafficSelector.from_network("10.1.0.0/25")]
     left.initiate("s2s", None, now=0.0)
     net.run()
     (before,) = children(left)

@@ -9,7 +9,8 @@ from pyike.ids import ExchangeType, IdType, NotifyType, PayloadType, ProtocolId
 from pyike.ike.cookies import CookieJar
 from pyike.ike.engine import Engine
 from pyike.ike.events import SendDatagram
-from pyike.ike.policy import ChildPolicy, IkePolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy, IkePolicy
+from pyike.selectors import TrafficSelector
 from pyike.wire.header import Header
 from pyike.wire.message import decode_message, encode_message, find_payload
 from pyike.wire.notify import NotifyPayload
@@ -29,8 +30,8 @@ def initiator():
         children={
             "net": ChildPolicy(
                 "net",
-                [selector_from_network("10.1.0.0/24")],
-                [selector_from_network("10.2.0.0/24")],
+                [TrafficSelector.from_network("10.1.0.0/24")],
+                [TrafficSelector.from_network("10.2.0.0/24")],
                 parse_proposals("aes256gcm16", ProtocolId.ESP),
             )
         },

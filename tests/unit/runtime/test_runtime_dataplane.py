@@ -265,7 +265,7 @@ def test_routes_follow_children_with_a_source_per_ip_version():
             None,
             None,
             [A_NET, "fd00:1::/64"],
-            [B_NET, "fd00:2::/64", TrafficSelector("10.3.0.0", "10.3.0.1")],
+            [B_NET, "fd00:2::/64", TrafficSelector.from_range("10.3.0.0", "10.3.0.1")],
             ("127.0.0.1", 9),
         )
         assert routes.routes == [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from pyike.ids import (
     DhId,
     EncrId,
@@ -132,7 +130,7 @@ def test_reserved_bits_are_ignored_on_receipt():
 
 def test_id_ts_delete_cp_eap_layouts():
     assert IdiPayload(IdType.ID_FQDN, b"gw").encode_body() == _hex("02 000000") + b"gw"
-    ts = TrafficSelector(ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("10.0.0.255"), 6, 1, 1024)
+    ts = TrafficSelector.from_range("10.0.0.0", "10.0.0.255", 6, 1, 1024)
     assert TsiPayload([ts]).encode_body() == _hex("01 000000", "07 06 0010 0001 0400", "0a000000", "0a0000ff")
     assert DeletePayload(ProtocolId.ESP, [b"\x00\x00\x10\x01"]).encode_body() == _hex("03 04 0001 00001001")
     assert DeletePayload(ProtocolId.IKE).encode_body() == _hex("01 00 0000")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 from pyike.ids import ExchangeType, IdType, NotifyType, PayloadType, ProtocolId
 from pyike.wire import (
@@ -54,7 +52,7 @@ IKE_SA = sa(ProtocolId.IKE)
 IKE_REKEY_SA = sa(ProtocolId.IKE, spi=b"\x01" * 8)
 KE = KePayload(19, b"k" * 64)
 NONCE = NoncePayload(b"n" * 32)
-TS = TrafficSelector(ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("10.0.0.255"))
+TS = TrafficSelector.from_network("10.0.0.0/24")
 TSI, TSR = TsiPayload([TS]), TsrPayload([TS])
 IDI, IDR = IdiPayload(IdType.ID_FQDN, b"a"), IdrPayload(IdType.ID_FQDN, b"b")
 PSK_AUTH = AuthPayload(2, b"a" * 32)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from hypothesis import strategies as st
 from pyike.ids import ExchangeType, IdType, PayloadType, ProtocolId, TransformAttr
 from pyike.wire import (
@@ -102,13 +100,7 @@ def address_selectors(draw):
     bits = 32 if version == 4 else 128
     low, high = sorted(draw(st.tuples(st.integers(0, 2**bits - 1), st.integers(0, 2**bits - 1))))
     start_port, end_port = draw(_ports())
-    return TrafficSelector(
-        ipaddress.ip_address(low) if version == 4 else ipaddress.IPv6Address(low),
-        ipaddress.ip_address(high) if version == 4 else ipaddress.IPv6Address(high),
-        draw(u8),
-        start_port,
-        end_port,
-    )
+    return TrafficSelector(version, low, high, draw(u8), start_port, end_port)
 
 
 raw_selectors = st.builds(RawSelector, u8.filter(lambda t: t not in (7, 8)), u8, small_bytes)

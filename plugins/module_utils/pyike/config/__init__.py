@@ -4,6 +4,7 @@
 :class:`ConfigError` listing every problem as ``<file>: <field path>: <message>``.
 """
 
+from ..selectors import SelectorError, TrafficSelector, parse_traffic_selector
 from .errors import ConfigError, Problem, format_path
 from .identity import Identity, IdentityError, identity_text, parse_identity
 from .load import decode_psk, load_config, parse_config, parse_document
@@ -22,7 +23,6 @@ from .model import (
 )
 from .schema import SCHEMA, schema_json
 from .secret import Secret
-from .selectors import SelectorError, TrafficSelector, intersect_lists, parse_traffic_selector
 
 __all__ = [
     "SCHEMA",
@@ -46,7 +46,6 @@ __all__ = [
     "diff_configs",
     "format_path",
     "identity_text",
-    "intersect_lists",
     "load_config",
     "parse_config",
     "parse_document",

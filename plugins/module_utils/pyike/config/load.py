@@ -41,6 +41,7 @@ from ..crypto.certs import (
 from ..crypto.certs_verify import identity_matches, san_text
 from ..crypto.errors import ProposalError
 from ..ids import IdType, ProtocolId
+from ..selectors import SelectorError, TrafficSelector
 from . import schema as defaults
 from .errors import ConfigError, Path, Problem, format_path
 from .identity import Identity, IdentityError, parse_identity
@@ -58,7 +59,6 @@ from .model import (
     parse_proposal_text,
 )
 from .secret import Secret
-from .selectors import SelectorError, TrafficSelector
 from .validate import schema_violations, type_phrase
 
 try:  # optional on targets: Debian's python3-yaml

@@ -2,7 +2,7 @@
 
 Built by :func:`.load.parse_config`; the ike and runtime layers read it.  Proposals are
 :class:`~..crypto.proposals.ProposalSpec` lists, traffic selectors
-:class:`~.selectors.TrafficSelector`, identities :class:`~.identity.Identity`
+:class:`~..selectors.TrafficSelector`, identities :class:`~.identity.Identity`
 ``(IdType, bytes)``, and the PSK a :class:`~.secret.Secret` that never shows in a repr.
 
 :func:`config_digest` / :func:`connection_digest` and :func:`diff_configs` let a reload tell
@@ -23,10 +23,10 @@ from ..crypto.errors import ProposalError
 from ..crypto.proposals import ProposalSpec, parse_proposal
 from ..crypto.transforms import is_supported, transform_name
 from ..ids import DhId, ProtocolId, TransformType
+from ..selectors import SelectorError, TrafficSelector
 from . import schema as defaults
 from .identity import Identity, IdentityError, parse_identity
 from .secret import Secret
-from .selectors import SelectorError, TrafficSelector, intersect_lists
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -47,7 +47,6 @@ __all__ = [
     "connection_digest",
     "default_proposals",
     "diff_configs",
-    "intersect_lists",
     "parse_identity",
     "parse_proposal_text",
 ]

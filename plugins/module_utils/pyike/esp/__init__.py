@@ -6,13 +6,14 @@ packets, and counts what it drops. It knows nothing of IKE, sockets or clocks.
 
 from __future__ import annotations
 
+from ..selectors import TrafficSelector
 from .cipher import AeadCipher, CbcHmacCipher, EspCipher, encr_key_length, integ_key_length, make_cipher
 from .counters import InboundDrops, OutboundDrops, SadDrops, SpdDrops, Traffic
 from .inner import NO_PORT, flow_key
 from .replay import DEFAULT_WINDOW, REPLAYED, TOO_OLD, ReplayWindow
 from .sa import InboundSA, OutboundSA
 from .sad import SAD
-from .selectors import SelectorSet, TrafficSelector
+from .selectors import SelectorSet
 from .spd import SPD, Policy
 
 __all__ = [

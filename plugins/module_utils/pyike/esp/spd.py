@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
+from ..selectors import TrafficSelector
 from .counters import SpdDrops
 from .inner import address_key, flow_key
-from .selectors import TrafficSelector
 
 if TYPE_CHECKING:
     from .sa import OutboundSA
@@ -71,15 +71,23 @@ class _Table:
         self.cache_size = cache_size
 
 
+def _address_span(ts: TrafficSelector) -> int:
+    return ts.end - ts.start + 1
+
+
+def _port_span(ts: TrafficSelector) -> int:
+    return max(ts.end_port - ts.start_port + 1, 0)  # OPAQUE (65535-0): 0, below every real range
+
+
 def _specificity(entry: _Entry, order: int) -> tuple:
     local, remote, policy = entry
     return (
         policy.priority,
-        remote.address_span,
-        local.address_span,
+        _address_span(remote),
+        _address_span(local),
         0 if (local.protocol or remote.protocol) else 1,
-        remote.port_span,
-        local.port_span,
+        _port_span(remote),
+        _port_span(local),
         order,
     )
 

@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
+from .. import selectors as tsmod
 from ..crypto.errors import CryptoError
 from ..crypto.selection import accept_response, select_proposal, spec_from_selected
 from ..ids import ExchangeType, NotifyType, PayloadType, ProtocolId, TransformType
@@ -26,7 +27,6 @@ from ..wire.notify import DeletePayload, NotifyPayload
 from ..wire.payload import Payload
 from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
-from . import ts as tsmod
 from .convert import from_wire, to_wire
 from .events import ChildSaDown
 from .followup import FollowupMixin, lost_collision

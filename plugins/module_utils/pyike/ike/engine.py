@@ -25,6 +25,7 @@ import struct
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .. import selectors as tsmod
 from ..crypto.errors import CryptoError
 from ..crypto.ke import new_key_exchange
 from ..crypto.keys import child_key_lengths, child_keymat, derive_ike_keys, skeyseed
@@ -64,7 +65,6 @@ from ..wire.payload import Payload
 from ..wire.rules import check_envelope, check_payloads
 from ..wire.sa import SaPayload
 from ..wire.selectors import TsiPayload, TsrPayload
-from . import ts as tsmod
 from .authenticate import PUBKEY, AuthFailed, AuthMixin
 from .convert import from_wire, has_additional_kes, strip_ke, to_wire
 from .cookies import COOKIE, DROP, CookieJar, HalfOpenGuard

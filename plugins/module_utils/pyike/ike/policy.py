@@ -7,7 +7,6 @@ tests build policies directly.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..crypto.proposals import ProposalSpec
 from ..ids import IdType
-from ..wire.selectors import TrafficSelector
+from ..selectors import TrafficSelector
 
 Identity = Tuple[int, bytes]  # (IdType, identification data) as in the ID payload (RFC 7296 §3.5)
 
@@ -61,31 +60,13 @@ class IkePolicy:
         return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
 
 
-def selector_from_network(
-    text: str, protocol: int = 0, ports: Tuple[int, int] = (0, 0xFFFF)
-) -> TrafficSelector:
-    network = ipaddress.ip_network(text, strict=False)
-    return TrafficSelector(network.network_address, network.broadcast_address, protocol, ports[0], ports[1])
-
-
-def _config_selector(ts: Any) -> TrafficSelector:
-    """A pyike.config selector (integer start/end of one IP version, protocol, ports) as a wire selector."""
-    return TrafficSelector(
-        ipaddress.ip_address(ts.start) if ts.version == 4 else ipaddress.IPv6Address(ts.start),
-        ipaddress.ip_address(ts.end) if ts.version == 4 else ipaddress.IPv6Address(ts.end),
-        ts.protocol,
-        ts.start_port,
-        ts.end_port,
-    )
-
-
 def policy_from_config(conn: Any) -> IkePolicy:
     """Adapt one pyike.config ConnectionConfig; the local id defaults to the local address."""
     children = {
         name: ChildPolicy(
             name=name,
-            local_ts=[_config_selector(ts) for ts in child.local_ts],
-            remote_ts=[_config_selector(ts) for ts in child.remote_ts],
+            local_ts=list(child.local_ts),
+            remote_ts=list(child.remote_ts),
             esp_proposals=list(child.esp_proposals),
             start_action=child.start_action,
             rekey_time=float(child.rekey_time),
@@ -135,16 +116,11 @@ def _certificates_digest(certificates: List[Any]) -> str:
 def policy_signature(policy: IkePolicy) -> tuple:
     """A comparable summary of everything that shapes an IKE SA: a reload that changes it restarts the SA."""
 
-    def selectors(items: List[TrafficSelector]) -> tuple:
-        return tuple(
-            (str(t.start_addr), str(t.end_addr), t.ip_protocol, t.start_port, t.end_port) for t in items
-        )
-
     children = tuple(
         (
             name,
-            selectors(c.local_ts),
-            selectors(c.remote_ts),
+            tuple(c.local_ts),
+            tuple(c.remote_ts),
             tuple(str(p) for p in c.esp_proposals),
             c.start_action,
         )

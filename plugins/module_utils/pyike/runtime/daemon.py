@@ -20,7 +20,6 @@ from ..config.errors import ConfigError
 from ..config.load import load_config
 from ..crypto.certs import as_utc, not_valid_after, not_valid_before, subject_text
 from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
-from ..esp import TrafficSelector as EspSelector
 from ..ids import IntegId
 from ..ike.engine import Engine, RetransmitPolicy
 from ..ike.events import (
@@ -34,6 +33,7 @@ from ..ike.events import (
     SendKeepalive,
 )
 from ..ike.policy import IkePolicy, policy_from_config
+from ..selectors import address_ranges
 from .control import ControlError, ControlServer
 from .dataplane import Dataplane
 from .netlink import Netlink
@@ -57,13 +57,6 @@ def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
         for policy in policies.values():
             policy.force_encap = True
     return policies
-
-
-def _esp_selectors(selectors) -> List[EspSelector]:
-    return [
-        EspSelector(ts.start_addr, ts.end_addr, ts.ip_protocol, ts.start_port, ts.end_port)
-        for ts in selectors
-    ]
 
 
 class Daemon:
@@ -261,7 +254,8 @@ class Daemon:
 
     def _install(self, event: ChildSaUp) -> None:
         integ = event.integ_id if event.integ_id else IntegId.NONE
-        local_ts, remote_ts = _esp_selectors(event.local_ts), _esp_selectors(event.remote_ts)
+        # the dataplane enforces address ranges; selectors of other TS types mean nothing to it
+        local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
         try:
             outbound = OutboundSA(
                 event.spi_out,
@@ -543,8 +537,8 @@ def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
         return None
     for address in addresses:
         if any(
-            ts.start_addr.version == address.version and ts.start_addr <= address <= ts.end_addr
-            for ts in selectors
+            ts.version == address.version and ts.start <= int(address) <= ts.end
+            for ts in address_ranges(selectors)
         ):
             return str(address)
     return None

@@ -1,19 +1,35 @@
-"""Traffic Selector payloads TSi/TSr (RFC 7296 §3.13)."""
+"""Traffic Selector payloads TSi/TSr (RFC 7296 §3.13).
+
+Address-range selectors (TS types 7 and 8) decode to and encode from the one selector value type,
+:class:`..selectors.TrafficSelector`; selectors of any other type stay :class:`RawSelector` octets.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import List, Union
+from typing import Any, List, Tuple, Union
 
 from ..ids import PayloadType, TsType
-from .codec import Address, CountOf, FailFn, Int, Items, Length, Reserved, Rest, Struct, Values
+from ..selectors import OPAQUE_PORTS, TrafficSelector
+from .codec import (
+    Address,
+    CountOf,
+    Cursor,
+    FailFn,
+    Int,
+    Items,
+    Length,
+    Reserved,
+    Rest,
+    Struct,
+    Values,
+    encode_error,
+)
 from .payload import Payload
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
-# RFC 4301 §4.4.1.1 / strongSwan: start port 65535 with end port 0 means OPAQUE.
-OPAQUE_PORTS = (0xFFFF, 0)
 _ADDRESS_SIZES = {TsType.TS_IPV4_ADDR_RANGE: 4, TsType.TS_IPV6_ADDR_RANGE: 16}
 
 
@@ -22,14 +38,18 @@ def _address_size(values: Values) -> int:
 
 
 @dataclass(repr=False)
-class TrafficSelector(Struct):
-    """An IPv4 or IPv6 address range selector (§3.13.1); the TS type follows the addresses."""
+class _AddressRange(Struct):
+    """The octets of a TS_IPV4_ADDR_RANGE or TS_IPV6_ADDR_RANGE selector (§3.13.1).
 
+    Only the codec sees it: decoding gives a :class:`TrafficSelector`, encoding takes one.
+    """
+
+    ts_type: int
+    ip_protocol: int
+    start_port: int
+    end_port: int
     start_addr: IPAddress
     end_addr: IPAddress
-    ip_protocol: int = 0
-    start_port: int = 0
-    end_port: int = 0xFFFF
 
     LABEL = "traffic selector"
     LENGTH_AT = 2
@@ -43,59 +63,37 @@ class TrafficSelector(Struct):
         Address("end_addr", _address_size),
     )
 
-    @property
-    def ts_type(self) -> int:
-        if getattr(self.start_addr, "version", None) == 6:
-            return TsType.TS_IPV6_ADDR_RANGE
-        return TsType.TS_IPV4_ADDR_RANGE
-
     @classmethod
-    def from_network(
-        cls, network: str, ip_protocol: int = 0, start_port: int = 0, end_port: int = 0xFFFF
-    ) -> TrafficSelector:
-        net = ipaddress.ip_network(network, strict=False)
-        return cls(net.network_address, net.broadcast_address, ip_protocol, start_port, end_port)
-
-    @property
-    def is_opaque(self) -> bool:
-        return (self.start_port, self.end_port) == OPAQUE_PORTS
+    def of(cls, ts: TrafficSelector) -> _AddressRange:
+        return cls(ts.ts_type, ts.protocol, ts.start_port, ts.end_port, ts.start_address, ts.end_address)
 
     def validate(self, fail: FailFn) -> None:
-        for name in ("start_addr", "end_addr"):
-            if not isinstance(getattr(self, name), (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-                raise fail(name, "expected an IPv4Address or IPv6Address")
-        for name in ("start_port", "end_port"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                raise fail(name, "expected an integer port")
-        if self.start_addr.version != self.end_addr.version:
-            raise fail("end address", "start and end addresses are of different families")
         if self.start_addr > self.end_addr:
             raise fail("end address", f"range {self.start_addr}..{self.end_addr} ends before it starts")
-        if self.start_port > self.end_port and not self.is_opaque:
+        ports = (self.start_port, self.end_port)
+        if self.start_port > self.end_port and ports != OPAQUE_PORTS:
             raise fail("end port", f"port range {self.start_port}..{self.end_port} ends before it starts")
 
-    def describe(self) -> str:
-        text = f"{self.start_addr}..{self.end_addr}"
-        networks = list(ipaddress.summarize_address_range(self.start_addr, self.end_addr))
-        if len(networks) == 1:
-            text = str(networks[0])
-        if self.ip_protocol or (self.start_port, self.end_port) != (0, 0xFFFF):
-            if self.is_opaque:
-                ports = "OPAQUE"
-            elif self.start_port == self.end_port:
-                ports = str(self.start_port)
-            else:
-                ports = f"{self.start_port}-{self.end_port}"
-            text += f"[{self.ip_protocol}/{ports}]"
-        return text
+    @classmethod
+    def read_item(cls, cur: Cursor, index: int) -> Tuple[Any, Values]:
+        layout, values = super().read_item(cur, index)
+        version = 4 if layout.ts_type == TsType.TS_IPV4_ADDR_RANGE else 6
+        selector = TrafficSelector(
+            version,
+            int(layout.start_addr),
+            int(layout.end_addr),
+            layout.ip_protocol,
+            layout.start_port,
+            layout.end_port,
+        )
+        return selector, values
 
 
 @dataclass(repr=False)
 class RawSelector(Struct):
     """A selector of a type this codec does not interpret (e.g. TS_SECLABEL, RFC 9478).
 
-    Kept as octets so the IKE layer can answer it (TS_UNACCEPTABLE) instead of the whole
-    message being rejected as malformed.
+    Kept as octets so that the message still decodes; narrowing ignores it (RFC 7296 §3.13.1).
     """
 
     ts_type: int
@@ -108,17 +106,38 @@ class RawSelector(Struct):
 
     def validate(self, fail: FailFn) -> None:
         if self.ts_type in _ADDRESS_SIZES:
-            raise fail("ts type", "address range selectors are TrafficSelector objects")
+            raise fail("ts type", "address range selectors are TrafficSelector values")
 
     def describe(self) -> str:
         return f"TS_TYPE_{self.ts_type}({len(self.data)} bytes)"
 
+    def __str__(self) -> str:
+        return self.describe()
+
 
 def _selector_class(ts_type: int) -> type:
-    return TrafficSelector if ts_type in _ADDRESS_SIZES else RawSelector
+    return _AddressRange if ts_type in _ADDRESS_SIZES else RawSelector
 
 
 Selector = Union[TrafficSelector, RawSelector]
+
+
+class SelectorItems(Items):
+    """The selectors of a TS payload: :class:`TrafficSelector` or :class:`RawSelector` items."""
+
+    def __init__(self, name: str):
+        super().__init__(name, counted=True, select=_selector_class)
+
+    def write(self, out: bytearray, view: Any, owner: str, last: bool) -> None:
+        items = view[self.name]
+        if not isinstance(items, (list, tuple)):
+            raise encode_error(owner, self.name, f"expected a list, got {type(items).__name__}")
+        for index, item in enumerate(items):
+            if isinstance(item, TrafficSelector):
+                item = _AddressRange.of(item)
+            elif not isinstance(item, RawSelector):
+                raise encode_error(owner, self.name, f"item {index + 1} is a {type(item).__name__}")
+            out += item.encode_struct()
 
 
 @dataclass(repr=False)
@@ -130,11 +149,11 @@ class TsPayload(Payload):
     LAYOUT = (
         CountOf("selectors", 1),
         Reserved(3),
-        Items("selectors", counted=True, select=_selector_class),
+        SelectorItems("selectors"),
     )
 
     def describe(self) -> str:
-        return f"{super().describe()}(" + " ".join(s.describe() for s in self.selectors) + ")"
+        return f"{super().describe()}(" + " ".join(str(s) for s in self.selectors) + ")"
 
 
 @dataclass(repr=False)

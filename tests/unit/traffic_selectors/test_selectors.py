@@ -1,18 +1,17 @@
-"""Traffic selectors: strongSwan syntax, and containment/intersection per RFC 7296 §2.9."""
+"""The traffic selector value type: strongSwan syntax, packet matching, containment and intersection."""
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import ipaddress
+import pickle
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from pyike.config import SelectorError, TrafficSelector, intersect_lists
 from pyike.ids import TsType
-
-V4 = int(ipaddress.IPv4Address("10.0.0.0"))
-V6 = int(ipaddress.IPv6Address("2001:db8::"))
+from pyike.selectors import NO_PORT, SelectorError, TrafficSelector
+from selector_strategies import packets, point, selectors
 
 
 @pytest.mark.parametrize(
@@ -104,6 +103,21 @@ def test_constructor_checks():
         TrafficSelector(4, 0, 1, start_port=10, end_port=9)
     assert TrafficSelector(4, 0, 1, start_port=65535, end_port=0).is_opaque
     assert TrafficSelector.from_range("10.0.0.1", "10.0.0.3").end_address == ipaddress.ip_address("10.0.0.3")
+    with pytest.raises(SelectorError, match="start must be an integer"):
+        TrafficSelector(4, "10.0.0.1", 1)
+    with pytest.raises(SelectorError, match="is not an IPv4 or IPv6 network"):
+        TrafficSelector.from_network("10.0.0.0/33")
+
+
+def test_values_are_immutable_hashable_and_copyable():
+    ts = TrafficSelector.parse("10.1.0.0/24[udp/opaque]")
+    with pytest.raises(AttributeError, match="immutable"):
+        ts.start = 0
+    with pytest.raises(AttributeError):
+        ts.extra = 1
+    assert {ts, TrafficSelector.parse("10.1.0.0/24[17/opaque]")} == {ts}
+    assert ts != TrafficSelector.parse("10.1.0.0/24[udp]") and ts != str(ts)
+    assert copy.deepcopy(ts) == ts and pickle.loads(pickle.dumps(ts)) == ts
 
 
 def test_intersection_examples():
@@ -122,13 +136,6 @@ def test_intersection_examples():
     assert TrafficSelector.parse("10.1.0.0/24[tcp/1-1000]").intersect(
         TrafficSelector.parse("10.1.0.100-10.1.3.0[/500-2000]")
     ) == TrafficSelector.parse("10.1.0.100-10.1.0.255[tcp/500-1000]")
-    ours = [TrafficSelector.parse("10.1.0.0/24"), TrafficSelector.parse("10.3.0.0/24")]
-    theirs = [TrafficSelector.parse("10.1.0.128/25"), TrafficSelector.parse("10.1.0.0/16")]
-    assert intersect_lists(ours, theirs) == [
-        TrafficSelector.parse("10.1.0.128/25"),
-        TrafficSelector.parse("10.1.0.0/24"),
-    ]
-    assert intersect_lists(ours, [TrafficSelector.parse("192.168.0.0/16")]) == []
 
 
 def test_matches_packets():
@@ -145,39 +152,6 @@ def test_matches_packets():
 
 
 # -- properties -----------------------------------------------------------------------------------------
-
-
-PORT_RANGES = st.one_of(
-    st.just((0, 65535)),
-    st.just((65535, 0)),
-    st.tuples(st.integers(0, 120), st.integers(0, 120)).map(lambda p: (min(p), max(p))),
-    st.tuples(st.integers(0, 65535), st.integers(0, 65535)).map(lambda p: (min(p), max(p))),
-)
-
-
-@st.composite
-def selectors(draw, version=None):
-    version = version or draw(st.sampled_from([4, 4, 4, 6]))
-    base = V4 if version == 4 else V6
-    start = base + draw(st.integers(0, 80))
-    end = start + draw(st.integers(0, 80))
-    protocol = draw(st.sampled_from([0, 0, 1, 6, 17]))
-    ports = draw(PORT_RANGES)
-    return TrafficSelector(version, start, end, protocol, ports[0], ports[1])
-
-
-@st.composite
-def packets(draw):
-    version = draw(st.sampled_from([4, 4, 4, 6]))
-    base = V4 if version == 4 else V6
-    address = base + draw(st.integers(0, 170))
-    protocol = draw(st.sampled_from([1, 6, 17, 47]))
-    port = draw(st.one_of(st.none(), st.integers(0, 130), st.sampled_from([0, 65535])))
-    return version, address, protocol, port
-
-
-def point(version, address):
-    return ipaddress.IPv4Address(address) if version == 4 else ipaddress.IPv6Address(address)
 
 
 @given(selectors(), selectors())
@@ -201,8 +175,8 @@ def test_intersection_is_empty_when_disjoint(a, b):
 
 @given(selectors(), selectors(), st.lists(st.integers(1, 255), min_size=2, max_size=2, unique=True))
 def test_intersection_is_empty_when_protocols_differ(a, b, protocols):
-    a = dataclasses.replace(a, protocol=protocols[0])
-    b = dataclasses.replace(b, protocol=protocols[1])
+    a = TrafficSelector(a.version, a.start, a.end, protocols[0], a.start_port, a.end_port)
+    b = TrafficSelector(b.version, b.start, b.end, protocols[1], b.start_port, b.end_port)
     assert a.intersect(b) is None
 
 
@@ -232,3 +206,10 @@ def test_selector_contains_and_intersects_itself(a):
 @given(selectors())
 def test_text_round_trip(a):
     assert TrafficSelector.parse(str(a)) == a
+
+
+@given(selectors(), packets())
+def test_the_dataplane_check_agrees_with_matches(a, probe):
+    version, address, protocol, port = probe
+    expected = a.matches(point(version, address), protocol, port)
+    assert a.covers(version, address, protocol, NO_PORT if port is None else port) == expected
