@@ -240,8 +240,8 @@ class CreateChildMixin(FollowupMixin):  # RFC 9370 §2.2.4: Child SAs may need I
                 secret = exchange.key_exchange.shared_secret(ke_payload.data)
             elif selected.additional_kes:
                 raise CryptoError("additional key exchanges need a main key exchange (RFC 9370 §2.2.4)")
-            local_ts = find_payload(payloads, PayloadType.TSi).selectors
-            remote_ts = find_payload(payloads, PayloadType.TSr).selectors
+            local_ts = tsmod.address_ranges(find_payload(payloads, PayloadType.TSi).selectors)
+            remote_ts = tsmod.address_ranges(find_payload(payloads, PayloadType.TSr).selectors)
             if not (
                 tsmod.is_subset(local_ts, exchange.local_ts)
                 and tsmod.is_subset(remote_ts, exchange.remote_ts)

@@ -993,8 +993,8 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
             spi = sa_payload.proposals[0].spi
             if len(spi) != 4:
                 raise CryptoError("the ESP SPI must be 4 bytes")
-            local_ts = find_payload(payloads, PayloadType.TSi).selectors
-            remote_ts = find_payload(payloads, PayloadType.TSr).selectors
+            local_ts = tsmod.address_ranges(find_payload(payloads, PayloadType.TSi).selectors)
+            remote_ts = tsmod.address_ranges(find_payload(payloads, PayloadType.TSr).selectors)
             if not (
                 tsmod.is_subset(local_ts, sa.auth_child_ts[0])
                 and tsmod.is_subset(remote_ts, sa.auth_child_ts[1])
