@@ -253,3 +253,16 @@ def test_a_client_that_does_not_read_its_answer_does_not_hold_a_slot(served, tmp
     finally:
         sock.close()
         server.close()
+
+
+def test_pyikectl_and_the_lab_helper_find_the_default_control_socket():
+    """The README's smallest configuration has no settings: the daemon's socket is the default one."""
+    from pyike.cli import DEFAULT_CONTROL_SOCKET as cli_default
+    from pyike.config.schema import DEFAULT_CONTROL_SOCKET
+    from pyike_lab.pyike import CONTROL_SOCKET, site_to_site
+
+    assert cli_default == CONTROL_SOCKET == DEFAULT_CONTROL_SOCKET
+    smallest = site_to_site(
+        "s2s", "192.0.2.1", "198.51.100.1", "a", "b", "psk-0123456789ab", [], [], defaults=True
+    )
+    assert "settings" not in smallest
