@@ -226,6 +226,22 @@ def test_connections_beyond_the_limit_are_told_busy_and_idle_ones_do_not_hold_sl
     assert server.server.busy_refusals == 1
 
 
+def test_the_busy_answer_reaches_a_client_still_sending_its_request(served):
+    """The daemon answers "busy" without reading the request and closes: a client whose request is
+    larger than the socket buffer gets EPIPE while sending, and must still read the answer."""
+    server = served(max_connections=1)
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.connect(server.path)
+        deadline = time.monotonic() + 10
+        while server.server.active < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(ControlRefused, match="busy"):
+            call(server.path, "stats", {"padding": "x" * 4_000_000}, timeout=5)
+    finally:
+        holder.close()
+
+
 def test_a_client_that_does_not_read_its_answer_does_not_hold_a_slot(served, tmp_path):
     big = {"blob": "x" * (8 * 1024 * 1024)}  # more than the socket buffers hold
 

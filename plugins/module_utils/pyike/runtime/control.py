@@ -235,7 +235,10 @@ def call(path: str, command: str, args: Optional[Dict[str, Any]] = None, timeout
             if exc.errno in (errno.EACCES, errno.EPERM):
                 raise ControlError("no permission to use %s: run as root" % path) from None
             raise ControlError("cannot connect to %s: %s" % (path, exc.strerror or exc)) from None
-        sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
+        try:
+            sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a busy daemon answers without reading the request and closes: the answer is waiting
         chunks = []
         while True:
             chunk = sock.recv(65536)
