@@ -201,6 +201,13 @@ def test_an_overlong_request_gets_an_error_answer(served):
     assert answer["ok"] is False and "longer than" in answer["error"]
 
 
+def test_an_unknown_command_is_not_echoed_in_full(served):
+    server = served()
+    with pytest.raises(ControlRefused, match="unknown command") as refused:
+        call(server.path, "x" * 60_000)
+    assert len(str(refused.value)) < 200
+
+
 def test_connections_beyond_the_limit_are_told_busy_and_idle_ones_do_not_hold_slots(served):
     server = served(max_connections=3, client_timeout=0.5)
     idle = []

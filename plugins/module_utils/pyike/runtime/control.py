@@ -186,8 +186,8 @@ class ControlServer:
         if handler is None:
             return {
                 "ok": False,
-                "error": "unknown command %r; known: %s"
-                % (request["command"], ", ".join(sorted(self.handlers))),
+                "error": "unknown command %s; known: %s"
+                % (_short(request["command"]), ", ".join(sorted(self.handlers))),
             }
         args = request.get("args") or {}
         if not isinstance(args, dict):
