@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from .runtime.control import ControlError, call
 
-DEFAULT_CONTROL_SOCKET = "/run/pyike/pyike.ctl"
+DEFAULT_CONTROL_SOCKET = "/run/pyike/pyike.ctl"  # config.schema's default (importing it needs cryptography)
 
 
 def _out(text: str) -> None:
@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     list_sas.add_argument("--json", action="store_true", help="machine-readable output")
     initiate = actions.add_parser("initiate", help="bring a connection (or one of its children) up")
     initiate.add_argument("target", metavar="CONN[/CHILD]")
-    initiate.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the Child SA")
+    initiate.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the Child SA (above 0, at most 600)"
+    )
     terminate = actions.add_parser("terminate", help="delete a connection's IKE SA and its Child SAs")
     terminate.add_argument("conn", metavar="CONN")
     rekey = actions.add_parser("rekey", help="rekey a connection's Child SAs (or its IKE SA with --ike)")

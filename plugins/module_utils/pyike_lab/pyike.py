@@ -12,7 +12,7 @@ from .lab import Lab, LabError, stop_by_pid_file
 
 MODULE_UTILS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILE = "/etc/pyike/pyike.json"
-CONTROL_SOCKET = "/run/pyike/pyike.ctl"
+CONTROL_SOCKET = "/run/pyike/pyike.ctl"  # the engine's default (pyike.config.schema.DEFAULT_CONTROL_SOCKET)
 PID_FILE = "/run/pyike/pyiked.pid"
 LOG_FILE = "/var/log/pyike.log"
 HOST_PYTHON = "/usr/bin/python3"  # Debian's interpreter with distro cryptography and pyroute2
@@ -31,13 +31,16 @@ def site_to_site(
     esp_proposals: Optional[List[str]] = None,
     start_action: str = "none",
     credentials: Optional[Dict[str, Any]] = None,
+    defaults: bool = False,
     **settings: Any,
 ) -> Dict[str, Any]:
     """An engine configuration with one connection and one child called "net".
 
     ``credentials`` switches it to certificates: ``{"cert": ..., "private_key": ..., "ca_certs":
     [...]}`` (paths inside the lab host, see :meth:`PyikeDaemon.write_file`; ``auth_method`` and
-    ``cert_chain`` may be added); ``psk`` is then ignored.
+    ``cert_chain`` may be added); ``psk`` is then ignored. ``defaults``: no ``settings`` section
+    at all (listen on 0.0.0.0, the default control socket), as the README's smallest example;
+    keyword arguments are then refused.
     """
     conn: Dict[str, Any] = {
         "local": {"address": local_addr, "id": local_id},
@@ -58,6 +61,10 @@ def site_to_site(
         del conn["psk"]
         conn["auth"] = "pubkey"
         conn.update(credentials)
+    if defaults:
+        if settings:
+            raise ValueError("site_to_site(defaults=True) takes no settings, got %s" % sorted(settings))
+        return {"connections": {name: conn}}
     return {
         "settings": dict({"control_socket": CONTROL_SOCKET, "listen": [local_addr]}, **settings),
         "connections": {name: conn},
@@ -71,11 +78,13 @@ class PyikeDaemon:
         self.lab = lab
         self.host = host
         self.python = python
+        self.control_socket = CONTROL_SOCKET  # the configuration's, once start() has written one
 
     def _sh(self, script: str, input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
         return self.lab.run_in(self.host, ["/bin/sh", "-c", script], input_data=input_data, timeout=timeout)
 
     def write_config(self, config: Dict[str, Any]) -> None:
+        self.control_socket = (config.get("settings") or {}).get("control_socket", CONTROL_SOCKET)
         self._sh(
             "umask 077 && mkdir -p %s && cat > %s.tmp && mv %s.tmp %s"
             % (os.path.dirname(CONFIG_FILE), CONFIG_FILE, CONFIG_FILE, CONFIG_FILE),
@@ -92,7 +101,14 @@ class PyikeDaemon:
             text.encode(),
         )
 
-    def start(self, config: Optional[Dict[str, Any]] = None, timeout: float = 15.0) -> None:
+    def start(
+        self, config: Optional[Dict[str, Any]] = None, timeout: float = 15.0, before_exec: str = ""
+    ) -> None:
+        """Start the daemon and wait until its control socket exists.
+
+        ``before_exec``: shell commands that the daemon's own process runs before it becomes the
+        daemon (``$$`` is its PID), e.g. to join a cgroup.
+        """
         if config is not None:
             self.write_config(config)
         command = "PYTHONPATH=%s exec %s -m pyike daemon --config %s" % (
@@ -100,6 +116,8 @@ class PyikeDaemon:
             shlex.quote(self.python),
             CONFIG_FILE,
         )
+        if before_exec:
+            command = "%s; %s" % (before_exec, command)
         self._sh(
             "mkdir -p /run/pyike && setsid sh -c 'echo $$ > %s; %s' </dev/null >>%s 2>&1 &"
             % (PID_FILE, command.replace("'", "'\\''"), LOG_FILE)
@@ -111,7 +129,7 @@ class PyikeDaemon:
             state = self._sh(
                 "test -S %s && echo up && exit; test -s %s || { echo starting; exit; }; "
                 "kill -0 $(cat %s) 2>/dev/null && echo starting || echo dead"
-                % (CONTROL_SOCKET, PID_FILE, PID_FILE)
+                % (shlex.quote(self.control_socket), PID_FILE, PID_FILE)
             ).strip()
             if state == "up":
                 return
@@ -131,7 +149,7 @@ class PyikeDaemon:
                 "pyike",
                 "ctl",
                 "--socket",
-                CONTROL_SOCKET,
+                self.control_socket,
                 *args,
             ],
             timeout=timeout,

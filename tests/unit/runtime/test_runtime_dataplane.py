@@ -159,7 +159,7 @@ def test_ike_without_a_handler_is_counted_and_send_ike_adds_the_marker(pair):
 def test_a_replayed_esp_packet_is_dropped_and_counted(pair):
     captured = []
     original = pair.a_ep.send_esp
-    pair.a_ep.send_esp = lambda packets, peer: captured.extend(packets) or original(packets, peer)
+    pair.a_ep.send_esp = lambda packets, *address: captured.extend(packets) or original(packets, *address)
     assert len(pair.a_to_b(data(1))) == 1
     replayer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     replayer.sendto(captured[0], pair.b_ep.local)

@@ -5,6 +5,11 @@ Answer:   {"ok": true, "result": ...}\\n   or   {"ok": false, "error": "what wen
 
 The socket is a unix stream socket created with mode 0600 (only root talks to the daemon), so the
 protocol carries no authentication of its own. Answers never contain secrets.
+
+Even root's clients can be broken: at most ``max_connections`` are served at once (others are
+answered "busy" at once), each must send its request and take its answer within
+``client_timeout`` seconds, and a request that is too long or too deeply nested gets an error
+answer. Handlers check their arguments with :func:`check_args` and the ``*_arg`` helpers.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import asyncio
 import errno
 import json
 import logging
+import math
 import os
 import socket
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Iterable, Optional
 
 log = logging.getLogger("pyike.control")
 
 MAX_REQUEST = 64 * 1024
+MAX_CONNECTIONS = 16  # served at once; each `initiate` holds one while it waits
+CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request, and to take its answer
+MAX_NAME = 255  # connection and child names
 Handler = Callable[[Dict[str, Any]], Awaitable[Any]]
 
 
@@ -27,10 +36,78 @@ class ControlError(Exception):
     """A request the daemon refuses; the message goes back to the client as the error."""
 
 
+def check_args(command: str, args: Dict[str, Any], known: Iterable[str]) -> None:
+    """Refuse argument names a command does not know (a typo must not be ignored silently)."""
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise ControlError(
+            "unknown argument(s) for %s: %s; known: %s"
+            % (command, ", ".join(_short(name) for name in unknown), ", ".join(sorted(known)) or "none")
+        )
+
+
+def text_arg(args: Dict[str, Any], name: str, required: bool = True) -> Optional[str]:
+    """A name (connection, child): a non-empty string of at most MAX_NAME characters."""
+    value = args.get(name)
+    if value is None:
+        if required:
+            raise ControlError('"%s" is required' % name)
+        return None
+    if not isinstance(value, str) or not value:
+        raise ControlError('"%s" must be a string, not %s' % (name, _short(value)))
+    if len(value) > MAX_NAME:
+        raise ControlError('"%s" must be a string of at most %d characters' % (name, MAX_NAME))
+    return value
+
+
+def bool_arg(args: Dict[str, Any], name: str) -> bool:
+    value = args.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ControlError('"%s" must be true or false, not %s' % (name, _short(value)))
+    return value
+
+
+def seconds_arg(args: Dict[str, Any], name: str, default: float, minimum: float, maximum: float) -> float:
+    """A JSON number of seconds, finite, with minimum < value <= maximum (NaN would never time out)."""
+    value = args.get(name)
+    if value is None:
+        return default
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (
+        not number
+        or (isinstance(value, float) and not math.isfinite(value))
+        or not minimum < value <= maximum
+    ):
+        raise ControlError(
+            '"%s" must be a number of seconds above %g and at most %g, not %s'
+            % (name, minimum, maximum, _short(value))
+        )
+    return float(value)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A value for an error message, cut short (it echoes what a client sent)."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ControlServer:
-    def __init__(self, path: str, handlers: Dict[str, Handler]):
+    def __init__(
+        self,
+        path: str,
+        handlers: Dict[str, Handler],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        client_timeout: float = CLIENT_TIMEOUT,
+    ):
         self.path = path
         self.handlers = handlers
+        self.max_connections = max_connections
+        self.client_timeout = client_timeout
+        self.active = 0  # connections being served now
+        self.busy_refusals = 0
         self._server: Optional[asyncio.AbstractServer] = None
 
     async def start(self) -> None:
@@ -55,29 +132,62 @@ class ControlServer:
             pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= self.max_connections:
+            self.busy_refusals += 1
+            await self._reply(
+                writer,
+                {
+                    "ok": False,
+                    "error": "busy: the daemon is already serving %d control connections; try again"
+                    % self.active,
+                },
+            )
+            return
+        self.active += 1
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=10)
-            answer = await self._answer(line)
-            writer.write(json.dumps(answer, sort_keys=True).encode() + b"\n")
-            await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
-            pass
+            try:
+                line = await asyncio.wait_for(reader.readline(), timeout=self.client_timeout)
+            except asyncio.TimeoutError:
+                writer.transport.abort()  # an idle client gives its slot back
+                return
+            except ValueError:  # asyncio's LimitOverrunError: no newline within the limit
+                answer: Dict[str, Any] = {
+                    "ok": False,
+                    "error": "the request is longer than %d bytes" % MAX_REQUEST,
+                }
+            else:
+                answer = await self._answer(line)
+            await self._reply(writer, answer)
+        except ConnectionError:
+            writer.transport.abort()
         finally:
-            writer.close()
+            self.active -= 1
+
+    async def _reply(self, writer: asyncio.StreamWriter, answer: Dict[str, Any]) -> None:
+        """Write the answer and close; a client that does not take it in time is cut off."""
+        try:
+            writer.write(json.dumps(answer, sort_keys=True).encode() + b"\n")
+            await asyncio.wait_for(writer.drain(), timeout=self.client_timeout)
+        except (asyncio.TimeoutError, ConnectionError):
+            writer.transport.abort()
+            return
+        writer.close()
 
     async def _answer(self, line: bytes) -> Dict[str, Any]:
         try:
             request = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return {"ok": False, "error": "the request is not one line of JSON"}
+        except RecursionError:
+            return {"ok": False, "error": "the request is nested too deeply"}
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             return {"ok": False, "error": 'the request needs a "command" string'}
         handler = self.handlers.get(request["command"])
         if handler is None:
             return {
                 "ok": False,
-                "error": "unknown command %r; known: %s"
-                % (request["command"], ", ".join(sorted(self.handlers))),
+                "error": "unknown command %s; known: %s"
+                % (_short(request["command"]), ", ".join(sorted(self.handlers))),
             }
         args = request.get("args") or {}
         if not isinstance(args, dict):
@@ -125,7 +235,10 @@ def call(path: str, command: str, args: Optional[Dict[str, Any]] = None, timeout
             if exc.errno in (errno.EACCES, errno.EPERM):
                 raise ControlError("no permission to use %s: run as root" % path) from None
             raise ControlError("cannot connect to %s: %s" % (path, exc.strerror or exc)) from None
-        sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
+        try:
+            sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a busy daemon answers without reading the request and closes: the answer is waiting
         chunks = []
         while True:
             chunk = sock.recv(65536)

@@ -8,13 +8,15 @@ and log lines, and a timer task calls `Engine.tick` at the engine's next deadlin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+import traceback
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..config.errors import ConfigError
 from ..config.load import load_config
@@ -34,12 +36,12 @@ from ..ike.events import (
 )
 from ..ike.policy import IkePolicy, policy_from_config
 from ..selectors import address_ranges
-from .control import ControlError, ControlServer
+from .control import ControlError, ControlServer, bool_arg, check_args, seconds_arg, text_arg
 from .dataplane import Dataplane
 from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
-from .udp import RawEspEndpoint, UdpEndpoint, open_endpoints
+from .udp import RawEspEndpoint, dual_stack_wanted, open_endpoints, raw_esp_addresses
 
 log = logging.getLogger("pyike.daemon")
 
@@ -49,6 +51,59 @@ SEQUENCE_POLL_INTERVAL = 5.0  # seconds between checks of every SA's sequence-nu
 # exchange that removed it. The peer sends nothing new on it; replays are still refused. strongSwan keeps
 # such SAs 5 s (charon.delete_rekeyed_delay); 2 s lost nothing in the lab's rekey-under-load runs.
 INBOUND_LINGER = 2.0
+DEFAULT_INITIATE_WAIT = 10.0  # seconds `initiate` waits for the Child SA unless told otherwise
+MAX_INITIATE_WAIT = 600.0  # a waiting `initiate` holds a control connection (control.MAX_CONNECTIONS)
+
+
+class StartError(Exception):
+    """A step of the daemon's start failed; str() names the step and the cause."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line that is never empty: its message, or its type and where it was
+    raised (asyncio's and concurrent.futures' TimeoutError, for one, have no message)."""
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is None:
+        text = exc.strerror  # without the "[Errno N]" prefix; our own OSErrors say what failed
+    if not text:
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        origin = ""
+        if where:
+            origin = " (raised in %s:%d, %s)" % (
+                os.path.basename(where[0].filename),
+                where[0].lineno,
+                where[0].name,
+            )
+        return "%s without a message%s" % (type(exc).__name__, origin)
+    if isinstance(exc, (OSError, ControlError, ConfigError)):
+        return text
+    return "%s: %s" % (type(exc).__name__, text)
+
+
+@contextlib.contextmanager
+def _start_step(what: str) -> Iterator[None]:
+    try:
+        yield
+    except StartError:
+        raise
+    except Exception as exc:
+        raise StartError("%s: %s" % (what, describe_error(exc))) from exc
+
+
+def _event_subject(event: object) -> str:
+    """What an engine event concerns, for a log line: its type, connection/child, SAs and peer."""
+    parts = []
+    conn, child = getattr(event, "conn", None), getattr(event, "child", None)
+    if conn:
+        parts.append("%s/%s" % (conn, child) if child else str(conn))
+    if getattr(event, "ike_sa", None):
+        parts.append("IKE SA %s" % event.ike_sa)
+    if isinstance(getattr(event, "spi_in", None), int):
+        parts.append("CHILD_SA %08x_i" % event.spi_in)
+    remote = getattr(event, "remote", None)
+    if isinstance(remote, tuple) and len(remote) == 2:
+        parts.append("peer %s:%s" % remote)
+    return "%s (%s)" % (type(event).__name__, ", ".join(parts) or "no SA")
 
 
 def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
@@ -84,20 +139,29 @@ class Daemon:
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
         self._started = time.monotonic()
         self._ipr: Optional[Netlink] = None  # address look-ups, opened on first use
+        self.event_errors = 0  # engine events the daemon failed to act on (each logged with its SA)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
         settings = self.config.settings
         loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
-        tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
+        with _start_step("TUN device %s (MTU %d)" % (settings.tun_name, settings.tun_mtu)):
+            tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
         _no_redirects(tun.name)
         listen = [str(address) for address in settings.listen]
-        endpoints: List[Any] = open_endpoints(listen, (settings.ike_port, settings.nat_t_port))
+        with _start_step(
+            "UDP ports %d/%d on %s" % (settings.ike_port, settings.nat_t_port, ", ".join(listen))
+        ):
+            endpoints: List[Any] = open_endpoints(listen, (settings.ike_port, settings.nat_t_port))
         try:
-            endpoints += [RawEspEndpoint(address) for address in listen]
+            for address in raw_esp_addresses(listen):  # raw sockets are never dual-stack
+                endpoints.append(RawEspEndpoint(address))
         except OSError as exc:
-            log.warning("no raw ESP socket (%s): every Child SA will use ESP in UDP", exc)
+            log.warning("no raw ESP socket (%s): every Child SA will use ESP in UDP", describe_error(exc))
+            for endpoint in [e for e in endpoints if isinstance(e, RawEspEndpoint)]:
+                endpoint.close()
+                endpoints.remove(endpoint)
             self.raw_esp = False
             self.engine.policies = _policies(self.config, raw_esp=False)
         routes = RouteManager(tun.name)
@@ -105,14 +169,16 @@ class Daemon:
         self.dataplane.limits.on_limit = self._on_volume_limit
         self.dataplane.start(loop)
         self.control = ControlServer(settings.control_socket, self._handlers())
-        await self.control.start()
+        with _start_step("control socket %s" % settings.control_socket):
+            await self.control.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
         log.info(
-            "pyike daemon started: TUN %s, IKE on %s ports %d/%d, control %s",
+            "pyike daemon started: TUN %s, IKE on %s%s ports %d/%d, control %s",
             tun.name,
             ", ".join(listen),
+            " (dual-stack: IPv4 too)" if dual_stack_wanted(listen) else "",
             settings.ike_port,
             settings.nat_t_port,
             settings.control_socket,
@@ -121,7 +187,15 @@ class Daemon:
         self._start_actions()
         timer = asyncio.ensure_future(self._timer())
         poll = asyncio.ensure_future(self._poll_sequence_limits())
-        await self._stopping.wait()
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait((stopping, timer, poll), return_when=asyncio.FIRST_COMPLETED)
+        status = 0
+        for task, what in ((timer, "the engine's timer"), (poll, "the sequence-number poll")):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                log.error("%s failed, stopping: %s", what, describe_error(exc), exc_info=exc)
+                status = 1
+        stopping.cancel()
         log.info("stopping: deleting IKE SAs")
         for name in list(self.engine.policies):
             self.engine.terminate(name, time.monotonic())
@@ -137,7 +211,7 @@ class Daemon:
         for endpoint in endpoints:
             endpoint.close()
         tun.close()
-        return 0
+        return status
 
     def _start_actions(self) -> None:
         now = time.monotonic()
@@ -180,41 +254,61 @@ class Daemon:
         self._flush()
 
     def _flush(self, wake_timer: bool = True) -> None:
-        """Act on the engine's events; then the timer task re-reads the engine's next deadline."""
+        """Act on the engine's events, each on its own: one that fails is logged with the SA it
+        concerns and counted, and the others still happen (so that engine and dataplane agree on
+        everything else). Then the timer task re-reads the engine's next deadline."""
         for event in self.engine.pop_events():
-            if isinstance(event, SendDatagram):
-                try:
-                    self.dataplane.send_ike(event.data, event.local, event.remote)
-                except (OSError, ValueError) as exc:
-                    log.warning("cannot send IKE message to %s:%d: %s", event.remote[0], event.remote[1], exc)
-            elif isinstance(event, SendKeepalive):
-                self._send_keepalive(event)
-            elif isinstance(event, ChildSaUp):
-                self._install(event)
-            elif isinstance(event, ChildSaOutbound):
-                self._switch_outbound(event.spi_in)
-            elif isinstance(event, ChildSaDown):
-                self._remove(event)
-                log.info(
-                    "%s/%s: CHILD_SA %08x_i removed: %s", event.conn, event.child, event.spi_in, event.reason
-                )
-            elif isinstance(event, Failure):
-                log.warning("%s: %s failed: %s", event.conn, event.what, event.reason)
-                self.failures.append((time.monotonic(), event))
-                del self.failures[:-50]
-                self._resolve(event.conn, None, error=event)
-            elif isinstance(event, IkeSaUp):
-                log.info(
-                    "%s: IKE SA %s up between %s and %s",
-                    event.conn,
-                    event.ike_sa,
-                    event.local[0],
-                    event.remote[0],
-                )
-            elif isinstance(event, IkeSaDown):
-                log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
+            try:
+                self._act_on(event)
+            except Exception as exc:
+                self.event_errors += 1
+                subject = _event_subject(event)
+                log.error("cannot act on %s: %s", subject, describe_error(exc), exc_info=True)
+                conn = getattr(event, "conn", None)
+                if conn:
+                    self._failed(Failure(conn, "act on %s" % subject, describe_error(exc)))
         if wake_timer and self._wake is not None:
             self._wake.set()
+
+    def _act_on(self, event: object) -> None:
+        if isinstance(event, SendDatagram):
+            try:
+                self.dataplane.send_ike(event.data, event.local, event.remote)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot send IKE message to %s:%d: %s", event.remote[0], event.remote[1], exc)
+        elif isinstance(event, SendKeepalive):
+            try:
+                self.dataplane.send_keepalive(event.local, event.remote)
+            except ValueError as exc:
+                log.warning("cannot send a NAT keepalive to %s:%d: %s", event.remote[0], event.remote[1], exc)
+        elif isinstance(event, ChildSaUp):
+            self._install(event)
+        elif isinstance(event, ChildSaOutbound):
+            self._switch_outbound(event.spi_in)
+        elif isinstance(event, ChildSaDown):
+            self._remove(event)
+            log.info(
+                "%s/%s: CHILD_SA %08x_i removed: %s", event.conn, event.child, event.spi_in, event.reason
+            )
+        elif isinstance(event, Failure):
+            log.warning("%s: %s failed: %s", event.conn, event.what, event.reason)
+            self._failed(event)
+        elif isinstance(event, IkeSaUp):
+            log.info(
+                "%s: IKE SA %s up between %s and %s",
+                event.conn,
+                event.ike_sa,
+                event.local[0],
+                event.remote[0],
+            )
+        elif isinstance(event, IkeSaDown):
+            log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
+
+    def _failed(self, failure: Failure) -> None:
+        """Keep a failure for `stats` and tell whoever waits for its connection in `initiate`."""
+        self.failures.append((time.monotonic(), failure))
+        del self.failures[:-50]
+        self._resolve(failure.conn, None, error=failure)
 
     def _remove(self, event: ChildSaDown) -> None:
         """One SA pair goes; the dataplane child (policy, routes) only with the last SA pair sharing it."""
@@ -244,13 +338,6 @@ class Daemon:
             elif child_id in self.dataplane.children:
                 self.dataplane.remove_inbound(child_id, spi)
         self._lingering = keep
-
-    def _send_keepalive(self, event: SendKeepalive) -> None:
-        for endpoint in self.dataplane.endpoints:
-            if isinstance(endpoint, UdpEndpoint) and endpoint.nat_t and endpoint.local[1] == event.local[1]:
-                if endpoint.local[0] == event.local[0] or endpoint.wildcard:
-                    endpoint.send_keepalive(event.remote)
-                    return
 
     def _install(self, event: ChildSaUp) -> None:
         integ = event.integ_id if event.integ_id else IntegId.NONE
@@ -286,9 +373,7 @@ class Daemon:
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
-            self.failures.append(
-                (time.monotonic(), Failure(event.conn, "install child %s" % event.child, str(exc)))
-            )
+            self._failed(Failure(event.conn, "install child %s" % event.child, describe_error(exc)))
             return
         self._children[event.spi_in] = child_id
         self._outbound[event.spi_in] = (child_id, outbound, event.remote)
@@ -360,6 +445,7 @@ class Daemon:
         }
 
     async def _list_conns(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
+        check_args("list-conns", args, ())
         return [
             {
                 "name": name,
@@ -371,6 +457,7 @@ class Daemon:
         ]
 
     async def _list_sas(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
+        check_args("list-sas", args, ())
         sas = self.engine.describe_sas(time.monotonic())
         for ike in sas:
             for child in ike["children"]:
@@ -381,24 +468,29 @@ class Daemon:
         return sas
 
     async def _initiate(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        conn, child = args.get("conn"), args.get("child")
-        wait = float(args.get("wait") or 10.0)
+        check_args("initiate", args, ("conn", "child", "wait"))
+        conn, child = text_arg(args, "conn"), text_arg(args, "child", required=False)
+        wait = seconds_arg(args, "wait", DEFAULT_INITIATE_WAIT, 0.0, MAX_INITIATE_WAIT)
         if self._child_installed(conn, child):
             return {"message": "%s is already up" % conn}
         future = asyncio.get_running_loop().create_future()
-        self._waiters.append((conn, child, future))
+        waiter = (conn, child, future)
+        self._waiters.append(waiter)
         try:
-            self.engine.initiate(conn, child, time.monotonic())
-        except (KeyError, ValueError) as exc:
-            self._waiters.remove((conn, child, future))
-            raise ControlError(str(exc).strip("'\"")) from None
-        self._flush()
-        try:
-            error = await asyncio.wait_for(future, wait)
-        except asyncio.TimeoutError:
-            raise ControlError(
-                "%s did not come up within %ss (retransmits continue in the background)" % (conn, wait)
-            ) from None
+            try:
+                self.engine.initiate(conn, child, time.monotonic())
+            except (KeyError, ValueError) as exc:
+                raise ControlError(str(exc).strip("'\"")) from None
+            self._flush()
+            try:
+                error = await asyncio.wait_for(future, wait)
+            except asyncio.TimeoutError:
+                raise ControlError(
+                    "%s did not come up within %gs (retransmits continue in the background)" % (conn, wait)
+                ) from None
+        finally:
+            if waiter in self._waiters:  # timed out, refused, or the client went away
+                self._waiters.remove(waiter)
         if error is not None:
             raise ControlError("%s: %s failed: %s" % (conn, error.what, error.reason))
         return {
@@ -413,7 +505,8 @@ class Daemon:
         return False
 
     async def _terminate(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        conn = args.get("conn")
+        check_args("terminate", args, ("conn",))
+        conn = text_arg(args, "conn")
         if conn not in self.engine.policies:
             raise ControlError("no connection named %r" % conn)
         count = self.engine.terminate(conn, time.monotonic())
@@ -421,17 +514,19 @@ class Daemon:
         return {"message": "terminated %d IKE SA(s) of %s" % (count, conn)}
 
     async def _rekey(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        conn, child = args.get("conn"), args.get("child")
+        check_args("rekey", args, ("conn", "child", "ike", "reauth"))
+        conn, child = text_arg(args, "conn"), text_arg(args, "child", required=False)
+        ike, reauth = bool_arg(args, "ike"), bool_arg(args, "reauth")
         if conn not in self.engine.policies:
             raise ControlError("no connection named %r" % conn)
         now = time.monotonic()
-        if args.get("reauth"):
+        if reauth:
             count = self.engine.reauthenticate(conn, now)
             self._flush()
             if not count:
                 raise ControlError("%s has no established IKE SA to reauthenticate" % conn)
             return {"message": "reauthenticating %d IKE SA(s) of %s" % (count, conn)}
-        if args.get("ike"):
+        if ike:
             count = self.engine.rekey_ike(conn, now)
             what = "IKE SA"
         else:
@@ -443,6 +538,7 @@ class Daemon:
         return {"message": "rekeying %d %s(s) of %s" % (count, what, conn)}
 
     async def _reload_command(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        check_args("reload", args, ())
         return await self._reload(raise_errors=True)
 
     async def _reload(self, raise_errors: bool = False) -> Dict[str, Any]:
@@ -470,8 +566,14 @@ class Daemon:
         return {"message": message}
 
     async def _stats(self, args: Dict[str, Any]) -> Dict[str, Any]:
+        check_args("stats", args, ())
         return {
             "uptime_seconds": round(time.monotonic() - self._started, 1),
+            "event_errors": self.event_errors,
+            "control": {
+                "active": self.control.active if self.control else 0,
+                "busy_refusals": self.control.busy_refusals if self.control else 0,
+            },
             "ike": dict(self.engine.counters),
             "ike_sas": len(self.engine.sas),
             "half_open": self.engine.guard.describe(),  # RFC 7296 §2.6 flood protection
@@ -560,6 +662,13 @@ def run_daemon(config_path: str, log_level: Optional[str] = None) -> int:
         return 2
     try:
         return asyncio.run(Daemon(config_path, config).run())
+    except StartError as exc:
+        sys.stderr.write("pyike: cannot start: %s\n" % exc)
+        return 1
     except OSError as exc:
-        sys.stderr.write("pyike: %s\n" % exc)
+        sys.stderr.write("pyike: %s\n" % describe_error(exc))
+        return 1
+    except Exception as exc:  # a bug: the traceback says where, the last line what
+        traceback.print_exc()
+        sys.stderr.write("pyike: internal error: %s\n" % describe_error(exc))
         return 1

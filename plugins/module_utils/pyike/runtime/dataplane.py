@@ -134,10 +134,19 @@ class Child:
         "retired_in",
         "retired_out",
         "routes",
+        "source",
         "tx_errors",
     )
 
-    def __init__(self, child_id: str, policy: Policy, endpoint: Endpoint, peer: Address, encap: bool):
+    def __init__(
+        self,
+        child_id: str,
+        policy: Policy,
+        endpoint: Endpoint,
+        peer: Address,
+        encap: bool,
+        source: Optional[str] = None,
+    ):
         self.child_id = child_id
         self.policy = policy
         self.local_ts = policy.local
@@ -146,6 +155,7 @@ class Child:
         self.inbound: Dict[int, InboundSA] = {}
         self.endpoint = endpoint
         self.peer = peer
+        self.source = source  # our address for this child's packets, when the socket is a wildcard one
         self.encap = encap
         self.routes: List[Tuple[str, Optional[str]]] = []
         self.tx_errors = 0
@@ -289,11 +299,11 @@ class Dataplane:
     ) -> None:
         """Install a Child SA: policy local_ts -> remote_ts through ``outbound_sa`` to ``peer``.
 
-        ``encap``: ESP in UDP (RFC 3948) from our NAT-T socket (on address ``local`` if given),
-        else raw ESP. The inbound SA is checked against the selectors (set on it if it has none).
-        With a route manager, routes to the remote selectors go into the TUN device, with
-        ``route_source`` (an address, or one per IP version) as preferred source for routes of
-        the same IP version.
+        ``encap``: ESP in UDP (RFC 3948) from our NAT-T socket (on address ``local`` if given,
+        which is also the packets' source address on a wildcard socket), else raw ESP. The
+        inbound SA is checked against the selectors (set on it if it has none). With a route
+        manager, routes to the remote selectors go into the TUN device, with ``route_source``
+        (an address, or one per IP version) as preferred source for routes of the same IP version.
         """
         if child_id in self._children:
             raise DataplaneError("child %r is already installed; remove it or rekey it" % child_id)
@@ -304,7 +314,7 @@ class Dataplane:
         if inbound_sa is not None and inbound_sa.spi in self.sad:
             raise DataplaneError("inbound SPI %#010x is already installed" % inbound_sa.spi)
         policy = Policy(child_id, local_sel, remote_sel, outbound_sa)
-        child = Child(child_id, policy, endpoint, peer, encap)
+        child = Child(child_id, policy, endpoint, peer, encap, local if endpoint.wildcard else None)
         if route and self.routes is not None:
             sources = _sources(route_source or self.route_source)
             try:
@@ -422,11 +432,27 @@ class Dataplane:
 
     # --- IKE messages ------------------------------------------------------------------------
     def send_ike(self, data: bytes, local: Address, peer: Address) -> bool:
-        """Send an IKE message from our (address, port) to the peer; the marker is added on 4500."""
+        """Send an IKE message from our (address, port) to the peer; the marker is added on 4500.
+
+        From a wildcard socket the message leaves from ``local``'s address all the same: a reply
+        must come from the address the peer sent its request to.
+        """
+        return self._udp_for(local, peer).send_ike(data, peer, local[0])
+
+    def send_keepalive(self, local: Address, peer: Address) -> bool:
+        """A NAT keepalive (RFC 3948 §2.3) from our NAT-T (address, port)."""
+        return self._udp_for(local, peer).send_keepalive(peer, local[0])
+
+    def _udp_for(self, local: Address, peer: Address) -> UdpEndpoint:
+        family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
         for endpoint in self.endpoints:
-            if isinstance(endpoint, UdpEndpoint) and endpoint.local[1] == local[1]:
+            if (
+                isinstance(endpoint, UdpEndpoint)
+                and endpoint.local[1] == local[1]
+                and family in endpoint.families
+            ):
                 if endpoint.local[0] == local[0] or endpoint.wildcard:
-                    return endpoint.send_ike(data, peer)
+                    return endpoint
         raise DataplaneError("no UDP socket on %s:%d to send IKE from" % local)
 
     def _deliver_ike(self, data: bytes, source: Address, local: Address) -> None:
@@ -450,7 +476,7 @@ class Dataplane:
     def _endpoint_for(self, peer: Address, encap: bool, local: Optional[str]) -> Endpoint:
         family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
         for endpoint in self.endpoints:
-            if endpoint.family != family:
+            if family not in endpoint.families:
                 continue
             if local is not None and endpoint.local[0] != local and not endpoint.wildcard:
                 continue
@@ -505,7 +531,7 @@ class Dataplane:
             if child is None:
                 self.drops.no_tx_path += len(esps)
                 continue
-            failed = child.endpoint.send_esp(esps, child.peer)
+            failed = child.endpoint.send_esp(esps, child.peer, child.source)
             if failed:
                 child.tx_errors += failed
                 self.drops.tx_error += failed

@@ -4,15 +4,24 @@ pyroute2 0.9 builds its synchronous IPRoute on asyncio and refuses to start insi
 event loop; 0.7 has no asynchronous API at all. One worker thread that owns the IPRoute socket
 serves both the same way. Calls block the caller until netlink answers (milliseconds): fine for
 links and routes, which change only when Child SAs come and go, never per packet.
+
+There is no time limit on a call. The first one imports pyroute2 and opens its socket on the
+worker thread, which takes a tenth of a second of CPU here but tens of seconds on a starved
+machine (a VM without hardware virtualisation, a busy gateway); a limit there once killed the
+daemon at start with an empty message (TimeoutError has none). The kernel answers netlink
+requests; a call that is merely slow is logged every NETLINK_SLOW seconds and waited for.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Optional
 
-NETLINK_TIMEOUT = 10.0
+log = logging.getLogger("pyike.netlink")
+
+NETLINK_SLOW = 10.0  # seconds after which a call still waiting is logged (and then every NETLINK_SLOW)
 
 
 class Netlink:
@@ -31,7 +40,7 @@ class Netlink:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyike-netlink")
             executor = self._executor
-        return executor.submit(self._run, fn, args, kwargs).result(NETLINK_TIMEOUT)
+        return _wait(executor.submit(self._run, fn, args, kwargs), getattr(fn, "__qualname__", repr(fn)))
 
     def _run(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         if self._ipr is None:
@@ -46,7 +55,7 @@ class Netlink:
         if executor is None:
             return
         try:
-            executor.submit(self._close_ipr).result(NETLINK_TIMEOUT)
+            _wait(executor.submit(self._close_ipr), "closing the netlink socket")
         finally:
             executor.shutdown(wait=True)
 
@@ -60,3 +69,14 @@ class Netlink:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _wait(future: Future, what: str) -> Any:
+    """The call's result, however long it takes; a slow one is logged, never abandoned."""
+    waited = 0.0
+    while not wait((future,), timeout=NETLINK_SLOW).done:
+        waited += NETLINK_SLOW
+        log.warning(
+            "netlink request %s still running after %.0f s; waiting on (a busy machine?)", what, waited
+        )
+    return future.result()
