@@ -413,3 +413,15 @@ def test_a_timer_that_fails_costs_its_ike_sa_not_every_tick():
     assert left.sas == {} and left.counters["handler_errors"] == 1
     left.tick(when + 1.0)
     assert left.counters["handler_errors"] == 1
+
+
+def test_a_child_sa_the_dataplane_could_not_install_is_deleted_on_both_ends():
+    left, right = engines()
+    lsa, rsa = established(left, right)
+    (child,) = rsa.children
+    assert right.child_install_failed(child.spi_in, "TUN device pyike0 is gone", 3.0)
+    assert any(f.what == "install CHILD_SA net" and "TUN device" in f.reason for f in failures(right))
+    deliver(left, datagrams(right), 3.0)
+    deliver(right, datagrams(left), 3.0)
+    assert lsa.children == [] and rsa.children == []
+    assert lsa.state == rsa.state == ESTABLISHED

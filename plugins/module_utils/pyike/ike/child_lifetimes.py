@@ -104,6 +104,20 @@ class ChildLifetimesMixin:
         self._start_create_child(sa, child.policy, now, rekeying=child)
         return True
 
+    def child_install_failed(self, spi_in: int, reason: str, now: float) -> bool:
+        """The runtime could not install the Child SA with inbound SPI `spi_in` (ChildSaUp). The peer
+        believes it is up, so it is deleted (§1.4.1) and the failure reported; returns whether a DELETE
+        was started."""
+        found = self._child_by_spi_in(spi_in)
+        if found is None:
+            return False
+        sa, child = found
+        self._fail(sa, "install CHILD_SA %s" % child.name, reason)
+        if child.delete_sent or sa.state != ESTABLISHED:
+            return False
+        self._delete_child(sa, child, now, "it could not be installed")
+        return True
+
     def _child_by_spi_in(self, spi_in: int) -> Optional[Tuple[IkeSa, ChildSa]]:
         sa = self.child_owners.get(spi_in)
         child = next((c for c in sa.children if c.spi_in == spi_in), None) if sa is not None else None

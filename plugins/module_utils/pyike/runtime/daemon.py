@@ -51,6 +51,9 @@ SEQUENCE_POLL_INTERVAL = 5.0  # seconds between checks of every SA's sequence-nu
 # exchange that removed it. The peer sends nothing new on it; replays are still refused. strongSwan keeps
 # such SAs 5 s (charon.delete_rekeyed_delay); 2 s lost nothing in the lab's rekey-under-load runs.
 INBOUND_LINGER = 2.0
+FLUSH_ROUNDS = (
+    8  # engine events answered by engine calls (a failed install) queue more; the rest waits a tick
+)
 DEFAULT_INITIATE_WAIT = 10.0  # seconds `initiate` waits for the Child SA unless told otherwise
 MAX_INITIATE_WAIT = 600.0  # a waiting `initiate` holds a control connection (control.MAX_CONNECTIONS)
 
@@ -257,16 +260,20 @@ class Daemon:
         """Act on the engine's events, each on its own: one that fails is logged with the SA it
         concerns and counted, and the others still happen (so that engine and dataplane agree on
         everything else). Then the timer task re-reads the engine's next deadline."""
-        for event in self.engine.pop_events():
-            try:
-                self._act_on(event)
-            except Exception as exc:
-                self.event_errors += 1
-                subject = _event_subject(event)
-                log.error("cannot act on %s: %s", subject, describe_error(exc), exc_info=True)
-                conn = getattr(event, "conn", None)
-                if conn:
-                    self._failed(Failure(conn, "act on %s" % subject, describe_error(exc)))
+        for _round in range(FLUSH_ROUNDS):  # acting on an event may make the engine queue more
+            events = self.engine.pop_events()
+            if not events:
+                break
+            for event in events:
+                try:
+                    self._act_on(event)
+                except Exception as exc:
+                    self.event_errors += 1
+                    subject = _event_subject(event)
+                    log.error("cannot act on %s: %s", subject, describe_error(exc), exc_info=True)
+                    conn = getattr(event, "conn", None)
+                    if conn:
+                        self._failed(Failure(conn, "act on %s" % subject, describe_error(exc)))
         if wake_timer and self._wake is not None:
             self._wake.set()
 
@@ -373,7 +380,8 @@ class Daemon:
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
-            self._failed(Failure(event.conn, "install child %s" % event.child, describe_error(exc)))
+            # The peer believes the Child SA is up: the engine reports the failure and deletes it.
+            self.engine.child_install_failed(event.spi_in, describe_error(exc), time.monotonic())
             return
         self._children[event.spi_in] = child_id
         self._outbound[event.spi_in] = (child_id, outbound, event.remote)
