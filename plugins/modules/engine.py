@@ -92,8 +92,10 @@ options:
     description:
       - Seconds to wait for a started daemon to answer on its control socket. When it does not,
         the task fails with the end of its log (or journal) and the daemon is stopped again.
+      - A daemon that dies while starting fails the task at once; the wait is only for one that
+        starts slowly, as it does on a busy gateway or a slow virtual machine.
     type: int
-    default: 20
+    default: 120
 attributes:
   check_mode:
     description: Reports what would be installed, started, restarted, stopped or removed, and changes nothing.
@@ -233,7 +235,7 @@ def main():
             service_manager=dict(type="str", choices=["auto", "systemd", "supervisor"], default="auto"),
             pid_file=dict(type="path", default="/run/pyike/pyiked.pid"),
             log_file=dict(type="path", default="/var/log/pyike/pyiked.log"),
-            start_timeout=dict(type="int", default=20),
+            start_timeout=dict(type="int", default=120),
         ),
         supports_check_mode=True,
     )

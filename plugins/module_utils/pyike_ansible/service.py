@@ -259,7 +259,12 @@ class Systemd:
 
     def _started(self, verb, timeout):
         self._systemctl(verb, self.unit)
-        if not wait_for_daemon(self.control_socket, timeout):
+
+        def failed():  # the daemon exited: no point waiting for a slow start
+            rc, state = self._systemctl("is-active", self.unit, check=False)
+            return state in ("failed", "inactive")
+
+        if not wait_for_daemon(self.control_socket, timeout, failed):
             raise ServiceError(
                 "pyiked did not come up (no answer on %s within %ss); journalctl --unit %s:\n%s"
                 % (self.control_socket, timeout, self.unit, self._journal())
