@@ -138,9 +138,12 @@ def test_allow_weak_psk_covers_psk_file_and_still_refuses_an_empty_key(tmp_path)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_allow_weak_psk_must_be_a_boolean(engine):
     need_engine(engine)
-    lines = problems(with_psk("Z", allow_weak_psk="yes"), engine)
+    lines = problems(with_psk("Z", allow_weak_psk="yes", cert="c.pem"), engine)
     assert any(line.startswith(SOURCE + ": connections.hq.allow_weak_psk: ") for line in lines), lines
     assert not any("shorter than" in line for line in lines), lines
+    assert (
+        SOURCE + ": connections.hq.cert: is only used with auth: pubkey" in lines
+    )  # the other checks still run
 
 
 def test_allow_weak_psk_is_refused_with_certificates():
@@ -183,6 +186,13 @@ def test_an_inline_psk_in_a_file_others_can_read_is_refused(tmp_path, name, mode
         % (path, mode, path),
     )
     assert_no_part_of(STRONG, str(caught.value).replace(str(path), ""))
+
+
+def test_the_fix_names_the_file_as_a_shell_word(tmp_path):
+    path = write_config(tmp_path / "my vpn.json", with_psk(STRONG), 0o640)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert "restrict it with chmod 600 '%s', or" % path in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o400])

@@ -26,6 +26,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import shlex
 import stat
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -228,7 +229,7 @@ def _exposed_psks(data: Any, source: str, mode: int) -> List[Problem]:
             format_path(("connections", name, "psk")),
             "holds a pre-shared key, but this configuration file is accessible by group or others "
             "(mode %04o); restrict it with chmod 600 %s, or move the key to a psk_file (mode 0600)"
-            % (mode, source),
+            % (mode, shlex.quote(source)),
         )
         for name, conn in connections.items()
         if isinstance(conn, dict) and "psk" in conn
@@ -462,8 +463,9 @@ class _Builder:
                 if key in raw:
                     self.add((*path, key), "is not used with auth: pubkey; remove it, or set auth: psk")
             credentials = attempt(self.credentials, path, raw)
-        elif allow_weak_psk is not None:
-            psk, psk_file = attempt(self.psk, path, raw, allow_weak_psk) or (None, None)
+        else:
+            if allow_weak_psk is not None:  # else the schema reports its type
+                psk, psk_file = attempt(self.psk, path, raw, allow_weak_psk) or (None, None)
             for key in _PUBKEY_KEYS:
                 if key in raw:
                     self.add((*path, key), "is only used with auth: pubkey")
