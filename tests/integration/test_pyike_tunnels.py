@@ -129,7 +129,9 @@ def test_wrong_psk_fails_on_both_sides(lab, daemons):
 
 def test_wrong_psk_against_strongswan(lab, daemons):
     left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT))
-    right = start_strongswan(lab, daemons, "gw2", strongswan_config(RIGHT, LEFT, psk="not-the-same-psk-as-gw1"))
+    right = start_strongswan(
+        lab, daemons, "gw2", strongswan_config(RIGHT, LEFT, psk="not-the-same-psk-as-gw1")
+    )
     with pytest.raises(LabError, match="AUTHENTICATION_FAILED"):
         left.ctl("initiate", "s2s")
     assert "N(AUTH_FAILED)" in right.log()
