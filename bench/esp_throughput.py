@@ -60,7 +60,7 @@ SITES = {
 SERVER = "10.2.0.10"
 CIPHER = "aes256gcm16"
 INNER_MTU = 1400
-PSK = "bench-only-psk-5be1"
+PSK = "bench-only-psk-5be1c0"
 
 
 class Tunnel:

@@ -68,6 +68,9 @@ options:
     description:
       - Pre-shared keys by connection name, in strongSwan's syntax (text, C(0x) hex or C(0s)
         base64). Each becomes that connection's C(psk) in the file.
+      - A key must have at least 20 octets and not be one character repeated, unless the
+        connection sets C(allow_weak_psk=true). The file holds the keys, so it is written with mode
+        0600, and the daemon refuses it when group or others can read it.
       - Names must be connections that this task writes (in O(config) or O(connections)).
     type: dict
   reload:

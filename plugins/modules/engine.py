@@ -49,6 +49,7 @@ options:
     description:
       - The daemon's configuration file (YAML or JSON, see M(pyike.ipsec.config)). Its
         C(settings.control_socket) is where the module checks that the daemon answers.
+      - Any path can be used; the wrappers and the systemd unit quote it.
     type: path
     default: /etc/pyike/pyike.yml
   version:
@@ -68,6 +69,8 @@ options:
     description:
       - Directory for the C(pyiked) and C(pyikectl) commands. Files there that this module did not
         write are never replaced.
+      - With systemd it must be an absolute path without quotes, backslashes or control characters,
+        which systemd refuses in the program of a unit; the module fails before writing anything.
     type: path
     default: /usr/local/sbin
   service_manager:

@@ -118,18 +118,20 @@ def test_strongswan_initiates_to_pyike(lab, daemons, ike, esp):
 
 def test_wrong_psk_fails_on_both_sides(lab, daemons):
     left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT))
-    right = start_pyike(lab, daemons, "gw2", pyike_config(RIGHT, LEFT, psk="not-the-same-psk"))
+    right = start_pyike(lab, daemons, "gw2", pyike_config(RIGHT, LEFT, psk="not-the-same-psk-as-gw1"))
     with pytest.raises(LabError, match="AUTHENTICATION_FAILED"):
         left.ctl("initiate", "s2s")
     reasons = [f["reason"] for f in right.stats()["recent_failures"]]
     assert any("AUTHENTICATION_FAILED" in reason for reason in reasons), reasons
     assert left.sas() == [] and right.sas() == []
-    assert PSK not in left.log() + right.log() and "not-the-same-psk" not in left.log() + right.log()
+    assert PSK not in left.log() + right.log() and "not-the-same-psk-as-gw1" not in left.log() + right.log()
 
 
 def test_wrong_psk_against_strongswan(lab, daemons):
     left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT))
-    right = start_strongswan(lab, daemons, "gw2", strongswan_config(RIGHT, LEFT, psk="not-the-same-psk"))
+    right = start_strongswan(
+        lab, daemons, "gw2", strongswan_config(RIGHT, LEFT, psk="not-the-same-psk-as-gw1")
+    )
     with pytest.raises(LabError, match="AUTHENTICATION_FAILED"):
         left.ctl("initiate", "s2s")
     assert "N(AUTH_FAILED)" in right.log()

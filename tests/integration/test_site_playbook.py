@@ -77,7 +77,7 @@ def test_wrong_psk_fails_the_task_that_names_the_tunnel(inventory):
     rc, _result, output = run_playbook(SITE, inventory)
     assert rc == 0, output
     rc, result, output = run_playbook(
-        SITE, inventory, "--limit", "spoke1", "-e", "vault_psk_star=not-the-hub-key"
+        SITE, inventory, "--limit", "spoke1", "-e", "vault_psk_star=not-the-hub-key-of-the-star"
     )
     assert rc != 0
     failure = task_results(

@@ -11,7 +11,7 @@ from pyike_lab.capture import Capture
 from pyike_lab.strongswan import SiteToSite, StrongSwan
 
 pytestmark = pytest.mark.root
-PSK = "lab-only-psk-3f9c1e"
+PSK = "lab-only-psk-3f9c1e7a"
 
 
 def _site(local, remote, local_addr, remote_addr, local_net, remote_net):

@@ -87,30 +87,99 @@ def desired_tree(engine_files, supervisor_source, version, python, version_dir):
     return tree, digest(identity)
 
 
+def _text(option, value):
+    """`value` checked to be writable into a UTF-8 file (no NUL, no undecodable bytes)."""
+    if not value:
+        raise InstallError("%s must not be empty" % option)
+    if "\0" in value:
+        raise InstallError("%s %r contains a NUL character, which no path can hold" % (option, value))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InstallError("%s %r is not valid UTF-8; use a path that is" % (option, value)) from None
+    return value
+
+
+def shell_word(option, value):
+    """`value` as one sh word: POSIX single quotes keep every character, newlines included."""
+    return shlex.quote(_text(option, value))
+
+
+# systemd.service(5) "Command lines" and systemd.syntax(7): a double-quoted word takes C escapes;
+# '%' starts a specifier and '$' an environment variable, so each is doubled to stay literal.
+# A word of only these characters is written as it is (units of plain paths stay unchanged).
+_SYSTEMD_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "%": "%%", "$": "$$"}
+_SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9/._+,:=@-]+$")
+
+
+def systemd_argument(option, value):
+    """`value` as one ExecStart argument that systemd hands to the program unchanged."""
+    if _SYSTEMD_PLAIN.match(_text(option, value)):
+        return value
+    out = []
+    for char in value:
+        if char in _SYSTEMD_ESCAPES:
+            out.append(_SYSTEMD_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append("\\x%02x" % ord(char))
+        else:
+            out.append(char)
+    return '"%s"' % "".join(out)
+
+
+def systemd_program(option, directory, name):
+    """The program `name` in `directory` as the program of an ExecStart line.
+
+    systemd takes the program path literally apart from specifiers (no environment variables, so
+    '$' stays as it is) and refuses one with quotes, backslashes or control characters ("Executable
+    name contains special characters"): such a path is refused here, before anything is written.
+    """
+    _text(option, directory)
+    bad = sorted({char for char in directory if char in "\"'\\\x7f" or ord(char) < 0x20})
+    if bad:
+        raise InstallError(
+            "%s %r cannot hold the program of a systemd unit: systemd refuses %s in a program path; "
+            "choose a directory without them" % (option, directory, ", ".join(repr(char) for char in bad))
+        )
+    if not os.path.isabs(directory):
+        raise InstallError("%s %r must be an absolute path for systemd" % (option, directory))
+    program = os.path.join(directory, name)
+    return program if _SYSTEMD_PLAIN.match(program) else '"%s"' % program.replace("%", "%%")
+
+
 def wrapper_text(kind, python, version_dir, config_path, version, engine_digest):
-    """The pyiked (kind 'daemon') or pyikectl (kind 'ctl') shell wrapper."""
+    """The pyiked (kind 'daemon') or pyikectl (kind 'ctl') shell wrapper.
+
+    Every path is one sh word (shlex.quote); none goes into a comment, where a newline in it would
+    start a command.
+    """
     lines = [
         "#!/bin/sh",
         "%s %s; do not edit (the next run replaces it)." % (WRAPPER_MARKER, version),
-        "PYTHONPATH=%s" % shlex.quote(version_dir),
+        "PYTHONPATH=%s" % shell_word("install directory", version_dir),
         "PYIKE_ENGINE_DIGEST=%s" % engine_digest,
         "export PYTHONPATH PYIKE_ENGINE_DIGEST",
     ]
     if kind == "daemon":
         lines += [
-            "# pyiked: the pyike IKEv2/IPsec daemon; without arguments it reads %s" % config_path,
-            'if [ "$#" -eq 0 ]; then set -- --config %s; fi' % shlex.quote(config_path),
-            'exec %s -m pyike daemon "$@"' % shlex.quote(python),
+            "# pyiked: the pyike IKEv2/IPsec daemon; without arguments it reads the configuration below",
+            'if [ "$#" -eq 0 ]; then set -- --config %s; fi' % shell_word("config_path", config_path),
+            'exec %s -m pyike daemon "$@"' % shell_word("interpreter", python),
         ]
     else:
         lines += [
             "# pyikectl: control the running daemon (list-conns, list-sas, initiate, terminate, reload, stats)",
-            'exec %s -m pyike ctl "$@"' % shlex.quote(python),
+            'exec %s -m pyike ctl "$@"' % shell_word("interpreter", python),
         ]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def unit_text(bin_dir, config_path, version):
+    """The systemd unit; raises InstallError for a bin_dir that systemd cannot run a program from."""
+    exec_start = "ExecStart=%s --config %s" % (
+        systemd_program("bin_dir", bin_dir, "pyiked"),
+        systemd_argument("config_path", config_path),
+    )
     return (
         "\n".join(
             [
@@ -122,7 +191,7 @@ def unit_text(bin_dir, config_path, version):
                 "",
                 "[Service]",
                 "Type=simple",
-                "ExecStart=%s --config %s" % (os.path.join(bin_dir, "pyiked"), config_path),
+                exec_start,
                 "ExecReload=/bin/kill -HUP $MAINPID",
                 "Restart=on-failure",
                 "RestartSec=2",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -44,6 +46,15 @@ _BASE: Dict[str, Any] = {
 def base_config() -> Dict[str, Any]:
     """A fresh copy of a small valid configuration (connection hq, child lan)."""
     return copy.deepcopy(_BASE)
+
+
+def installed(example: Path, directory: Path) -> str:
+    """A copy of an example in ``directory`` as an administrator installs it: the examples hold an
+    inline psk, so their mode is 0600 (a checkout leaves them as the umask says)."""
+    target = directory / example.name
+    shutil.copyfile(example, target)
+    os.chmod(target, 0o600)
+    return str(target)
 
 
 def need_engine(engine: str) -> None:

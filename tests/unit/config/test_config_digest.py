@@ -60,7 +60,7 @@ def test_connection_order_does_not_matter_for_digests():
 def test_reload_diff_names_added_removed_and_changed():
     old_data = two_connections()
     new_data = copy.deepcopy(old_data)
-    new_data["connections"]["hq"]["psk"] = "a-new-key"
+    new_data["connections"]["hq"]["psk"] = "a-new-key-of-24-octets!"
     del new_data["connections"]["branch"]
     new_data["connections"]["dc"] = copy.deepcopy(old_data["connections"]["branch"])
     new_data["connections"]["dc"]["remote"]["address"] = "203.0.113.9"
@@ -79,7 +79,8 @@ def test_every_field_change_changes_the_connection_digest():
     edits = [
         lambda c: c["local"].update(id="other.example.com"),
         lambda c: c["remote"].update(port=4501),
-        lambda c: c.update(psk="another-key"),
+        lambda c: c.update(psk="another-key-for-the-digest"),
+        lambda c: c.update(allow_weak_psk=True),
         lambda c: c.update(ike_proposals=["aes128gcm16-prfsha256-ecp256"]),
         lambda c: c.update(encap=True),
         lambda c: c.update(dpd_delay=0),
@@ -121,14 +122,14 @@ def test_first_load_adds_everything():
 
 def test_psk_file_content_change_is_a_change(tmp_path):
     key = tmp_path / "hq.psk"
-    key.write_text("first-key\n")
+    key.write_text("first-key-of-the-hq-tunnel\n")
     os.chmod(key, 0o600)
     data = base_config()
     del data["connections"]["hq"]["psk"]
     data["connections"]["hq"]["psk_file"] = str(key)
     old = load(data)
-    key.write_text("second-key\n")
+    key.write_text("second-key-of-the-hq-tunnel\n")
     new = load(data)
     assert diff_configs(old, new).changed == ("hq",)
-    key.write_text("first-key")  # the trailing newline is not part of the key
+    key.write_text("first-key-of-the-hq-tunnel")  # the trailing newline is not part of the key
     assert diff_configs(old, load(data)).empty

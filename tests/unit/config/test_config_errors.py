@@ -190,9 +190,9 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     (
         "unknown-key-connection",
         set_((*CONN, "rekey"), 100),
-        "connections.hq.rekey: unknown field (allowed: auth, auth_method, ca_certs, cert, cert_chain, children, "
-        "dpd_action, dpd_delay, encap, ike_proposals, local, private_key, psk, psk_file, reauth_time, rekey_time, "
-        "remote)",
+        "connections.hq.rekey: unknown field (allowed: allow_weak_psk, auth, auth_method, ca_certs, cert, "
+        "cert_chain, children, dpd_action, dpd_delay, encap, ike_proposals, local, private_key, psk, psk_file, "
+        "reauth_time, rekey_time, remote)",
     ),
     (
         "unknown-key-top",
@@ -444,6 +444,11 @@ def write(path, text, mode=0o644):
     return path
 
 
+def write_private(path, text):
+    """A configuration file as an administrator keeps one that holds a key: mode 0600."""
+    return write(path, text, 0o600)
+
+
 def psk_file_config(path) -> Dict[str, Any]:
     data = base_config()
     del data["connections"]["hq"]["psk"]
@@ -453,7 +458,7 @@ def psk_file_config(path) -> Dict[str, Any]:
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o660])
 def test_psk_file_readable_by_others_is_refused(tmp_path, mode):
-    key = write(tmp_path / "hq.psk", "file-psk\n", mode)
+    key = write(tmp_path / "hq.psk", "file-psk-of-the-hq-tunnel\n", mode)
     lines = problems(psk_file_config(key))
     assert any(
         "connections.hq.psk_file: %s is accessible by group or others (mode %04o)" % (key, mode) in line
@@ -462,27 +467,28 @@ def test_psk_file_readable_by_others_is_refused(tmp_path, mode):
 
 
 def test_psk_file_private_loads_without_newline(tmp_path):
-    key = write(tmp_path / "hq.psk", "file-psk\n", 0o600)
+    key = write(tmp_path / "hq.psk", "file-psk-of-the-hq-tunnel\n", 0o600)
     conn = parse_config(psk_file_config(key), SOURCE).connection("hq")
-    assert conn.psk.reveal() == b"file-psk"
+    assert conn.psk.reveal() == b"file-psk-of-the-hq-tunnel"
     assert conn.psk_file == str(key)
 
 
 def test_psk_file_hex_and_relative_path(tmp_path):
     (tmp_path / "psk").mkdir()
-    write(tmp_path / "psk" / "hq", "0x00ff10\r\n", 0o400)
+    write(tmp_path / "psk" / "hq", "0x00ff10" + "a5" * 18 + "\r\n", 0o400)
     config_file = tmp_path / "pyike.json"
     config_file.write_text(json.dumps(psk_file_config("psk/hq")))
     conn = load_config(str(config_file)).connection("hq")
-    assert conn.psk.reveal() == b"\x00\xff\x10"
+    assert conn.psk.reveal() == b"\x00\xff\x10" + b"\xa5" * 18
     assert conn.psk_file == str(tmp_path / "psk" / "hq")
 
 
 def test_psk_file_binary_content_is_used_as_is(tmp_path):
     key = tmp_path / "hq.bin"
-    key.write_bytes(b"\xff\xfe\x00\x01")
+    content = b"\xff\xfe\x00\x01" * 6  # not UTF-8
+    key.write_bytes(content)
     os.chmod(key, 0o600)
-    assert parse_config(psk_file_config(key), SOURCE).connection("hq").psk.reveal() == b"\xff\xfe\x00\x01"
+    assert parse_config(psk_file_config(key), SOURCE).connection("hq").psk.reveal() == content
 
 
 def test_psk_file_missing_directory_and_empty(tmp_path):
@@ -502,8 +508,7 @@ def test_duplicate_keys_in_json_are_refused(tmp_path):
     text = json.dumps(base_config())
     conn_text = json.dumps(base_config()["connections"]["hq"])
     text = text.replace('"connections": {', '"connections": {"hq": %s, ' % conn_text, 1)
-    path = tmp_path / "dup.json"
-    path.write_text(text)
+    path = write_private(tmp_path / "dup.json", text)
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
     assert "%s: connections.hq: appears more than once (names must be unique)" % path in str(caught.value)
@@ -514,7 +519,7 @@ connections:
   hq:
     local: {address: 192.0.2.1}
     remote: {address: 198.51.100.1}
-    psk: yaml-psk-value
+    psk: yaml-psk-value-of-the-hq-tunnel
     children:
       lan:
         local_ts: [10.1.0.0/24]
@@ -527,8 +532,7 @@ connections:
 
 def test_duplicate_child_names_in_yaml_are_refused(tmp_path):
     pytest.importorskip("yaml", reason="PyYAML is not installed for this interpreter")
-    path = tmp_path / "dup.yaml"
-    path.write_text(YAML_DUPLICATE_CHILD)
+    path = write_private(tmp_path / "dup.yaml", YAML_DUPLICATE_CHILD)
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
     assert (
@@ -548,14 +552,13 @@ connections:
   hq:
     local: {address: 192.0.2.1}
     remote: {address: 198.51.100.1}
-    psk: yaml-psk-value
+    psk: yaml-psk-value-of-the-hq-tunnel
     children:
       lan:
         <<: *child
         start_action: start
 """
-    path = tmp_path / "merge.yaml"
-    path.write_text(text)
+    path = write_private(tmp_path / "merge.yaml", text)
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
     # only the helper key at the top level is wrong; the merge and its override are fine
@@ -564,11 +567,11 @@ connections:
 
 def test_yaml_non_string_key_is_refused(tmp_path):
     pytest.importorskip("yaml", reason="PyYAML is not installed for this interpreter")
-    path = tmp_path / "keys.yaml"
-    path.write_text(
+    path = write_private(
+        tmp_path / "keys.yaml",
         YAML_DUPLICATE_CHILD.replace(
             "      lan:\n        local_ts: [10.1.1.0/24]", "      1:\n        local_ts: [10.1.1.0/24]"
-        )
+        ),
     )
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
@@ -620,8 +623,7 @@ def test_yaml_without_pyyaml_says_what_to_do(tmp_path, monkeypatch):
     assert message.startswith(str(path) + ": reading YAML needs PyYAML")
     assert "python3-yaml" in message and "JSON" in message
     # JSON still loads, also from a file without a known suffix
-    other = tmp_path / "pyike.conf"
-    other.write_text(json.dumps(base_config()))
+    other = write_private(tmp_path / "pyike.conf", json.dumps(base_config()))
     assert list(load_config(str(other)).connections) == ["hq"]
 
 

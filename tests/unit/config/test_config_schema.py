@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from config_cases import EXAMPLE_FILES, EXAMPLES, SCHEMA_FILE, base_config
+from config_cases import EXAMPLE_FILES, EXAMPLES, SCHEMA_FILE, base_config, installed
 from pyike.config import (
     SCHEMA,
     ChildConfig,
@@ -66,10 +66,10 @@ def test_examples_exist_in_both_formats():
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=[p.name for p in EXAMPLE_FILES])
-def test_example_loads(path):
+def test_example_loads(path, tmp_path):
     if path.suffix != ".json":
         pytest.importorskip("yaml", reason="PyYAML is not installed for this interpreter")
-    config = load_config(str(path))
+    config = load_config(installed(path, tmp_path))
     assert config.connections
     data = parse_document(path.read_text(), str(path))
     assert schema_violations(data, SCHEMA, "builtin") == []
@@ -86,16 +86,16 @@ def test_example_validates_with_jsonschema(path):
 
 
 @pytest.mark.parametrize("stem", ["two-site-gw1", "two-site-gw2"])
-def test_yaml_and_json_examples_are_the_same_config(stem):
+def test_yaml_and_json_examples_are_the_same_config(stem, tmp_path):
     pytest.importorskip("yaml", reason="PyYAML is not installed for this interpreter")
-    from_yaml = load_config(str(EXAMPLES / (stem + ".yaml")))
-    from_json = load_config(str(EXAMPLES / (stem + ".json")))
+    from_yaml = load_config(installed(EXAMPLES / (stem + ".yaml"), tmp_path))
+    from_json = load_config(installed(EXAMPLES / (stem + ".json"), tmp_path))
     assert from_yaml == from_json
 
 
-def test_two_site_examples_mirror_each_other():
-    gw1 = load_config(str(EXAMPLES / "two-site-gw1.json")).connection("site2")
-    gw2 = load_config(str(EXAMPLES / "two-site-gw2.json")).connection("site1")
+def test_two_site_examples_mirror_each_other(tmp_path):
+    gw1 = load_config(installed(EXAMPLES / "two-site-gw1.json", tmp_path)).connection("site2")
+    gw2 = load_config(installed(EXAMPLES / "two-site-gw2.json", tmp_path)).connection("site1")
     assert (gw1.local.address, gw1.local.id) == (gw2.remote.address, gw2.remote.id)
     assert (gw1.remote.address, gw1.remote.id) == (gw2.local.address, gw2.local.id)
     assert gw1.psk == gw2.psk

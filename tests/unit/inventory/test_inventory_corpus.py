@@ -79,7 +79,7 @@ def test_good_inventory_configs_load_in_the_engine(path, tmp_path):
         for conn in config["connections"].values():
             if "psk_file" in conn:  # the file lives on the gateway; give the engine a real one
                 key_file = tmp_path / ("%s.psk" % host)
-                key_file.write_text("a-key-from-a-file\n")
+                key_file.write_text("a-key-from-a-file-on-the-gateway\n")
                 os.chmod(key_file, 0o600)
                 conn["psk_file"] = str(key_file)
         loaded = parse_config(config, source="%s:%s" % (path.name, host))

@@ -55,7 +55,7 @@ STAR = {
     "spokes_group": "spokes",
     "ike_group": "ike",
     "esp_group": "esp",
-    "psk": "star-shared-secret",
+    "psk": "star-shared-secret-4b7e19",
 }
 
 
@@ -107,7 +107,7 @@ def test_hub_and_spoke_connection_is_exactly_the_engine_config():
                 "local": {"address": "192.0.2.2"},
                 "remote": {"address": "192.0.2.1"},
                 "auth": "psk",
-                "psk": "star-shared-secret",
+                "psk": "star-shared-secret-4b7e19",
                 "ike_proposals": ["aes256gcm16-prfsha256-x25519"],
                 "rekey_time": 7200,
                 "dpd_delay": 10,
@@ -144,7 +144,7 @@ def test_full_mesh_of_three_has_three_tunnels():
         "members": ["s2", "s3", "s4"],
         "ike_group": "ike",
         "esp_group": "esp",
-        "psk": "mesh-default-secret",
+        "psk": "mesh-default-secret-c20d8",
         "psks": {"s4-s2": "mesh-secret-for-2-and-4"},
     }
     inventory = Inventory(data(topologies=[mesh]), HOSTS)
@@ -164,7 +164,7 @@ def test_full_mesh_of_three_has_three_tunnels():
     # Per-tunnel keys (either host order) override the topology's key.
     assert configs["s2"]["connections"]["mesh-s2-s4"]["psk"] == "mesh-secret-for-2-and-4"
     assert configs["s4"]["connections"]["mesh-s2-s4"]["psk"] == "mesh-secret-for-2-and-4"
-    assert configs["s3"]["connections"]["mesh-s3-s4"]["psk"] == "mesh-default-secret"
+    assert configs["s3"]["connections"]["mesh-s3-s4"]["psk"] == "mesh-default-secret-c20d8"
 
 
 def test_unmanaged_peer():
@@ -220,7 +220,7 @@ def test_unmanaged_peer_on_the_left_initiates_and_the_host_waits():
         "right": "hub",
         "ike_group": "ike",
         "esp_group": "esp",
-        "psk": "road-warrior-secret",
+        "psk": "road-warrior-secret-9a3f6",
     }
     configs = engine_configs(data(tunnels=[tunnel]), {"hub": gateway(1)})
     loads(configs)
@@ -238,7 +238,7 @@ def test_explicit_children_and_start_action_none():
         "right": "s3",
         "ike_group": "ike",
         "esp_group": "esp",
-        "psk": "hq-secret-value",
+        "psk": "hq-secret-value-71e0c5d2",
         "start_action": "none",
         "children": [
             {"name": "web", "right_ts": ["10.3.0.80/32[tcp/443]"]},
@@ -262,19 +262,19 @@ def test_configs_without_secrets_keys_apart_and_where_they_come_from():
     conn = configs["s2"]["connections"]["star-s2"]
     assert "psk" not in conn and "psk_file" not in conn
     assert configs["hub"]["connections"]["moon"]["psk_file"] == "/etc/pyike/psk/moon"
-    assert "star-shared-secret" not in repr(configs)
-    assert "star-shared-secret" not in repr(inventory.tunnels)
-    assert "star-shared-secret" not in repr([t.summary() for t in inventory.tunnels])
+    assert "star-shared-secret-4b7e19" not in repr(configs)
+    assert "star-shared-secret-4b7e19" not in repr(inventory.tunnels)
+    assert "star-shared-secret-4b7e19" not in repr([t.summary() for t in inventory.tunnels])
     # A configuration without its keys cannot be loaded by mistake.
     with pytest.raises(ConfigError, match="one of psk or psk_file is required"):
         parse_config(configs["s2"])
     assert build_secrets(inventory, ["hub", "s2"]) == {
         "hub": {
-            "star-s2": "star-shared-secret",
-            "star-s3": "star-shared-secret",
-            "star-s4": "star-shared-secret",
+            "star-s2": "star-shared-secret-4b7e19",
+            "star-s3": "star-shared-secret-4b7e19",
+            "star-s4": "star-shared-secret-4b7e19",
         },
-        "s2": {"star-s2": "star-shared-secret"},
+        "s2": {"star-s2": "star-shared-secret-4b7e19"},
     }
     assert psk_refs(inventory, ["hub"]) == {
         "hub": {
@@ -300,7 +300,7 @@ def test_configs_without_secrets_keys_apart_and_where_they_come_from():
 def test_host_names_that_are_not_valid_connection_names_are_made_safe():
     hosts = {"gw1.example.com": gateway(1), "gw2.example.com": gateway(2)}
     mesh = {"name": "m", "type": "full_mesh", "members_group": "all", "ike_group": "ike", "esp_group": "esp"}
-    mesh["psks"] = {"gw2.example.com-gw1.example.com": "dotted-names-secret"}
+    mesh["psks"] = {"gw2.example.com-gw1.example.com": "dotted-names-secret-e60f"}
     configs = engine_configs(data(topologies=[mesh]), hosts)
     loads(configs)
     assert list(configs["gw2.example.com"]["connections"]) == ["m-gw1-example-com-gw2-example-com"]
@@ -336,16 +336,23 @@ def test_every_problem_is_reported_at_once():
             "right": "nowhere",
             "ike_group": "ike",
             "esp_group": "esp",
-            "psk": "k-one",
+            "psk": "key-one-of-the-a-tunnel",
         },
-        {"name": "b", "left": "s2", "right": "s3", "ike_group": "nope", "esp_group": "esp", "psk": "k-two"},
+        {
+            "name": "b",
+            "left": "s2",
+            "right": "s3",
+            "ike_group": "nope",
+            "esp_group": "esp",
+            "psk": "key-two-of-the-b-tunnel",
+        },
         {
             "name": "c",
             "left": "s3",
             "right": "s4",
             "ike_group": "ike",
             "esp_group": "esp",
-            "psk": "k-three",
+            "psk": "key-three-of-the-c-tunnel",
             "children": [{"name": "x", "left_ts": ["10.3.0.0/24", "10.0.0.0/33"]}],
         },
     ]
@@ -365,7 +372,7 @@ def test_overlap_between_a_topology_and_a_tunnel_is_found_on_the_shared_host():
         "right": "s4",
         "ike_group": "ike",
         "esp_group": "esp",
-        "psk": "d-key",
+        "psk": "key-of-the-d-tunnel-83be",
     }
     problems = [str(p) for p in validate_inventory(data(topologies=[STAR], tunnels=[direct]), HOSTS)]
     # Explicit tunnels come first, so the generated one is blamed, on each host that has both.

@@ -12,7 +12,7 @@ from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import c
 from modules_support import FakeDaemon
 
 PSK = "unit-psk-Zq81-secret"
-OTHER_PSK = "unit-psk-other-7730"
+OTHER_PSK = "unit-psk-other-7730-b41e"
 
 
 def _conn(local="192.0.2.1", remote="198.51.100.1", lan="10.1.0.0/24", peer_lan="10.2.0.0/24"):
@@ -99,6 +99,24 @@ def test_add_write_reload_and_idempotence(task, daemon, tmp_path):
     again = task.run(settings={"listen": ["192.0.2.1"]}, connections={"hq": _conn()}, secrets={"hq": PSK})
     assert again["changed"] is False and again["reloaded"] is False
     assert daemon.commands() == ["reload"]  # same content: no reload
+
+
+def test_the_written_file_loads_in_the_daemon_and_a_wider_mode_is_restricted(task, daemon, tmp_path):
+    """The daemon refuses a file with a key that group or others can read: the task keeps it 0600."""
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import ConfigError, load_config
+
+    task.run(settings={"listen": ["192.0.2.1"]}, connections={"hq": _conn()}, secrets={"hq": PSK})
+    path = _path(tmp_path)
+    assert load_config(str(path)).connection("hq").psk.reveal() == PSK.encode()
+    os.chmod(path, 0o644)
+    with pytest.raises(
+        ConfigError, match=r"connections\.hq\.psk: holds a pre-shared key, but .* \(mode 0644\)"
+    ):
+        load_config(str(path))
+    result = task.run(settings={"listen": ["192.0.2.1"]}, connections={"hq": _conn()}, secrets={"hq": PSK})
+    assert result["changed"] is True
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_config(str(path)).connection("hq").psk.reveal() == PSK.encode()
 
 
 def test_per_connection_present_and_absent_keep_the_others(task, daemon, tmp_path):

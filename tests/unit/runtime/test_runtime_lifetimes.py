@@ -110,7 +110,7 @@ def test_watches_end_with_their_sas(pair):
 # --- two daemons in one process ------------------------------------------------------------------------
 
 LEFT_IP, RIGHT_IP = "127.0.0.1", "127.0.0.2"
-PSK = "lifetimes-unit-psk"
+PSK = "lifetimes-unit-psk-5e1c9a"
 
 
 def daemon_config(me, peer, ports, child_extra):

@@ -7,7 +7,7 @@
 from ..selectors import SelectorError, TrafficSelector, parse_traffic_selector
 from .errors import ConfigError, Problem, format_path
 from .identity import Identity, IdentityError, identity_text, parse_identity
-from .load import decode_psk, load_config, parse_config, parse_document
+from .load import decode_psk, load_config, parse_config, parse_document, psk_weakness
 from .model import (
     ChildConfig,
     ConfigDiff,
@@ -52,5 +52,6 @@ __all__ = [
     "parse_identity",
     "parse_proposal_text",
     "parse_traffic_selector",
+    "psk_weakness",
     "schema_json",
 ]

@@ -7,7 +7,9 @@ Both raise :class:`~.errors.ConfigError` listing every problem as
 
 Checks beyond the schema (which :mod:`.validate` applies, with jsonschema or the built-in
 validator): duplicate keys, addresses, identities, proposal strings, traffic selectors,
-pre-shared key syntax, psk_file existence and permissions, listen coverage, unambiguous
+pre-shared key syntax and strength (:func:`psk_weakness`, unless ``allow_weak_psk``), psk_file
+existence and permissions (and, in :func:`load_config`, the permissions of a configuration file
+that holds a psk itself), listen coverage, unambiguous
 connections, a %any peer never started, and selector families present on both sides.  With
 ``auth: pubkey`` the certificate, chain, private key (0600 like psk_file, and matching the
 certificate) and CA certificates (which must be CAs) are read and checked, and the local id must
@@ -24,6 +26,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import shlex
 import stat
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -76,6 +79,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_document",
+    "psk_weakness",
 ]
 
 REDACTED = "<redacted>"
@@ -185,10 +189,15 @@ def parse_document(text: str, source: str) -> Any:
 
 
 def load_config(path: str) -> EngineConfig:
-    """Read, validate and build the configuration in ``path``; raise ConfigError on any problem."""
+    """Read, validate and build the configuration in ``path``; raise ConfigError on any problem.
+
+    A file that holds a pre-shared key itself (``psk``) must be as private as a psk_file: no
+    access for group or others.
+    """
     source = os.fspath(path)
     try:
         with open(source, "rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
             raw = handle.read()
     except OSError as error:
         raise _problem(source, "", "cannot read the configuration: %s" % (error.strerror or error)) from None
@@ -197,7 +206,34 @@ def load_config(path: str) -> EngineConfig:
     except UnicodeDecodeError as error:
         raise _problem(source, "", "not UTF-8 text (byte offset %d)" % error.start) from None
     data = parse_document(text, source)
-    return parse_config(data, source, base_dir=os.path.dirname(os.path.abspath(source)))
+    exposed = _exposed_psks(data, source, mode)
+    try:
+        config = parse_config(data, source, base_dir=os.path.dirname(os.path.abspath(source)))
+    except ConfigError as error:
+        raise ConfigError([*exposed, *error.problems]) from None
+    if exposed:
+        raise ConfigError(exposed)
+    return config
+
+
+def _exposed_psks(data: Any, source: str, mode: int) -> List[Problem]:
+    """A problem for each connection whose inline psk sits in a file that group or others can read."""
+    if not mode & 0o077:
+        return []
+    connections = data.get("connections") if isinstance(data, dict) else None
+    if not isinstance(connections, dict):
+        return []
+    return [
+        Problem(
+            source,
+            format_path(("connections", name, "psk")),
+            "holds a pre-shared key, but this configuration file is accessible by group or others "
+            "(mode %04o); restrict it with chmod 600 %s, or move the key to a psk_file (mode 0600)"
+            % (mode, shlex.quote(source)),
+        )
+        for name, conn in connections.items()
+        if isinstance(conn, dict) and "psk" in conn
+    ]
 
 
 # -- secrets --------------------------------------------------------------------------------------------------
@@ -224,6 +260,31 @@ def decode_psk(text: str) -> bytes:
     if not value:
         raise ValueError("is empty")
     return value
+
+
+def psk_weakness(value: bytes) -> str:
+    """Why the decoded pre-shared key ``value`` is too weak to use, or "" when it is not.
+
+    RFC 7296 §2.15: the key must be as unpredictable as the keys it protects, because a peer (or
+    an attacker posing as one) that sees an AUTH payload can test guesses offline.  The rule is
+    deliberately plain: at least MIN_PSK_OCTETS octets and not one character repeated.  The
+    reason never contains the key, its length or any of its characters.
+    """
+    if len(value) < defaults.MIN_PSK_OCTETS:
+        return "is shorter than %d octets" % defaults.MIN_PSK_OCTETS
+    try:
+        units: Any = value.decode("utf-8")
+    except UnicodeDecodeError:
+        units = value
+    if len(set(units)) == 1:
+        return "is one character repeated"
+    return ""
+
+
+_WEAK_PSK_FIX = (
+    "use a random key of at least %d octets (for example the output of 'openssl rand -base64 32'), or "
+    "set allow_weak_psk: true on the connection to accept it anyway" % defaults.MIN_PSK_OCTETS
+)
 
 
 def _strip_newline(content: bytes) -> bytes:
@@ -395,14 +456,16 @@ class _Builder:
             lambda: self.endpoint((*path, "remote"), get(raw, "remote", path, "dict"), settings, False)
         )
         auth = attempt(get, raw, "auth", path, "str", defaults.DEFAULT_AUTH)
+        allow_weak_psk = attempt(get, raw, "allow_weak_psk", path, "bool", defaults.DEFAULT_ALLOW_WEAK_PSK)
         psk, psk_file, credentials = None, None, None
         if auth == "pubkey":
-            for key in ("psk", "psk_file"):
+            for key in ("psk", "psk_file", "allow_weak_psk"):
                 if key in raw:
                     self.add((*path, key), "is not used with auth: pubkey; remove it, or set auth: psk")
             credentials = attempt(self.credentials, path, raw)
         else:
-            psk, psk_file = attempt(self.psk, path, raw) or (None, None)
+            if allow_weak_psk is not None:  # else the schema reports its type
+                psk, psk_file = attempt(self.psk, path, raw, allow_weak_psk) or (None, None)
             for key in _PUBKEY_KEYS:
                 if key in raw:
                     self.add((*path, key), "is only used with auth: pubkey")
@@ -471,6 +534,7 @@ class _Builder:
             children=children,
             auth=auth,
             psk_file=psk_file,
+            allow_weak_psk=bool(allow_weak_psk),
             encap=encap,
             dpd_delay=dpd_delay,
             rekey_time=rekey_time,
@@ -512,19 +576,34 @@ class _Builder:
             return None
         return Endpoint(address, identity, port)
 
-    def psk(self, path: Path, raw: Dict[str, Any]) -> Tuple[Optional[Secret], Optional[str]]:
+    def psk(
+        self, path: Path, raw: Dict[str, Any], allow_weak: bool
+    ) -> Tuple[Optional[Secret], Optional[str]]:
         if ("psk" in raw) == ("psk_file" in raw):
             return None, None  # the schema's oneOf reports it
         if "psk" in raw:
             text = self._get(raw, "psk", path, "str")
             self.secret_texts.append(text)
             try:
-                return Secret(decode_psk(text)), None
+                value = decode_psk(text)
             except ValueError as error:
                 self.add((*path, "psk"), "the pre-shared key %s" % error)
                 return None, None
+            return self.strong_enough((*path, "psk"), "the pre-shared key", value, allow_weak), None
         file_path = self.file_path(self._get(raw, "psk_file", path, "str"))
-        return self.psk_from_file((*path, "psk_file"), file_path), file_path
+        value = self.psk_from_file((*path, "psk_file"), file_path)
+        if value is None:
+            return None, file_path
+        where = "the pre-shared key in %s" % file_path
+        return self.strong_enough((*path, "psk_file"), where, value, allow_weak), file_path
+
+    def strong_enough(self, path: Path, what: str, value: bytes, allow_weak: bool) -> Optional[Secret]:
+        """``value`` as a Secret, unless it is too weak and the connection did not allow that."""
+        reason = "" if allow_weak else psk_weakness(value)
+        if reason:
+            self.add(path, "%s %s; %s" % (what, reason, _WEAK_PSK_FIX))
+            return None
+        return Secret(value)
 
     def credentials(self, path: Path, raw: Dict[str, Any]) -> Optional[_Credentials]:
         """``auth: pubkey``: our certificate (and chain), its private key and the CA certificates.
@@ -650,7 +729,8 @@ class _Builder:
             self.add(path, "cannot read %s: %s" % (file_path, error.strerror or type(error).__name__))
             return None
 
-    def psk_from_file(self, path: Path, file_path: str) -> Optional[Secret]:
+    def psk_from_file(self, path: Path, file_path: str) -> Optional[bytes]:
+        """The decoded key in ``file_path``; None (and a problem) when it is unusable."""
         raw = self.read_protected(path, file_path)
         if raw is None:
             return None
@@ -661,10 +741,10 @@ class _Builder:
             if not content:
                 self.add(path, "%s is empty" % file_path)
                 return None
-            return Secret(content)  # binary key material, used as is
+            return content  # binary key material, used as is
         self.secret_texts.append(text)
         try:
-            return Secret(decode_psk(text))
+            return decode_psk(text)
         except ValueError as error:
             self.add(path, "the pre-shared key in %s %s" % (file_path, error))
             return None

@@ -197,7 +197,8 @@ class ChildConfig:
 class ConnectionConfig:
     """One connection: an IKE SA configuration and its Child SAs (in configuration order).
 
-    ``psk`` is set for ``auth: psk``; for ``auth: pubkey`` the loader has read ``credential``
+    ``psk`` is set for ``auth: psk`` (``allow_weak_psk`` says whether the loader let a short or
+    one-character key through); for ``auth: pubkey`` the loader has read ``credential``
     (a :class:`~..crypto.certs.LocalCredential`: our certificate, its chain and the private key,
     which never shows) and ``ca_certs`` (the CA certificates that verify the peer).
     """
@@ -210,6 +211,7 @@ class ConnectionConfig:
     children: Dict[str, ChildConfig]
     auth: str = defaults.DEFAULT_AUTH
     psk_file: Optional[str] = None
+    allow_weak_psk: bool = defaults.DEFAULT_ALLOW_WEAK_PSK
     encap: bool = defaults.DEFAULT_ENCAP
     dpd_delay: int = defaults.DEFAULT_DPD_DELAY
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
@@ -236,6 +238,7 @@ class ConnectionConfig:
             "auth": self.auth,
             "psk": None if self.psk is None else (self.psk.fingerprint() if fingerprint else str(self.psk)),
             "psk_file": self.psk_file,
+            "allow_weak_psk": self.allow_weak_psk,
             "ike_proposals": [str(p) for p in self.ike_proposals],
             "encap": self.encap,
             "dpd_delay": self.dpd_delay,

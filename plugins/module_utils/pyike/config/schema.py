@@ -28,6 +28,8 @@ DEFAULT_IKE_PORT = 500  # RFC 7296 §2
 DEFAULT_NAT_T_PORT = 4500  # RFC 3948 / RFC 7296 §2.23
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_AUTH = "psk"
+MIN_PSK_OCTETS = 20  # shorter keys, or one character repeated, need allow_weak_psk
+DEFAULT_ALLOW_WEAK_PSK = False
 DEFAULT_IKE_PROPOSALS: List[str] = ["default"]
 DEFAULT_ESP_PROPOSALS: List[str] = ["default"]
 DEFAULT_ENCAP = False
@@ -317,7 +319,10 @@ SCHEMA: Dict[str, Any] = {
                     "minLength": 1,
                     "description": (
                         "the pre-shared key: text (UTF-8), or hex after '0x', or base64 after '0s'. With auth "
-                        "psk exactly one of psk and psk_file is required."
+                        "psk exactly one of psk and psk_file is required. It must be at least %d octets "
+                        "(after decoding) and not one character repeated, unless allow_weak_psk is true. A "
+                        "configuration file that holds a psk must be a file that neither group nor others can "
+                        "access (chmod 600); otherwise keep the key in psk_file." % MIN_PSK_OCTETS
                     ),
                 },
                 "psk_file": {
@@ -326,7 +331,20 @@ SCHEMA: Dict[str, Any] = {
                     "description": (
                         "file holding the pre-shared key (same syntax as psk, one trailing newline ignored); "
                         "relative paths are relative to the configuration file. It must be a regular file "
-                        "that neither group nor others can access (chmod 600)."
+                        "that neither group nor others can access (chmod 600). The key it holds must meet the "
+                        "same rule as psk (at least %d octets, not one character repeated) unless "
+                        "allow_weak_psk is true." % MIN_PSK_OCTETS
+                    ),
+                },
+                "allow_weak_psk": {
+                    "type": "boolean",
+                    "default": DEFAULT_ALLOW_WEAK_PSK,
+                    "description": (
+                        "auth psk: accept a pre-shared key shorter than %d octets or made of one character "
+                        "repeated (any non-empty key). RFC 7296 §2.15 asks for a key as unpredictable as the "
+                        "keys it protects: whoever takes part in one IKE_AUTH exchange, posing as a peer, can "
+                        "guess a weak key offline. Use it only to match a peer that cannot be changed yet."
+                        % MIN_PSK_OCTETS
                     ),
                 },
                 "cert": {
