@@ -261,7 +261,7 @@ class Systemd:
         self._systemctl(verb, self.unit)
 
         def failed():  # the daemon exited: no point waiting for a slow start
-            rc, state = self._systemctl("is-active", self.unit, check=False)
+            _rc, state = self._systemctl("is-active", self.unit, check=False)
             return state in ("failed", "inactive")
 
         if not wait_for_daemon(self.control_socket, timeout, failed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Any, Callable, Dict, List, Tuple
@@ -322,6 +323,11 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
         "connections.hq.local.address: 192.0.2.1 is not covered by settings.listen (192.0.2.99)",
     ),
     (
+        "local-ipv4-with-ipv6-only-listen",  # '::' beside an IPv4 address is IPv6 only
+        set_(("settings", "listen"), ["::", "192.0.2.99"]),
+        "connections.hq.local.address: 192.0.2.1 is not covered by settings.listen (::, 192.0.2.99)",
+    ),
+    (
         "listen-not-an-address",
         set_(("settings", "listen"), ["192.0.2.1", "192.0.2.x"]),
         "settings.listen[1]: '192.0.2.x' is not valid: an IPv4 or IPv6 address (host names are not resolved)",
@@ -380,6 +386,12 @@ def test_both_engines_report_the_same(mutation, expected):
     data = base_config()
     mutation(data)
     assert problems(data, "builtin") == problems(data, "jsonschema")
+
+
+def test_ipv6_any_alone_is_dual_stack_and_covers_ipv4():
+    data = base_config()
+    data["settings"]["listen"] = ["::"]
+    assert parse_config(data, SOURCE).settings.covers(ipaddress.ip_address("192.0.2.1"))
 
 
 def test_base_config_is_valid():

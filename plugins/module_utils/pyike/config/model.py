@@ -114,8 +114,14 @@ class Settings:
     retransmit_tries: int = defaults.DEFAULT_RETRANSMIT_TRIES
 
     def covers(self, address: IPAddress) -> bool:
-        """Whether the listening sockets receive on ``address``."""
-        return any(a == address or (a.is_unspecified and a.version == address.version) for a in self.listen)
+        """Whether the listening sockets receive on ``address``. '::' listed without any IPv4 address
+        is dual-stack, as on Linux by default: it receives IPv4 too (runtime/udp.py opens it so)."""
+        dual_stack = not any(a.version == 4 for a in self.listen)
+        return any(
+            a == address
+            or (a.is_unspecified and (a.version == address.version or (dual_stack and a.version == 6)))
+            for a in self.listen
+        )
 
     def as_dict(self) -> Dict[str, Any]:
         return {
