@@ -45,7 +45,7 @@ def test_inventory_and_engines_agree_on_opaque_port_selectors():
                 "right": "gw2",
                 "ike_group": "ike",
                 "esp_group": "esp",
-                "psk": "frag-tunnel-secret",
+                "psk": "frag-tunnel-secret-of-28-chars",
                 "children": [
                     {"name": "lan", "left_ts": ["10.1.0.0/24[udp/opaque]"], "right_ts": ["10.2.0.0/24[udp]"]}
                 ],
