@@ -77,6 +77,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import early as engine_runtime_early
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink

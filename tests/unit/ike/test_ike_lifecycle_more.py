@@ -13,7 +13,7 @@ from ike_harness import LEFT, RIGHT, pair
 from pyike.crypto.proposals import parse_proposals
 from pyike.ids import ExchangeType, NotifyType, ProtocolId
 from pyike.ike.child_lifetimes import HARD_LIMIT_GRACE, SEQ_MAX, SEQ_REKEY_MARGIN, volume_pair
-from pyike.ike.duplicates import DUPLICATE_GRACE
+from pyike.ike.duplicates import DUPLICATE_GRACE, RETIRE_DRAIN
 from pyike.ike.engine import Engine
 from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, Failure, IkeSaDown, IkeSaUp
 from pyike.ike.policy import ChildPolicy
@@ -408,7 +408,7 @@ def test_simultaneous_initiation_keeps_one_ike_sa_and_one_child_pair(seed):
     assert len(net.of(LEFT, IkeSaUp)) == len(net.of(RIGHT, IkeSaUp)) == 2
     duplicates = sorted(left.sas.values(), key=lambda sa: min(sa.nonce_i, sa.nonce_r))
     redundant_spis = (duplicates[0].spi_i, duplicates[0].spi_r)
-    run_timers(net, 1.0)  # ... and the redundant one goes at once, without waiting for a grace time
+    run_timers(net, RETIRE_DRAIN)  # ... and the redundant one goes at once, without a grace time
     kept = assert_one_pair(net, left, right)
     assert (kept.spi_i, kept.spi_r) != redundant_spis  # the lowest nonce lost
     deleted = [e.counters.get("duplicate_ike_sas_deleted", 0) for e in (left, right)]
@@ -462,7 +462,7 @@ def test_a_late_duplicate_is_resolved_after_the_grace_time(seed):
     redundant = min(left.sas.values(), key=lambda sa: min(sa.nonce_i, sa.nonce_r))
     run_timers(net, 0.5 + DUPLICATE_GRACE - 0.01, start=0.5)
     assert len(left.sas) == 2  # a peer that reauthenticates gets time to delete the old IKE SA itself
-    run_timers(net, 0.5 + DUPLICATE_GRACE + 0.01, start=0.5)
+    run_timers(net, 0.5 + DUPLICATE_GRACE + RETIRE_DRAIN + 0.01, start=0.5)
     kept = assert_one_pair(net, left, right)
     assert kept is not redundant
 
@@ -470,7 +470,7 @@ def test_a_late_duplicate_is_resolved_after_the_grace_time(seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_a_peer_that_keeps_duplicates_still_ends_with_one(seed):
     net, left, right = late_duplicate(seed, passive_right=True)
-    run_timers(net, 0.5 + 2 * DUPLICATE_GRACE + 0.01, start=0.5)
+    run_timers(net, 0.5 + 2 * DUPLICATE_GRACE + RETIRE_DRAIN + 0.01, start=0.5)
     assert_one_pair(net, left, right)
 
 
@@ -524,6 +524,34 @@ def test_reauthentication_is_make_before_break(who):
         ExchangeType.INFORMATIONAL,
     ]
     assert engine.counters["reauthentications"] == 1
+
+
+def test_the_old_ike_sa_is_deleted_a_moment_after_its_traffic_moved():
+    """The peer closes both directions of the old Child SAs when our DELETE arrives (§1.4.1), and may
+    process it before ESP we sent on them just earlier (reordered on the way, or in the peer's queues):
+    the DELETE goes RETIRE_DRAIN seconds after the outbound traffic moved to the new Child SAs."""
+    net, left, right = established()
+    old = only_sa(left)
+    left.reauthenticate("s2s", now=10.0)
+
+    def deletes():
+        return [
+            d
+            for d in net.wire
+            if d.local[0] == LEFT
+            and decode_message(d.data).header.exchange == ExchangeType.INFORMATIONAL
+            and not decode_message(d.data).header.response
+        ]
+
+    run_timers(net, 10.0 + RETIRE_DRAIN - 0.01, start=10.0)
+    (new,) = [sa for sa in left.sas.values() if sa is not old]
+    (child,) = new.children
+    assert net.tables[LEFT].outbound == {"net": child.spi_out}  # sending on the new Child SA already
+    assert old.state == ESTABLISHED and not deletes()
+    run_timers(net, 10.0 + RETIRE_DRAIN + 0.01, start=10.0 + RETIRE_DRAIN - 0.01)
+    assert len(deletes()) == 1
+    assert only_sa(left) is new
+    assert_one_pair(net, left, right)
 
 
 def test_reauthentication_keeps_the_negotiated_selectors():

@@ -12,7 +12,7 @@ Make-before-break rekey (RFC 7296 §2.8) with this module and :class:`~.spd.SPD`
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from .counters import SadDrops
 from .sa import InboundSA
@@ -24,11 +24,14 @@ _ESP_HEADER_LEN = 8
 class SAD:
     """Inbound SAs by SPI, and the dispatch of received ESP packets to them."""
 
-    __slots__ = ("_by_spi", "drops")
+    __slots__ = ("_by_spi", "drops", "on_unknown")
 
     def __init__(self) -> None:
         self._by_spi: Dict[int, InboundSA] = {}
         self.drops = SadDrops()
+        # Called with (spi, packet) for a packet without an SA, after counting it; `packet` may be a view
+        # of a reused buffer. The runtime keeps such packets for a moment (runtime/early.py).
+        self.on_unknown: Optional[Callable[[int, memoryview], None]] = None
 
     def __len__(self) -> int:
         return len(self._by_spi)
@@ -75,10 +78,13 @@ class SAD:
         if len(packet) < _ESP_HEADER_LEN:
             self.drops.bad_length += 1
             return None
-        sa = self._by_spi.get(_SPI.unpack_from(packet, 0)[0])
+        spi = _SPI.unpack_from(packet, 0)[0]
+        sa = self._by_spi.get(spi)
         if sa is None:
             # RFC 4303 §3.4.2: no SA for this SPI, discard (an auditable event; here, a count)
             self.drops.unknown_spi += 1
+            if self.on_unknown is not None:
+                self.on_unknown(spi, packet)
             return None
         return sa.decapsulate(packet)
 

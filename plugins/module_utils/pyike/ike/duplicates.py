@@ -8,10 +8,15 @@ Twins. A Child SA negotiated on one IKE SA whose name and traffic selectors equa
 on a parallel IKE SA of the same connection and peer is its twin: the runtime installs it as another
 SA pair of the same dataplane child (`ChildSaUp.rekey_of` names the twin), inbound at once, outbound
 later (`outbound` false), exactly as a make-before-break rekey does. Outbound traffic moves to the twin
-(`ChildSaOutbound`) when the IKE SA of the Child SA that carries it goes: at the moment we send our
-DELETE, or when the peer's DELETE arrives. The peer can receive on the twin by then, since a Child SA
-is installed on both ends before either deletes the IKE SA it replaces, and the inbound SAs of the
-IKE SA we delete stay until the DELETE is answered (§1.4.1). No packet is lost.
+(`ChildSaOutbound`) when the IKE SA of the Child SA that carries it goes: RETIRE_DRAIN seconds before we
+send our DELETE, or when the peer's DELETE arrives. The peer can receive on the twin by then, since a
+Child SA is installed on both ends before either deletes the IKE SA it replaces. The pause before our
+DELETE lets the ESP we sent on the old Child SAs reach the peer before the DELETE does: the peer closes
+both directions of each Child SA when it processes the DELETE (§1.4.1), and ESP and IKE can be reordered
+on the way or inside the peer (strongSwan's libipsec decrypts in another thread than the one handling
+IKE, and strongSwan removes a reauthenticated IKE SA's Child SAs at once). The inbound SAs of the IKE SA
+we delete stay until the DELETE is answered (§1.4.1), and the runtime keeps them a moment longer. No
+packet is lost.
 
 Duplicates. Two ESTABLISHED IKE SAs of the same connection and peer, one initiated by each end, are
 duplicates, unless one is our reauthentication of the other. Both ends keep the one and delete the
@@ -38,6 +43,9 @@ from .sa import DELETING, ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, Ik
 log = logging.getLogger("pyike.ike")
 
 DUPLICATE_GRACE = 3.0  # seconds; the responder of the redundant IKE SA waits twice as long
+# Seconds between moving the outbound traffic off an IKE SA's Child SAs and sending its DELETE: ESP sent
+# just before must not be overtaken by the DELETE (reordering in the network and in the peer's queues).
+RETIRE_DRAIN = 1.0
 
 
 class DuplicatesMixin:
@@ -107,24 +115,40 @@ class DuplicatesMixin:
         )
 
     def _hand_over_outbound(self, sa: IkeSa, child: ChildSa) -> None:
-        """`child` (or its IKE SA) is going: a twin on an established IKE SA takes its outbound traffic."""
+        """`child` (or its IKE SA) is going: a twin on an established IKE SA, not one that is going itself,
+        takes its outbound traffic."""
         if not child.outbound_active:
             return
         for other, twin in self._twins(sa, child):
-            if other.state == ESTABLISHED and twin.state in (INSTALLED, REKEYING) and not twin.delete_sent:
+            if (
+                other.state == ESTABLISHED
+                and other.retiring is None
+                and twin.state in (INSTALLED, REKEYING)
+                and not twin.delete_sent
+            ):
                 self._make_active(other, twin)
                 return
 
     # --- deleting one of two parallel IKE SAs -----------------------------------------------
     def _retire_ike_sa(self, sa: IkeSa, now: float, reason: str) -> None:
         """Delete an IKE SA whose Child SAs have twins elsewhere: outbound traffic moves to the twins now,
-        its inbound SAs stay until the peer answers the DELETE (§1.4.1)."""
-        if sa.state != ESTABLISHED:
+        the DELETE follows RETIRE_DRAIN seconds later, its inbound SAs stay until the peer answers it
+        (§1.4.1)."""
+        if sa.state != ESTABLISHED or sa.retiring is not None:
             return
         for child in list(sa.children):
             self._hand_over_outbound(sa, child)
-        self._deleting(sa, now)
+            child.rekey_at = None
         sa.rekey_at = sa.reauth_at = sa.duplicate_at = None
+        sa.retiring = (now + RETIRE_DRAIN, reason)
+        log.info(
+            "%s: traffic moved to the twins; deleting the IKE SA in %.1fs: %s", sa.key, RETIRE_DRAIN, reason
+        )
+
+    def _delete_retired(self, sa: IkeSa, now: float) -> None:
+        _at, reason = sa.retiring
+        sa.retiring = None
+        self._deleting(sa, now)
         log.info("%s: deleting the IKE SA: %s", sa.key, reason)
         self._request(
             sa,
@@ -136,11 +160,11 @@ class DuplicatesMixin:
 
     # --- duplicates ----------------------------------------------------------------------------
     def _duplicates_of(self, sa: IkeSa) -> List[IkeSa]:
-        if sa.state != ESTABLISHED:
+        if sa.state != ESTABLISHED or sa.retiring is not None:
             return []
         out = []
         for other in self._parallel_sas(sa):
-            if other.state != ESTABLISHED or other.initiator == sa.initiator:
+            if other.state != ESTABLISHED or other.retiring is not None or other.initiator == sa.initiator:
                 continue
             if (sa.reauth is not None and sa.reauth.old is other) or (
                 other.reauth is not None and other.reauth.old is sa
@@ -175,9 +199,14 @@ class DuplicatesMixin:
             )
 
     def _duplicate_deadlines(self, sa: IkeSa) -> List[float]:
-        return [sa.duplicate_at] if sa.duplicate_at is not None else []
+        deadlines = [sa.duplicate_at] if sa.duplicate_at is not None else []
+        if sa.retiring is not None:
+            deadlines.append(sa.retiring[0])
+        return deadlines
 
     def _duplicate_timers(self, sa: IkeSa, now: float) -> None:
+        if sa.retiring is not None and now >= sa.retiring[0] and sa.state == ESTABLISHED:
+            self._delete_retired(sa, now)
         if sa.duplicate_at is None or now < sa.duplicate_at:
             return
         sa.duplicate_at = None

@@ -69,6 +69,7 @@ class ReauthMixin(DuplicatesMixin):
                 and sa.state == ESTABLISHED
                 and sa.reauth_by is None
                 and sa.reauth is None
+                and sa.retiring is None
             ):
                 if self._start_reauth(sa, now):
                     started += 1
@@ -77,7 +78,7 @@ class ReauthMixin(DuplicatesMixin):
     # --- the new IKE SA ----------------------------------------------------------------------
     def _start_reauth(self, old: IkeSa, now: float) -> bool:
         policy = self.policies.get(old.policy.name)
-        if policy is None or old.state != ESTABLISHED:
+        if policy is None or old.state != ESTABLISHED or old.retiring is not None:
             return False
         children: List[ChildPolicy] = []
         for child in old.children:

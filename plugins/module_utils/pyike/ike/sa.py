@@ -144,6 +144,7 @@ class IkeSa:
     reauth: Optional[Any] = None  # on a new IKE SA: the reauthentication it carries out (reauth.py)
     reauth_by: Optional[IkeSa] = None  # on the old IKE SA: the new one being built
     duplicate_at: Optional[float] = None  # when to resolve a duplicate of this IKE SA (duplicates.py)
+    retiring: Optional[Tuple[float, str]] = None  # (when, why) our DELETE goes (duplicates.py)
     children: List[ChildSa] = field(default_factory=list)
     # The first Child SA, negotiated inside IKE_AUTH.
     auth_child: Optional[ChildPolicy] = None

@@ -19,9 +19,11 @@ reason — in the SA's ``drops`` (ESP core), in the SAD's or SPD's ``drops``, or
 
 The IKE side drives it with :meth:`Dataplane.install_child` / :meth:`Dataplane.remove_child`,
 and for make-before-break rekeying (RFC 7296 §2.8) :meth:`Dataplane.add_inbound`, then
-:meth:`Dataplane.switch_outbound`, then later :meth:`Dataplane.remove_inbound`. IKE messages
-that arrive on the sockets go to ``ike_handler(data, source, local)`` (without the non-ESP
-marker); :meth:`Dataplane.send_ike` sends them (adding it on NAT-T ports).
+:meth:`Dataplane.switch_outbound`, then later :meth:`Dataplane.remove_inbound`. ESP packets that
+arrive before their inbound SA is installed are kept for a moment (:mod:`.early`) and decrypted by
+:meth:`Dataplane.add_inbound`. IKE messages that arrive on the sockets go to
+``ike_handler(data, source, local)`` (without the non-ESP marker); :meth:`Dataplane.send_ike`
+sends them (adding it on NAT-T ports).
 
 Several queues later: create the TUN with ``Tun(..., multi_queue=True)``, give each worker
 process ``tun.open_queue()`` and its own ``UdpEndpoint(..., reuse_port=True)`` and one Dataplane;
@@ -39,6 +41,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from ..esp import SAD, SPD, InboundSA, OutboundSA, Policy, SelectorSet, TrafficSelector
 from ..esp.counters import InboundDrops, OutboundDrops, Traffic
+from .early import EarlyPackets
 from .gro import TcpCoalescer
 from .lifetimes import VolumeWatch
 from .routes import RouteManager, networks_of_range
@@ -78,7 +81,16 @@ class DataplaneDrops:
 
 
 class IoCounters:
-    __slots__ = ("ike_in", "keepalives_in", "rx_wakeups", "tun_rx", "tun_tx", "tun_wakeups", "udp_rx")
+    __slots__ = (
+        "early_in",  # ESP packets that came before their inbound SA, decrypted once it was installed
+        "ike_in",
+        "keepalives_in",
+        "rx_wakeups",
+        "tun_rx",
+        "tun_tx",
+        "tun_wakeups",
+        "udp_rx",
+    )
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -243,6 +255,9 @@ class Dataplane:
         self.ike_handler = ike_handler
         self.spd = SPD()
         self.sad = SAD()
+        # ESP that arrives before its SA (the peer may send as soon as it has answered): see early.py
+        self.early = EarlyPackets()
+        self.sad.on_unknown = self.early.hold
         self.drops = DataplaneDrops()
         self.io = IoCounters()
         self._children: Dict[str, Child] = {}
@@ -355,7 +370,7 @@ class Dataplane:
         child.routes = []
 
     def add_inbound(self, child_id: str, inbound_sa: InboundSA) -> None:
-        """Accept packets of a new inbound SA too (rekey, step 1)."""
+        """Accept packets of a new inbound SA too (rekey, step 1), and those that came before it."""
         child = self._child(child_id)
         if inbound_sa.selectors is None:
             inbound_sa.selectors = SelectorSet(child.local_ts, child.remote_ts)
@@ -364,6 +379,11 @@ class Dataplane:
         except ValueError as exc:
             raise DataplaneError(str(exc)) from None
         child.inbound[inbound_sa.spi] = inbound_sa
+        early = self.early.take(inbound_sa.spi)
+        if early:
+            inner = [packet for packet in map(inbound_sa.decapsulate, early) if packet is not None]
+            self.io.early_in += len(inner)
+            self._to_tun(inner)
 
     def switch_outbound(
         self, child_id: str, outbound_sa: OutboundSA, peer: Optional[Address] = None
@@ -595,8 +615,12 @@ class Dataplane:
             io.keepalives_in += keepalives
         if invalid:
             self.drops.invalid_datagram += invalid
+        self._to_tun(inner)
+
+    def _to_tun(self, inner: List[bytes]) -> None:
+        """Write decrypted packets to the TUN device (TCP segments coalesced where the TUN allows)."""
         if inner:
-            io.tun_tx += len(inner)
+            self.io.tun_tx += len(inner)
             coalescer = self._coalescer
             if coalescer is not None:
                 failed = self.tun.write_vnet(coalescer.coalesce(inner))
