@@ -215,7 +215,7 @@ def _variants(der: bytes) -> Dict[str, bytes]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def broken_certificates(real: Tuple[bytes, ...]) -> List[Tuple[str, bytes]]:
     """(name, DER) of every variant of every real certificate, plus raw garbage."""
     out: List[Tuple[str, bytes]] = []

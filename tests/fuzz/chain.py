@@ -34,7 +34,7 @@ class Hdr:
     version: int = 0x20
 
     @classmethod
-    def of(cls, header: Header) -> "Hdr":
+    def of(cls, header: Header) -> Hdr:
         flags = (0x08 if header.initiator else 0) | (0x20 if header.response else 0)
         return cls(header.spi_i, header.spi_r, header.exchange, flags, header.message_id)
 
@@ -52,7 +52,7 @@ class Raw:
     flags: int
     body: bytes
 
-    def copy(self) -> "Raw":
+    def copy(self) -> Raw:
         return Raw(self.ptype, self.flags, self.body)
 
 
@@ -98,7 +98,9 @@ class Sealer:
 
     def seal_sk(self, header: Hdr, first_inner: int, plain: bytes, iv: bytes) -> bytes:
         sk_len = 4 + self.cipher.body_length(len(plain))
-        prefix = header.encode(SK, IKE_HEADER_LEN + sk_len) + GENERIC.pack(first_inner & 0xFF, 0, sk_len & 0xFFFF)
+        prefix = header.encode(SK, IKE_HEADER_LEN + sk_len) + GENERIC.pack(
+            first_inner & 0xFF, 0, sk_len & 0xFFFF
+        )
         return prefix + self.cipher.seal(plain, prefix, iv)
 
     def seal_skf(

@@ -64,7 +64,9 @@ def fingerprint(engine, drawn: List[int]) -> tuple:
         tuple(sorted((key, half.key) for key, half in engine.half_open.items())),
         engine.guard.total,
         tuple(sorted(engine.guard._per_ip.items())),
-        engine.fragment_budget.used if hasattr(engine.fragment_budget, "used") else repr(engine.fragment_budget),
+        engine.fragment_budget.used
+        if hasattr(engine.fragment_budget, "used")
+        else repr(engine.fragment_budget),
         tuple(sorted(engine.restarts.items())),
         engine._serial,
         drawn[0],
@@ -81,7 +83,12 @@ def state_invariants(engine, before: Optional[dict] = None) -> List[Problem]:
         if sa.state == DEAD:
             problems.append(("dead_sa_in_table", "%s is DEAD but still in Engine.sas" % sa.key))
         if spi != sa.our_spi:
-            problems.append(("sa_table_key", "%s is filed under %s, its SPI is %s" % (sa.key, spi.hex(), sa.our_spi.hex())))
+            problems.append(
+                (
+                    "sa_table_key",
+                    "%s is filed under %s, its SPI is %s" % (sa.key, spi.hex(), sa.our_spi.hex()),
+                )
+            )
         if sa.initiator and sa.state == AUTHENTICATING and sa.pending is None and not sa.queued:
             problems.append(("wedged_authenticating", "%s is AUTHENTICATING with no request in flight (nothing "
                              "will retransmit or time it out)" % sa.key))  # fmt: skip
@@ -92,20 +99,24 @@ def state_invariants(engine, before: Optional[dict] = None) -> List[Problem]:
             ):
                 problems.append(("request_without_response", "%s consumed message ID %d but cached no response "
                                  "for it (the peer's retransmissions go unanswered)" % (sa.key, sa.next_peer_request_id - 1)))  # fmt: skip
-    for (spi_i, ip), half in engine.half_open.items():
+    for (_spi_i, _ip), half in engine.half_open.items():
         if engine.sas.get(half.our_spi) is not half:
             problems.append(("half_open_orphan", "half-open %s is not in Engine.sas" % half.key))
         elif half.state != CONNECTING or half.initiator:
             problems.append(("half_open_state", "half-open %s is %s" % (half.key, half.state)))
-    per_ip = {}
-    for (_spi_i, ip) in engine.half_open:
-        per_ip[ip] = per_ip.get(ip, 0) + 1
+    # Half-open: a responder SA that answered IKE_SA_INIT and has not finished IKE_AUTH.  The guard must count
+    # every one of them, or a peer can hold more than the per-address limit (issue 10, item 1).
+    per_ip: dict = {}
+    for sa in engine.sas.values():
+        if not sa.initiator and sa.state == CONNECTING:
+            per_ip[sa.remote[0]] = per_ip.get(sa.remote[0], 0) + 1
     guard_counts = {ip: engine.guard.count(ip) for ip in set(per_ip) | set(engine.guard._per_ip)}
-    if engine.guard.total != len(engine.half_open) or any(
+    if engine.guard.total != sum(per_ip.values()) or any(
         guard_counts[ip] != per_ip.get(ip, 0) for ip in guard_counts
     ):
-        problems.append(("half_open_count", "the guard counts %d half-open SAs %s, the table holds %d %s"
-                         % (engine.guard.total, dict(engine.guard._per_ip), len(engine.half_open), per_ip)))  # fmt: skip
+        problems.append(("half_open_count", "the guard counts %d half-open SAs %s, Engine.sas holds %d responder "
+                         "SAs in CONNECTING %s" % (engine.guard.total, dict(engine.guard._per_ip),
+                                                   sum(per_ip.values()), per_ip)))  # fmt: skip
     return problems
 
 
@@ -145,8 +156,10 @@ class LogWatch(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
-        except Exception as exc:  # noqa: BLE001 - a record that cannot be formatted is a finding too
-            self.problems.append(("log_record_unformattable", "%r %% %r: %s" % (record.msg, record.args, exc)))
+        except Exception as exc:
+            self.problems.append(
+                ("log_record_unformattable", "%r %% %r: %s" % (record.msg, record.args, exc))
+            )
             return
         if CONTROL.search(text):
             self.problems.append(("log_injection (%s)" % record.levelname, "control characters in a log line: %r"

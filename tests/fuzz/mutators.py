@@ -24,7 +24,29 @@ from .chain import Hdr, Raw, join_chain
 P = PayloadType
 KNOWN_TYPES = [33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 53]
 INTERESTING_8 = [0, 1, 2, 3, 4, 7, 8, 16, 32, 33, 46, 53, 64, 100, 127, 128, 129, 200, 254, 255]
-INTERESTING_16 = [0, 1, 2, 3, 4, 7, 8, 16, 28, 32, 127, 128, 255, 256, 512, 1024, 4096, 32767, 32768, 65534, 65535]
+INTERESTING_16 = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    16,
+    28,
+    32,
+    127,
+    128,
+    255,
+    256,
+    512,
+    1024,
+    4096,
+    32767,
+    32768,
+    65534,
+    65535,
+]
 INTERESTING_32 = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
 EXCHANGES = [0, 1, 33, 34, 35, 36, 37, 38, 39, 40, 42, 43, 44, 45, 240, 255]
 SIMPLE_NOTIFIES = [
@@ -51,7 +73,14 @@ ALGORITHM_IDS = [
     tlv(0x30, tlv(0x06, oid("1.2.840.10045.4.3.2"))),  # ecdsa-with-SHA256
     tlv(0x30, tlv(0x06, oid("1.2.840.10045.4.3.4"))),  # ecdsa-with-SHA512
     tlv(0x30, tlv(0x06, oid("1.2.840.113549.1.1.10")) + tlv(0x30, b"")),  # RSASSA-PSS, default params
-    tlv(0x30, tlv(0x06, oid("1.2.840.113549.1.1.10")) + tlv(0x30, tlv(0xA0, tlv(0x30, tlv(0x06, oid("2.16.840.1.101.3.4.2.1")))) + tlv(0xA2, tlv(0x02, b"\xff")))),  # noqa: E501 - PSS, negative salt
+    tlv(
+        0x30,
+        tlv(0x06, oid("1.2.840.113549.1.1.10"))
+        + tlv(
+            0x30,
+            tlv(0xA0, tlv(0x30, tlv(0x06, oid("2.16.840.1.101.3.4.2.1")))) + tlv(0xA2, tlv(0x02, b"\xff")),
+        ),
+    ),
     tlv(0x30, tlv(0x06, oid("1.2.840.113549.1.1.10")) + tlv(0x05, b"")),  # PSS with NULL parameters
     tlv(0x30, tlv(0x06, oid("1.3.101.112"))),  # Ed25519
     tlv(0x30, tlv(0x06, oid("1.2.840.113549.1.1.5")) + tlv(0x05, b"")),  # sha1WithRSAEncryption
@@ -210,13 +239,13 @@ def mutate_header_field(rng, data: bytes, lib: Library) -> Tuple[bytes, str]:
     buf = bytearray(data)
     field = rng.randrange(9)
     if field == 0:
-        buf[0:8] = rng.choice([bytes(8), rbytes(rng, 8), data[8:16]] + lib.ike_spis[:8])
+        buf[0:8] = rng.choice([bytes(8), rbytes(rng, 8), data[8:16], *lib.ike_spis[:8]])
         return bytes(buf), "hdr-spi_i"
     if field == 1:
-        buf[8:16] = rng.choice([bytes(8), rbytes(rng, 8), data[0:8]] + lib.ike_spis[:8])
+        buf[8:16] = rng.choice([bytes(8), rbytes(rng, 8), data[0:8], *lib.ike_spis[:8]])
         return bytes(buf), "hdr-spi_r"
     if field == 2:
-        buf[16] = rng.choice(KNOWN_TYPES + [0, 1, 32, 49, 54, 255])
+        buf[16] = rng.choice([*KNOWN_TYPES, 0, 1, 32, 49, 54, 255])
         return bytes(buf), "hdr-next"
     if field == 3:
         buf[17] = rng.choice([0x20, 0x21, 0x2F, 0x10, 0x30, 0x00, 0xFF, 0x1F])
@@ -225,14 +254,20 @@ def mutate_header_field(rng, data: bytes, lib: Library) -> Tuple[bytes, str]:
         buf[18] = rng.choice(EXCHANGES)
         return bytes(buf), "hdr-exchange"
     if field == 5:
-        buf[19] = rng.choice([0, 0x08, 0x20, 0x28, 0x10, 0x18, 0x38, 0xFF, 0x01, 0x80]) ^ rng.choice((0, 0, 0x08))
+        buf[19] = rng.choice([0, 0x08, 0x20, 0x28, 0x10, 0x18, 0x38, 0xFF, 0x01, 0x80]) ^ rng.choice(
+            (0, 0, 0x08)
+        )
         return bytes(buf), "hdr-flags"
     if field == 6:
         mid = struct.unpack("!I", data[20:24])[0]
-        buf[20:24] = struct.pack("!I", rng.choice([0, 1, 2, mid + 1, max(mid - 1, 0), 0x7FFFFFFF, 0xFFFFFFFF]) & 0xFFFFFFFF)
+        buf[20:24] = struct.pack(
+            "!I", rng.choice([0, 1, 2, mid + 1, max(mid - 1, 0), 0x7FFFFFFF, 0xFFFFFFFF]) & 0xFFFFFFFF
+        )
         return bytes(buf), "hdr-message-id"
     if field == 7:
-        buf[24:28] = struct.pack("!I", rng.choice([0, 27, 28, len(data) - 1, len(data) + 1, 0xFFFFFFFF, 65536]) & 0xFFFFFFFF)
+        buf[24:28] = struct.pack(
+            "!I", rng.choice([0, 27, 28, len(data) - 1, len(data) + 1, 0xFFFFFFFF, 65536]) & 0xFFFFFFFF
+        )
         return bytes(buf), "hdr-length"
     # a generic payload header in the outer chain: length, next payload or flags
     pos, headers = 28, []
@@ -248,13 +283,17 @@ def mutate_header_field(rng, data: bytes, lib: Library) -> Tuple[bytes, str]:
     what = rng.randrange(3)
     if what == 0:
         length = struct.unpack("!H", data[pos + 2 : pos + 4])[0]
-        buf[pos + 2 : pos + 4] = struct.pack("!H", rng.choice([0, 3, 4, 5, length - 1, length + 1, 65535]) & 0xFFFF)
+        buf[pos + 2 : pos + 4] = struct.pack(
+            "!H", rng.choice([0, 3, 4, 5, length - 1, length + 1, 65535]) & 0xFFFF
+        )
     elif what == 1:
-        buf[pos] = rng.choice(KNOWN_TYPES + [0, 1, 255])
+        buf[pos] = rng.choice([*KNOWN_TYPES, 0, 1, 255])
     else:
         buf[pos + 1] = rng.choice([0x80, 0x01, 0x7F, 0xFF])
     if data[16] == 53 and rng.random() < 0.5 and len(data) >= 36:  # the SKF numbers (inside the AAD)
-        buf[32:36] = struct.pack("!HH", rng.choice([0, 1, 2, 3, 32, 33, 65535]), rng.choice([0, 1, 2, 3, 32, 33, 65535]))
+        buf[32:36] = struct.pack(
+            "!HH", rng.choice([0, 1, 2, 3, 32, 33, 65535]), rng.choice([0, 1, 2, 3, 32, 33, 65535])
+        )
     return bytes(buf), "payload-header"
 
 
@@ -326,7 +365,10 @@ def encode_sa(proposals, count_lie: bool = False) -> bytes:
         tb = b""
         for j, (ttype, tid, attrs) in enumerate(transforms):
             more = 0 if j == len(transforms) - 1 else 3
-            tb += struct.pack("!BBHBBH", more, 0, (8 + len(attrs)) & 0xFFFF, ttype & 0xFF, 0, tid & 0xFFFF) + attrs
+            tb += (
+                struct.pack("!BBHBBH", more, 0, (8 + len(attrs)) & 0xFFFF, ttype & 0xFF, 0, tid & 0xFFFF)
+                + attrs
+            )
         count = len(transforms) + (1 if count_lie else 0)
         more = 0 if i == len(proposals) - 1 else 2
         out += struct.pack("!BBHBBBB", more, 0, (8 + len(spi) + len(tb)) & 0xFFFF, num & 0xFF, proto & 0xFF,
@@ -379,7 +421,7 @@ def mutate_sa(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         note = "add-transform"
     elif op == 5 and p[3]:
         t = rng.choice(p[3])
-        t[1] = rng.choice(TRANSFORM_IDS.get(t[0], TRANSFORM_IDS[4]) + [rng.randrange(65536)])
+        t[1] = rng.choice([*TRANSFORM_IDS.get(t[0], TRANSFORM_IDS[4]), rng.randrange(65536)])
         note = "transform-id"
     elif op == 6 and p[3]:
         t = rng.choice(p[3])
@@ -392,7 +434,9 @@ def mutate_sa(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         proposals.append([p[0], p[1], p[2], [list(t) for t in p[3]]])
         note = "duplicate-proposal"
     elif op == 9:
-        proposals[:] = [[i + 1, p[1], p[2], [list(t) for t in p[3]]] for i in range(rng.choice((20, 64, 255)))]
+        proposals[:] = [
+            [i + 1, p[1], p[2], [list(t) for t in p[3]]] for i in range(rng.choice((20, 64, 255)))
+        ]
         note = "many-proposals"
     elif op == 10:
         p[3] = []
@@ -428,8 +472,11 @@ def mutate_ke(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         data = rbytes(rng, KE_SIZES[group])
         note = "group-%d-random" % group
     else:
-        small = [b"\x01" + bytes(31), b"\xe0\xeb\x7a\x7c\x3b\x41\xb8\xae\x16\x56\xe3\xfa\xf1\x9f\xc4\x6a\xda\x09\x8d\xeb\x9c\x32\xb1\xfd\x86\x62\x05\x16\x5f\x49\xb8\x00"]  # noqa: E501 - X25519 low order
-        data = rng.choice(small + [bytes(64), b"\x00" * 255 + b"\x01", b"\xff" * 256])
+        small = [
+            b"\x01" + bytes(31),
+            b"\xe0\xeb\x7a\x7c\x3b\x41\xb8\xae\x16\x56\xe3\xfa\xf1\x9f\xc4\x6a\xda\x09\x8d\xeb\x9c\x32\xb1\xfd\x86\x62\x05\x16\x5f\x49\xb8\x00",
+        ]
+        data = rng.choice([*small, bytes(64), b"\x00" * 255 + b"\x01", b"\xff" * 256])
         note = "weak-value"
     return struct.pack("!HH", group & 0xFFFF, 0) + data, "ke-" + note
 
@@ -446,12 +493,14 @@ def notify_body(notify_type: int, data: bytes = b"", protocol: int = 0, spi: byt
 def interesting_notify(rng, lib: Library) -> Tuple[bytes, str]:
     choice = rng.randrange(12)
     if choice == 0:
-        return notify_body(NotifyType.REKEY_SA, b"", ProtocolId.ESP, rng.choice(lib.esp_spis + [rbytes(rng, 4)])), "REKEY_SA"
+        return notify_body(
+            NotifyType.REKEY_SA, b"", ProtocolId.ESP, rng.choice([*lib.esp_spis, rbytes(rng, 4)])
+        ), "REKEY_SA"
     if choice == 1:
         spi = rng.choice([b"", rbytes(rng, 4), rbytes(rng, 8), rbytes(rng, 2)])
         return notify_body(NotifyType.REKEY_SA, b"", rng.choice([0, 1, 2, 3, 9]), spi), "REKEY_SA-odd"
     if choice == 2:
-        link = rng.choice(lib.links + [b"", rbytes(rng, 1), rbytes(rng, 64), rbytes(rng, 300)])
+        link = rng.choice([*lib.links, b"", rbytes(rng, 1), rbytes(rng, 64), rbytes(rng, 300)])
         return notify_body(NotifyType.ADDITIONAL_KEY_EXCHANGE, link), "ADDITIONAL_KEY_EXCHANGE"
     if choice == 3:
         data = rng.choice([b"", b"\x00", b"\x00\x13", b"\x00\x1f", b"\x00\x24", b"\xff\xff", b"\x00\x0e\x00"])
@@ -459,7 +508,9 @@ def interesting_notify(rng, lib: Library) -> Tuple[bytes, str]:
     if choice == 4:
         return notify_body(NotifyType.COOKIE, rbytes(rng, rng.choice([0, 1, 36, 64, 65, 1000]))), "COOKIE"
     if choice == 5:
-        data = rng.choice([b"", b"\x00", b"\x00\x02\x00", b"\x00\x02" * 300, b"\x00\x05\x00\x08", b"\xff\xff"])
+        data = rng.choice(
+            [b"", b"\x00", b"\x00\x02\x00", b"\x00\x02" * 300, b"\x00\x05\x00\x08", b"\xff\xff"]
+        )
         return notify_body(NotifyType.SIGNATURE_HASH_ALGORITHMS, data), "SIGNATURE_HASH_ALGORITHMS"
     if choice == 6:
         kind = rng.choice([NotifyType.NAT_DETECTION_SOURCE_IP, NotifyType.NAT_DETECTION_DESTINATION_IP])
@@ -470,11 +521,15 @@ def interesting_notify(rng, lib: Library) -> Tuple[bytes, str]:
     if choice == 8:
         kind = rng.choice(ERROR_NOTIFIES)
         spi = rng.choice([b"", rng.choice(lib.esp_spis)])
-        return notify_body(kind, rng.choice([b"", rbytes(rng, 2)]), ProtocolId.ESP if spi else 0, spi), "N-%d" % kind
+        return notify_body(
+            kind, rng.choice([b"", rbytes(rng, 2)]), ProtocolId.ESP if spi else 0, spi
+        ), "N-%d" % kind
     if choice == 9:
         kind = rng.choice([NotifyType.SET_WINDOW_SIZE, NotifyType.TEMPORARY_FAILURE, NotifyType.CHILD_SA_NOT_FOUND,
                            NotifyType.STATE_NOT_FOUND])  # fmt: skip
-        return notify_body(kind, rng.choice([b"", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x01"])), "N-%d" % kind
+        return notify_body(
+            kind, rng.choice([b"", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x01"])
+        ), "N-%d" % kind
     if choice == 10:
         return notify_body(rng.randrange(65536), rbytes(rng, rng.choice((0, 4, 40)))), "N-random"
     return notify_body(NotifyType.AUTHENTICATION_FAILED), "AUTHENTICATION_FAILED"
@@ -499,7 +554,9 @@ def mutate_notify(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         data = rng.choice([b"", data[:1], data[:-1], rbytes(rng, len(data)), data * 3, rbytes(rng, 4000)])
         return notify_body(notify_type, data, protocol, spi), "notify-data"
     if op == 4:
-        return struct.pack("!BBH", protocol, rng.choice([(spi_size + 1) & 0xFF, 255, 0]), notify_type) + spi + data, "notify-spi-size-lie"
+        return struct.pack(
+            "!BBH", protocol, rng.choice([(spi_size + 1) & 0xFF, 255, 0]), notify_type
+        ) + spi + data, "notify-spi-size-lie"
     return interesting_notify(rng, lib)
 
 
@@ -519,9 +576,13 @@ def mutate_delete(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         protocol = rng.choice([0, 1, 2, 3, 4, 255])
         size = rng.choice([0, 4, 8, 3])
         count = rng.choice([0, 1, 2])
-        return struct.pack("!BBH", protocol, size, count) + rbytes(rng, size * count), "delete-protocol-%d-size-%d" % (protocol, size)
+        return struct.pack("!BBH", protocol, size, count) + rbytes(
+            rng, size * count
+        ), "delete-protocol-%d-size-%d" % (protocol, size)
     if op == 3:
-        return struct.pack("!BBH", protocol, 4, rng.choice([1, 5, 65535])) + rbytes(rng, 4), "delete-count-lie"
+        return struct.pack("!BBH", protocol, 4, rng.choice([1, 5, 65535])) + rbytes(
+            rng, 4
+        ), "delete-count-lie"
     if op == 4:
         return struct.pack("!BBH", 1, 8, 1) + rng.choice(lib.ike_spis or [bytes(8)]), "delete-ike-with-spi"
     return struct.pack("!BBH", 1, 0, 0), "delete-ike"
@@ -550,7 +611,9 @@ def mutate_auth(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         method = rng.choice(AUTH_METHODS)
         note = "method-%d" % method
     elif op == 1:
-        data = rng.choice([b"", rbytes(rng, 1), rbytes(rng, 32), rbytes(rng, 64), rbytes(rng, 256), rbytes(rng, 600)])
+        data = rng.choice(
+            [b"", rbytes(rng, 1), rbytes(rng, 32), rbytes(rng, 64), rbytes(rng, 256), rbytes(rng, 600)]
+        )
         note = "data-%d" % len(data)
     elif op == 2 and data:
         i = rng.randrange(len(data))
@@ -581,7 +644,9 @@ def mutate_cert(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         return bytes([encoding]) + data, "cert-encoding-%d" % encoding
     if op == 3 and data:
         i = rng.randrange(len(data))
-        return bytes([encoding]) + data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1 :], "cert-bitflip"
+        return bytes([encoding]) + data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[
+            i + 1 :
+        ], "cert-bitflip"
     if op == 4 and lib.real_certificates:
         return b"\x04" + rng.choice(lib.real_certificates), "cert-other-real"
     return bytes([rng.choice((4, 12))]) + rbytes(rng, rng.choice((0, 20, 100, 1000))), "cert-garbage"
@@ -635,13 +700,17 @@ def mutate_ts(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
         selectors.append(selector(7, 6, 443, 80, _v4("10.1.0.0"), _v4("10.1.0.255")))
         note = "reversed-ports"
     elif op == 5:
-        selectors = [selector(7, rng.choice([0, 1, 6, 17, 58, 255]), 65535, 0, _v4("0.0.0.0"), _v4("255.255.255.255"))]
+        selectors = [
+            selector(7, rng.choice([0, 1, 6, 17, 58, 255]), 65535, 0, _v4("0.0.0.0"), _v4("255.255.255.255"))
+        ]
         note = "opaque-any"
     elif op == 6:
         selectors.append(selector(8, 0, 0, 65535, bytes(16), b"\xff" * 16))
         note = "ipv6-any"
     elif op == 7:
-        selectors.append(selector(7, 0, 0, 65535, _v4("10.1.0.0"), b"\xff" * 16, length=rng.choice([16, 28, 40])))
+        selectors.append(
+            selector(7, 0, 0, 65535, _v4("10.1.0.0"), b"\xff" * 16, length=rng.choice([16, 28, 40]))
+        )
         note = "length-lie"
     elif op == 8:
         selectors = []
@@ -670,7 +739,9 @@ def mutate_eap(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
     code = rng.choice([1, 2, 3, 4, 0, 5])
     data = rbytes(rng, rng.choice([0, 1, 10]))
     size = rng.choice([4 + len(data) + 1, 4 + len(data) + 1, 0, 3, 9999])
-    return struct.pack("!BBH", code, rng.randrange(256), size & 0xFFFF) + bytes([rng.choice([1, 4, 13, 254])]) + data, "eap"
+    return struct.pack("!BBH", code, rng.randrange(256), size & 0xFFFF) + bytes(
+        [rng.choice([1, 4, 13, 254])]
+    ) + data, "eap"
 
 
 def _generic_body(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
@@ -734,7 +805,7 @@ def mutate_chain(rng, payloads: List[Raw], lib: Library) -> str:
         return "move-%d" % p.ptype
     if op == "retype":
         p = rng.choice(payloads)
-        old, p.ptype = p.ptype, rng.choice(KNOWN_TYPES + [1, 49, 128, 255])
+        old, p.ptype = p.ptype, rng.choice([*KNOWN_TYPES, 1, 49, 128, 255])
         return "retype-%d-%d" % (old, p.ptype)
     if op == "flags":
         p = rng.choice(payloads)
@@ -757,7 +828,9 @@ def mutate_chain(rng, payloads: List[Raw], lib: Library) -> str:
 def mutate_header(rng, header: Hdr) -> str:
     what = rng.randrange(4)
     if what == 0:
-        header.exchange = rng.choice(EXCHANGES + [ExchangeType.IKE_INTERMEDIATE, ExchangeType.IKE_FOLLOWUP_KE] * 3)
+        header.exchange = rng.choice(
+            EXCHANGES + [ExchangeType.IKE_INTERMEDIATE, ExchangeType.IKE_FOLLOWUP_KE] * 3
+        )
         return "exchange-%d" % header.exchange
     if what == 1:
         header.flags ^= rng.choice([0x08, 0x20, 0x10, 0x01, 0x80, 0x28])
@@ -819,7 +892,7 @@ def mutate_inner(rng, target, lib: Library, octets: bool) -> Tuple[List[bytes], 
         for _step in range(rng.choice((1, 1, 2, 4))):
             plain, note = mutate_octets(rng, plain, lib)
             notes.append(note)
-        first = target.first_inner if rng.random() < 0.9 else rng.choice(KNOWN_TYPES + [0, 1])
+        first = target.first_inner if rng.random() < 0.9 else rng.choice([*KNOWN_TYPES, 0, 1])
     else:
         payloads = [p.copy() for p in target.payloads]
         for _step in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):

@@ -18,6 +18,7 @@ import dataclasses
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -57,7 +58,7 @@ class Finding:
     detail: str  # traceback or the violation text
     where: Dict[str, int] = dataclasses.field(default_factory=dict)  # message kind (role) -> inputs
 
-    def merge(self, other: "Finding") -> None:
+    def merge(self, other: Finding) -> None:
         """Count both; keep the reproducer with the lowest (seed, index)."""
         total = self.count + other.count
         where = dict(self.where)
@@ -93,7 +94,7 @@ class Stats:
         else:
             table[finding.key] = finding
 
-    def merge(self, other: "Stats") -> None:
+    def merge(self, other: Stats) -> None:
         self.inputs += other.inputs
         self.rebuilds += other.rebuilds
         self.rebuild_seconds += other.rebuild_seconds
@@ -133,8 +134,11 @@ def prepare(names=None) -> None:
 def _weight(target: Target) -> float:
     readable = target.payloads is not None and (target.sealer is not None or not target.encrypted)
     weight = 1.0 + (2.0 if readable else 0.0)
-    if any(p.ptype in (37, 39) for p in target.payloads or []):  # CERT or AUTH: certificate parsing, AUTH
+    types = {p.ptype for p in target.payloads or []}
+    if 39 in types:  # AUTH: identities, authentication
         weight += 2.0
+    if 37 in types:  # CERT: certificate parsing and path validation
+        weight += 6.0
     return weight
 
 
@@ -167,7 +171,9 @@ class Bench:
         self.stats.rebuild_seconds += time.perf_counter() - started
         self.pristine = checks.fingerprint(engine, drawn)
         if self.pristine != self.target.fingerprint:
-            self._problem("replay of %s (%s) did not reach the recorded state" % (self.target.name, self.target.label))
+            self._problem(
+                "replay of %s (%s) did not reach the recorded state" % (self.target.name, self.target.label)
+            )
         self.snapshot = (engine, drawn)
         self.message_ids = checks.message_ids(engine)
 
@@ -201,21 +207,37 @@ class Bench:
         try:
             for data in datagrams:
                 engine.receive(data, target.local, target.remote, target.now)
-        except Exception as exc:  # noqa: BLE001 - anything escaping Engine.receive is the finding
+        except Exception as exc:
             self.engine = None
             self._check_snapshot()
-            return "crash", ("receive", exc), self.logs.take()
+            return "crash", ("receive", exc), self._invariants(engine) + self.logs.take()
         sent = any(isinstance(e, SendDatagram) for e in engine.pop_events())
         if checks.fingerprint(engine, self.drawn) == self.pristine:
             return ("answered" if sent else "dropped"), None, self.logs.take()
         self.engine = None  # changed: a fresh clone for the next input
         self._check_snapshot()
+        try:
+            problems = self._invariants(engine, raise_tick=True)
+        except _TickFailed as failed:
+            return "state changed", ("tick", failed.exc), failed.problems + self.logs.take()
+        return "state changed", None, problems + self.logs.take()
+
+    def _invariants(self, engine, raise_tick: bool = False):
+        """The invariants after an input that changed the state (or raised: what did it leave behind?)."""
         problems = checks.state_invariants(engine, self.message_ids)
         try:
-            problems += checks.after_horizon(engine, target.now)
-        except Exception as exc:  # noqa: BLE001 - Engine.tick must not raise either
-            return "state changed", ("tick", exc), problems + self.logs.take()
-        return "state changed", None, problems + self.logs.take()
+            problems += checks.after_horizon(engine, self.target.now)
+        except Exception as exc:
+            if raise_tick:
+                raise _TickFailed(exc, problems) from exc
+            problems.append(("tick_raised_after_a_crash", crash_site(exc)))
+        return problems
+
+
+class _TickFailed(Exception):
+    def __init__(self, exc, problems):
+        super().__init__(str(exc))
+        self.exc, self.problems = exc, problems
 
 
 def crash_site(exc: BaseException) -> str:
@@ -225,7 +247,11 @@ def crash_site(exc: BaseException) -> str:
     frame = inner[-1] if inner else (frames[-1] if frames else None)
     where = "?"
     if frame is not None:
-        path = frame.filename.split(ENGINE_DIR, 1)[-1] if ENGINE_DIR in frame.filename else os.path.basename(frame.filename)
+        path = (
+            frame.filename.split(ENGINE_DIR, 1)[-1]
+            if ENGINE_DIR in frame.filename
+            else os.path.basename(frame.filename)
+        )
         where = "pyike/%s:%d in %s" % (path, frame.lineno, frame.name)
     return "%s.%s at %s" % (type(exc).__module__, type(exc).__qualname__, where)
 
@@ -241,22 +267,30 @@ def record(stats: Stats, target: Target, seed: int, index: int, how: str, datagr
         when, exc = crash
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         key = ("Engine.tick after the input: " if when == "tick" else "") + crash_site(exc)
-        crash_finding = Finding(key, 1, seed, index, target.name, target.label, target.role, how, data, tb, where)
+        crash_finding = Finding(
+            key, 1, seed, index, target.name, target.label, target.role, how, data, tb, where
+        )
         stats.add(stats.crashes, crash_finding)
     findings = []
     for code, text in problems:
-        finding = Finding(code, 1, seed, index, target.name, target.label, target.role, how, data, text, dict(where))
+        finding = Finding(
+            code, 1, seed, index, target.name, target.label, target.role, how, data, text, dict(where)
+        )
         stats.add(stats.violations, finding)
         findings.append(finding)
     return crash_finding, findings
 
 
-def one_input(bench: Bench, seed: int, index: int, stats: Stats) -> Tuple[str, Optional[Finding], List[Finding]]:
+def one_input(
+    bench: Bench, seed: int, index: int, stats: Stats
+) -> Tuple[str, Optional[Finding], List[Finding]]:
     target = bench.target
     try:
         datagrams, how = mutant_of(seed, index, target)
-    except Exception:  # noqa: BLE001 - a mutator bug is the harness' problem, reported, not fatal
-        bench._problem("the mutator failed on input %d:%d (%s): %s" % (seed, index, target.name, traceback.format_exc()))
+    except Exception:
+        bench._problem(
+            "the mutator failed on input %d:%d (%s): %s" % (seed, index, target.name, traceback.format_exc())
+        )
         return "dropped", None, []
     outcome, crash, problems = bench.run(datagrams)
     crash_finding, findings = record(stats, target, seed, index, how, datagrams, outcome, crash, problems)
@@ -266,10 +300,26 @@ def one_input(bench: Bench, seed: int, index: int, stats: Stats) -> Tuple[str, O
 # --- workers --------------------------------------------------------------------------------------------
 
 
+class InputTimeout(Exception):
+    """One input kept the engine busy for more than HANG_SECONDS: reported like an exception, as a hang."""
+
+
+HANG_SECONDS = 30.0
+
+
+def _alarm(signum, frame):
+    raise InputTimeout("one input took more than %.0f s" % HANG_SECONDS)
+
+
 def _work(args) -> Stats:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cryptography warns about the odd certificates the mutants carry
-        return _work_quietly(*args)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cryptography warns about the odd certificates the mutants carry
+            return _work_quietly(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _work_quietly(seed, count, worker, processes, time_limit, progress) -> Stats:
@@ -284,7 +334,9 @@ def _work_quietly(seed, count, worker, processes, time_limit, progress) -> Stats
         target = target_of(seed, block * BLOCK)
         bench = Bench(target, stats)
         for index in range(block * BLOCK, min(count, (block + 1) * BLOCK)):
+            signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)  # a hang is a finding, not the end of the run
             one_input(bench, seed, index, stats)
+            signal.setitimer(signal.ITIMER_REAL, 0)
             now = time.perf_counter()
             if deadline is not None and now > deadline:
                 stop = True
@@ -306,7 +358,17 @@ def baseline(stats: Stats) -> None:
     for target in _CORPUS:
         bench = Bench(target, stats)
         outcome, crash, problems = bench.run(target.datagrams)
-        record(stats, target, 0, -1, "the original message, unmutated", target.datagrams, outcome, crash, problems)
+        record(
+            stats,
+            target,
+            0,
+            -1,
+            "the original message, unmutated",
+            target.datagrams,
+            outcome,
+            crash,
+            problems,
+        )
 
 
 def fuzz(seed: int, count: int, processes: int = 1, time_limit: float = 0.0, progress: float = 0.0,
@@ -337,20 +399,28 @@ def fuzz(seed: int, count: int, processes: int = 1, time_limit: float = 0.0, pro
 # --- reproduction ---------------------------------------------------------------------------------------
 
 
-def reproduce(seed: int, index: int) -> Tuple[Stats, str]:
-    prepare()
+def reproduce(seed: int, index: int, scenarios=None) -> Tuple[Stats, str]:
+    """Input ``index`` of the run with ``seed`` (and the same ``scenarios``), alone on a rebuilt engine."""
+    prepare(scenarios)
     stats = Stats()
     target = target_of(seed, index)
     bench = Bench(target, stats)
-    outcome, crash, findings = one_input(bench, seed, index, stats)
+    outcome, _crash, _findings = one_input(bench, seed, index, stats)
     datagrams, how = mutant_of(seed, index, target)
     text = "input %d:%d -> %s (%s), mutant %s\n%s\noutcome: %s" % (
-        seed, index, target.name, target.label, how, ",".join(d.hex() for d in datagrams), outcome)
+        seed,
+        index,
+        target.name,
+        target.label,
+        how,
+        ",".join(d.hex() for d in datagrams),
+        outcome,
+    )
     return stats, text
 
 
-def replay_hex(target_name: str, hex_datagrams: str) -> Tuple[Stats, str]:
-    prepare()
+def replay_hex(target_name: str, hex_datagrams: str, scenarios=None) -> Tuple[Stats, str]:
+    prepare(scenarios or [target_name.split("/")[0]])
     stats = Stats()
     (target,) = [t for t in _CORPUS if t.name == target_name]
     bench = Bench(target, stats)
@@ -368,7 +438,8 @@ def replay_hex(target_name: str, hex_datagrams: str) -> Tuple[Stats, str]:
 # --- the report -----------------------------------------------------------------------------------------
 
 
-def report(stats: Stats, seed: int, show_data: bool = True, limit_tb: int = 4000) -> str:
+def report(stats: Stats, seed: int, show_data: bool = True, limit_tb: int = 4000, scenarios=None) -> str:
+    only = "".join(" --scenario %s" % name for name in scenarios or ())
     out = []
     rate = ["%.0f" % (n / s) for n, s in stats.per_process if s > 0]
     out.append("fuzz: seed %d, %d inputs in %.1f s on %d process(es); inputs/s per process: %s"
@@ -408,8 +479,8 @@ def report(stats: Stats, seed: int, show_data: bool = True, limit_tb: int = 4000
             out.append("  first: seed %d index %d -> %s (%s, %s receives), mutant %s"
                        % (finding.seed, finding.index, finding.target, finding.label, finding.role, finding.how))  # fmt: skip
             if finding.index >= 0:
-                out.append("  reproduce: python -m fuzz --reproduce %d:%d  (or: python -m fuzz --target %s --hex INPUT)"
-                           % (finding.seed, finding.index, finding.target))  # fmt: skip
+                out.append("  reproduce: python -m fuzz --reproduce %d:%d%s  (or: python -m fuzz --target %s --hex INPUT)"
+                           % (finding.seed, finding.index, only, finding.target))  # fmt: skip
             else:
                 out.append("  reproduce: python -m fuzz --target %s --hex INPUT" % finding.target)
             if show_data:

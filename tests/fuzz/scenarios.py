@@ -205,7 +205,7 @@ def cert_sides(family: str, fragment_size: int = 1280, seed: int = 1):
 class Target:
     """One recorded message as its receiver got it: the seed of every mutant aimed at it."""
 
-    scenario: "Scenario"
+    scenario: Scenario
     receiver: str  # LEFT or RIGHT
     start: int  # index of its first datagram in the receiver's action list
     datagrams: List[bytes]
@@ -228,7 +228,7 @@ class Target:
 
     @property
     def name(self) -> str:
-        return "%s#%d" % (self.scenario.name, self.start)
+        return "%s/%s#%d" % (self.scenario.name, self.role, self.start)
 
     @property
     def label(self) -> str:
@@ -248,8 +248,8 @@ class Scenario:
         self.engines: Dict[str, Engine] = {}
         self.drawn: Dict[str, List[int]] = {}
         for ip in (LEFT, RIGHT):
-            self.engines[ip], self.drawn[ip] = left.build(self.caches[ip]) if ip == LEFT else right.build(
-                self.caches[ip]
+            self.engines[ip], self.drawn[ip] = (
+                left.build(self.caches[ip]) if ip == LEFT else right.build(self.caches[ip])
             )
         self.actions: Dict[str, List[Action]] = {LEFT: [], RIGHT: []}
         self.targets: List[Target] = []
@@ -340,7 +340,9 @@ class Scenario:
                 target.first_inner = encrypted.first_inner
             pieces.append(plain)
             self._ivs += 1
-            iv = hashlib.sha256(b"%s/%d" % (self.name.encode(), self._ivs)).digest()[: sender_cipher.iv_length]
+            iv = hashlib.sha256(b"%s/%d" % (self.name.encode(), self._ivs)).digest()[
+                : sender_cipher.iv_length
+            ]
             resealed.append(prefix + sender_cipher.seal(plain, prefix, iv))
         target.datagrams = resealed
         target.plain = b"".join(pieces)
@@ -371,7 +373,11 @@ class Scenario:
             notes += ["N(%s)" % _notify_name(p) for p in target.payloads if p.ptype == PayloadType.NOTIFY
                       and _notify_type(p) < 16384]  # fmt: skip
         text = ", ".join(n for n in notes if n)
-        return "%s %s%s" % (exchange, "response" if header.response else "request", " (%s)" % text if text else "")
+        return "%s %s%s" % (
+            exchange,
+            "response" if header.response else "request",
+            " (%s)" % text if text else "",
+        )
 
     # rebuilding --------------------------------------------------------------------------------------------
     def finish(self) -> None:
