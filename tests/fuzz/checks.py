@@ -24,7 +24,8 @@ HORIZON_STEPS = 25
 
 def _child(child) -> tuple:
     return (child.name, child.spi_in, child.spi_out, child.state, child.delete_sent, child.outbound_active,
-            child.replaced_by, child.rekey_exchange is not None, child.collision is not None)  # fmt: skip
+            child.replaced_by, child.rekey_exchange is not None, child.collision is not None, child.rekey_at,
+            child.expire_at)  # fmt: skip
 
 
 def _sa(sa) -> tuple:
@@ -50,12 +51,31 @@ def _sa(sa) -> tuple:
         sa.policy.name,
         sa.cookie,
         sa.cookie_tries,
-        None if reassembler is None else (reassembler.held_bytes, reassembler.in_progress),
+        None if reassembler is None else _reassembler(reassembler),
         sa.reauth_by is not None,
         sa.duplicate_at,
         sa.local,
         sa.remote,
+        sa.last_received_at,
+        sa.established_at,
+        sa.rekey_at,
+        sa.reauth_at,
+        sa.next_keepalive_at,
+        sa.ike_auth_mid,
+        sa.fragmentation,
+        sa.max_datagram,
+        None if sa.peer_hashes is None else tuple(sa.peer_hashes),
+        len(sa.peer_certreq),
+        sa.peer_auth,
     )
+
+
+def _reassembler(reassembler) -> tuple:
+    """Partial messages (fragment numbers held) and the Message IDs last completed: a completed message
+    makes later fragments with its Message ID duplicates, so it is state like any other."""
+    partial = tuple(sorted((direction, message_id, p.exchange, p.total, tuple(sorted(p.pieces)), p.size)
+                           for direction, (message_id, p) in reassembler._partial.items()))  # fmt: skip
+    return (partial, tuple(sorted(reassembler._completed.items())))
 
 
 def fingerprint(engine, drawn: List[int]) -> tuple:
