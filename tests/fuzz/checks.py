@@ -10,6 +10,7 @@ changes it forces a rebuild, so that every mutant meets the state its original m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import List, Optional, Tuple
@@ -190,14 +191,22 @@ class LogWatch(logging.Handler):
         return problems
 
 
-def watch_logs() -> LogWatch:
-    """Route the engine's log records (INFO and up) to a LogWatch only, once per process."""
+WATCH = LogWatch()
+
+
+@contextlib.contextmanager
+def watching_logs():
+    """Route the engine's log records (INFO and up) to ``WATCH`` only, and put the logger back afterwards
+    (the slice runs inside pytest, where other tests read the engine's logs)."""
     logger = logging.getLogger("pyike")
-    for handler in logger.handlers:
-        if isinstance(handler, LogWatch):
-            return handler
-    watch = LogWatch()
-    logger.addHandler(watch)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(WATCH)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    return watch
+    try:
+        yield WATCH
+    finally:
+        logger.removeHandler(WATCH)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        WATCH.take()

@@ -14,6 +14,7 @@ far past every timeout.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -162,7 +163,7 @@ class Bench:
         self.target, self.stats = target, stats
         self.engine = None
         self.snapshot = None
-        self.logs = checks.watch_logs()
+        self.logs = checks.WATCH  # filled only inside checks.watching_logs()
 
     def _replay(self) -> None:
         started = time.perf_counter()
@@ -311,11 +312,18 @@ def _alarm(signum, frame):
     raise InputTimeout("one input took more than %.0f s" % HANG_SECONDS)
 
 
+@contextlib.contextmanager
+def _fuzzing():
+    """Engine logs watched, cryptography's warnings about the odd certificates of the mutants silenced."""
+    with warnings.catch_warnings(), checks.watching_logs():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _work(args) -> Stats:
     previous = signal.signal(signal.SIGALRM, _alarm)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # cryptography warns about the odd certificates the mutants carry
+        with _fuzzing():
             return _work_quietly(*args)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -376,8 +384,7 @@ def fuzz(seed: int, count: int, processes: int = 1, time_limit: float = 0.0, pro
     prepare(scenarios)
     total = Stats()
     first = Stats()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _fuzzing():
         baseline(first)  # its replays are not part of the run's figures, its findings are
     for table in ("crashes", "violations"):
         for finding in getattr(first, table).values():
@@ -405,7 +412,8 @@ def reproduce(seed: int, index: int, scenarios=None) -> Tuple[Stats, str]:
     stats = Stats()
     target = target_of(seed, index)
     bench = Bench(target, stats)
-    outcome, _crash, _findings = one_input(bench, seed, index, stats)
+    with _fuzzing():
+        outcome, _crash, _findings = one_input(bench, seed, index, stats)
     datagrams, how = mutant_of(seed, index, target)
     text = "input %d:%d -> %s (%s), mutant %s\n%s\noutcome: %s" % (
         seed,
@@ -425,7 +433,8 @@ def replay_hex(target_name: str, hex_datagrams: str, scenarios=None) -> Tuple[St
     (target,) = [t for t in _CORPUS if t.name == target_name]
     bench = Bench(target, stats)
     datagrams = [bytes.fromhex(h) for h in hex_datagrams.split(",")]
-    outcome, crash, problems = bench.run(datagrams)
+    with _fuzzing():
+        outcome, crash, problems = bench.run(datagrams)
     record(stats, target, 0, -1, "given as hex", datagrams, outcome, crash, problems)
     lines = ["%s (%s): %s" % (target.name, target.label, outcome)]
     if crash is not None:
