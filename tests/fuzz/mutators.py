@@ -444,7 +444,7 @@ def mutate_sa(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
     elif op == 11:
         return b"", "sa-empty"
     elif op == 12:
-        p[3] = [list(rng.choice(p[3])) for _ in range(rng.choice((30, 200)))] if p[3] else []
+        p[3] = [list(rng.choice(p[3])) for _count in range(rng.choice((30, 200)))] if p[3] else []
         note = "many-transforms"
     else:
         return encode_sa(proposals, count_lie=True), "sa-count-lie"
@@ -565,7 +565,7 @@ def mutate_delete(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
     op = rng.randrange(6)
     if op == 0:
         n = rng.choice([100, 1000, 5000, 16000])
-        spis = [rbytes(rng, 4) for _ in range(n)]
+        spis = [rbytes(rng, 4) for _count in range(n)]
         for spi in lib.esp_spis[:8]:
             spis.insert(rng.randrange(len(spis) + 1), spi)
         return struct.pack("!BBH", 3, 4, len(spis) & 0xFFFF) + b"".join(spis), "delete-many-%d" % n
@@ -731,7 +731,7 @@ def mutate_ts(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
 
 def mutate_cp(rng, body: bytes, lib: Library) -> Tuple[bytes, str]:
     attrs = b"".join(struct.pack("!HH", rng.choice([1, 2, 3, 8, 13, 0x7FFF, 0x8001]), n) + rbytes(rng, n)
-                     for n in (rng.choice([0, 4, 3, 16]) for _ in range(rng.randrange(4))))  # fmt: skip
+                     for n in (rng.choice([0, 4, 3, 16]) for _count in range(rng.randrange(4))))  # fmt: skip
     return struct.pack("!B3x", rng.choice([1, 2, 3, 4, 0, 255])) + attrs, "cp"
 
 
@@ -820,7 +820,7 @@ def mutate_chain(rng, payloads: List[Raw], lib: Library) -> str:
         p.body, note = mutate_octets(rng, p.body, lib)
         return "body-%d-%s" % (p.ptype, note)
     # transplant: another message's payloads under this header
-    others = [(t, b) for t, b in lib.all_payloads]
+    others = list(lib.all_payloads)
     payloads[:] = [Raw(t, 0, b) for t, b in rng.sample(others, min(len(others), rng.randrange(1, 7)))]
     return "transplant"
 

@@ -469,8 +469,8 @@ def report(stats: Stats, seed: int, show_data: bool = True, limit_tb: int = 4000
         totals.update(row)
     out.append("outcomes: " + ", ".join("%s %d" % (o, totals[o]) for o in OUTCOMES))
     out.append("")
-    out.append("%-78s %-9s %8s %8s %8s %8s %6s" % ("message kind", "role", "dropped", "answered", "changed", "crash",
-                                               "total"))  # fmt: skip
+    heading = ("message kind", "role", "dropped", "answered", "changed", "crash", "total")
+    out.append("%-78s %-9s %8s %8s %8s %8s %6s" % heading)
     for (label, role), row in sorted(stats.by_kind.items()):
         if not sum(row.values()):
             continue

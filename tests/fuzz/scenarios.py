@@ -162,7 +162,7 @@ def psk_policy(local, remote, local_nets, remote_nets, ike, esp, extra_children=
 
 def psk_sides(ike="aes256gcm16-prfsha256-x25519", esp="aes256gcm16", right_ike=None, extra_children=(),
               dpd=0.0, seed=1, **side_kw):  # fmt: skip
-    left_extra = [(n, a, b, p) for n, a, b, p in extra_children]
+    left_extra = list(extra_children)
     right_extra = [(n, b, a, p) for n, a, b, p in extra_children]
     left = psk_policy((LEFT, "left.example"), (RIGHT, "right.example"), ["10.1.0.0/24"], ["10.2.0.0/24"],
                       ike, esp, left_extra, dpd)  # fmt: skip
