@@ -40,7 +40,7 @@ def _sa(sa) -> tuple:
         sa.next_request_id,
         sa.next_peer_request_id,
         None if pending is None else (pending.message_id, pending.exchange, pending.tries, pending.next_at),
-        None if sa.last_response is None else sa.last_response[0],
+        None if sa.last_response is None else sa.last_response.message_id,
         len(sa.queued),
         tuple(_child(c) for c in sa.children),
         sa.ike_rekey is not None,
@@ -116,7 +116,7 @@ def state_invariants(engine, before: Optional[dict] = None) -> List[Problem]:
         if before is not None and spi in before:
             old_next = before[spi]
             if sa.next_peer_request_id > old_next and (
-                sa.last_response is None or sa.last_response[0] != sa.next_peer_request_id - 1
+                sa.last_response is None or sa.last_response.message_id != sa.next_peer_request_id - 1
             ):
                 problems.append(("request_without_response", "%s consumed message ID %d but cached no response "
                                  "for it (the peer's retransmissions go unanswered)" % (sa.key, sa.next_peer_request_id - 1)))  # fmt: skip
@@ -168,13 +168,20 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is harmless; newlines
 
 class LogWatch(logging.Handler):
     """Formats every engine log record (INFO and up) and notes those with control characters in them:
-    peer-supplied text must be escaped before it reaches a log line (issue 10, item 8)."""
+    peer-supplied text must be escaped before it reaches a log line (issue 10, item 8). Keeps the
+    exceptions that the engine caught and logged with their traceback (its handler errors): for the
+    fuzzer those are crashes like any that escaped, only the daemon survives them."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.problems: List[Problem] = []
+        self.caught: List[BaseException] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.caught.append(record.exc_info[1])
+        if record.levelno < logging.INFO:
+            return
         try:
             text = record.getMessage()
         except Exception as exc:
@@ -190,6 +197,10 @@ class LogWatch(logging.Handler):
         problems, self.problems = self.problems, []
         return problems
 
+    def take_caught(self) -> List[BaseException]:
+        caught, self.caught = self.caught, []
+        return caught
+
 
 WATCH = LogWatch()
 
@@ -201,7 +212,7 @@ def watching_logs():
     logger = logging.getLogger("pyike")
     saved = (logger.level, logger.propagate)
     logger.addHandler(WATCH)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)  # the engine logs the traceback of an error it caught at DEBUG
     logger.propagate = False
     try:
         yield WATCH
@@ -210,3 +221,4 @@ def watching_logs():
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
         WATCH.take()
+        WATCH.take_caught()

@@ -195,6 +195,7 @@ class Bench:
             self._problem("a clone of %s differs from the snapshot" % self.target.name)
             self.engine, self.drawn = self.target.scenario.rebuild(self.target)
         self.logs.take()  # what the replay logged is not the input's doing
+        self.logs.take_caught()
 
     def _check_snapshot(self) -> None:
         if checks.fingerprint(*self.snapshot) != self.pristine:
@@ -212,6 +213,12 @@ class Bench:
             self.engine = None
             self._check_snapshot()
             return "crash", ("receive", exc), self._invariants(engine) + self.logs.take()
+        caught = self.logs.take_caught()
+        if caught:  # the engine survived it, but it is a bug all the same
+            self.engine = None
+            self._check_snapshot()
+            engine.pop_events()
+            return "crash", ("receive", caught[0]), self._invariants(engine) + self.logs.take()
         sent = any(isinstance(e, SendDatagram) for e in engine.pop_events())
         if checks.fingerprint(engine, self.drawn) == self.pristine:
             return ("answered" if sent else "dropped"), None, self.logs.take()

@@ -35,7 +35,8 @@ from pyike.ike.cookies import HalfOpenGuard
 from pyike.ike.engine import Engine
 from pyike.ike.events import SendDatagram
 from pyike.ike.fragments import datagram_overhead, max_fragment_plain
-from pyike.ike.policy import ChildPolicy, IkePolicy, selector_from_network
+from pyike.ike.policy import ChildPolicy, IkePolicy
+from pyike.selectors import TrafficSelector
 from pyike.wire.encrypted import SkfPayload
 from pyike.wire.errors import WireError
 from pyike.wire.header import Header
@@ -140,10 +141,10 @@ def fqdn(name: str):
 
 
 def psk_policy(local, remote, local_nets, remote_nets, ike, esp, extra_children=(), dpd=0.0, **kw):
-    children = {"net": ChildPolicy("net", [selector_from_network(local_nets[0])],
-                                   [selector_from_network(remote_nets[0])], parse_proposals(esp, ProtocolId.ESP))}  # fmt: skip
+    children = {"net": ChildPolicy("net", [TrafficSelector.from_network(local_nets[0])],
+                                   [TrafficSelector.from_network(remote_nets[0])], parse_proposals(esp, ProtocolId.ESP))}  # fmt: skip
     for name, lnet, rnet, proposals in extra_children:
-        children[name] = ChildPolicy(name, [selector_from_network(lnet)], [selector_from_network(rnet)],
+        children[name] = ChildPolicy(name, [TrafficSelector.from_network(lnet)], [TrafficSelector.from_network(rnet)],
                                      parse_proposals(proposals, ProtocolId.ESP))  # fmt: skip
     fields = dict(
         name="s2s",

@@ -24,6 +24,7 @@ from pyike.crypto.keys import IkeKeys
 from pyike.crypto.selection import SelectedProposal
 from pyike.crypto.sk import SkCipher
 from pyike.ike.policy import ChildPolicy, IkePolicy
+from pyike.selectors import TrafficSelector
 
 from .scenarios import KeCache, Side
 
@@ -31,7 +32,7 @@ ATOMS = (type(None), bool, int, float, complex, str, bytes, range, type, types.B
          types.ModuleType, enum.Enum, ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
          ipaddress.IPv6Network)  # fmt: skip
 SHARED = (SkCipher, IkePolicy, ChildPolicy, IkeKeys, SelectedProposal, LocalCredential, KeCache, Side,
-          logging.Logger)  # fmt: skip
+          logging.Logger, TrafficSelector)  # fmt: skip
 _shared_types: Dict[type, bool] = {}
 
 

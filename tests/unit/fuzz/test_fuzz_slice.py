@@ -39,7 +39,7 @@ def test_the_harness_reports_an_exception_with_a_reproducer(monkeypatch):
     monkeypatch.setattr(Engine, "_on_informational", planted)
     stats = runner.fuzz(7, 2000, processes=1, scenarios=["psk"])
     (finding,) = [f for f in stats.crashes.values() if "RuntimeError" in f.key]
-    assert "pyike/ike/engine.py" in finding.key and "_on_request" in finding.key
+    assert "pyike/ike/engine.py" in finding.key and "_dispatch_request" in finding.key
     assert runner.failed(stats) and "planted" in runner.report(stats, 7)
     assert finding.index >= 0 and finding.how.startswith("inner")
     again, _text = runner.reproduce(finding.seed, finding.index, ["psk"])
