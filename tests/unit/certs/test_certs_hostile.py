@@ -3,9 +3,13 @@ as AUTHENTICATION_FAILED with a reason, on both ends, and leaves no SA and no ha
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from certs_pki import der
+from certs_pki import der, key, make_cert, name
+from cryptography import x509
 from hostile import datagrams, deliver, forge, only_sa, open_request, protected
+from pyike.crypto.certs import LocalCredential
 from pyike.crypto.proposals import parse_proposals
 from pyike.ids import CertEncoding, ExchangeType, NotifyType, ProtocolId
 from pyike.ike.events import Failure
@@ -163,3 +167,31 @@ def test_half_open_peers_holding_fragments_cannot_keep_out_a_legitimate_fragment
     deliver(left, datagrams(right), 2.0)
     assert only_sa(left).state == ESTABLISHED
     assert budget.used <= budget.max_bytes
+
+
+def test_names_in_a_peer_certificate_are_escaped_in_reasons(caplog):
+    """The issuer of an untrusted certificate went into the failure reason and the log as RFC 4514 text,
+    which keeps newlines: a forged log line (found by `make fuzz`)."""
+    left_side, right_side = sides("p256", "p256")
+    rogue_key = key("p256", 3)
+    rogue_ca = make_cert(name("Rogue\n2026-01-01 pyike.ike WARNING forged", "x"), rogue_key, ca=True)
+    left_side.credential = LocalCredential(
+        make_cert(
+            name("left.example.org", "left org"),
+            left_side.pki.leaf_key,
+            rogue_ca,
+            rogue_key,
+            san=[x509.DNSName("left.example.org")],
+        ),  # fmt: skip
+        left_side.pki.leaf_key,
+        [rogue_ca],
+    )
+    left, right = pair(left_side, right_side)
+    with caplog.at_level(logging.INFO, logger="pyike"):
+        left.initiate("s2s", None, 0.0)
+        for _ in range(3):
+            deliver(right, datagrams(left))
+            deliver(left, datagrams(right))
+    (reason,) = [r for r in reasons(right) if "untrusted" in r]
+    assert "Rogue\\x0a2026" in reason and "\n" not in reason
+    assert all("\n" not in record.getMessage() for record in caplog.records)

@@ -248,13 +248,18 @@ def to_der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
-def subject_text(certificate: x509.Certificate) -> str:
-    """The subject for messages: ``CN=gw1,O=Example,C=CH`` (RFC 4514 order), escaped: RFC 4514 leaves
-    newlines and escape sequences of a peer's certificate as they are."""
+def name_text(name: x509.Name) -> str:
+    """A distinguished name for messages: ``CN=gw1,O=Example,C=CH`` (RFC 4514 order), escaped: RFC 4514
+    leaves newlines and escape sequences of a peer's certificate as they are."""
     try:
-        return printable(certificate.subject.rfc4514_string())
-    except Exception:  # pragma: no cover - exotic attribute values
-        return "serial %x" % certificate.serial_number
+        return printable(name.rfc4514_string())
+    except Exception:  # undecodable attribute values of a peer's certificate
+        return "(a name that cannot be decoded)"
+
+
+def subject_text(certificate: x509.Certificate) -> str:
+    """The subject for messages (see name_text)."""
+    return name_text(certificate.subject)
 
 
 def not_valid_before(certificate: x509.Certificate) -> datetime.datetime:

@@ -37,6 +37,7 @@ from .certs import (
     Identity,
     as_utc,
     is_self_issued,
+    name_text,
     not_valid_after,
     not_valid_before,
     subject_text,
@@ -368,7 +369,7 @@ def build_path(
     raise CertUntrustedError(
         "no path to a configured CA: the issuer %s of %s is neither a configured CA certificate nor among "
         "the %d intermediate certificate(s) the peer sent"
-        % (stuck.issuer.rfc4514_string(), subject_text(stuck), len(pool))
+        % (name_text(stuck.issuer), subject_text(stuck), len(pool))
     )
 
 

@@ -26,6 +26,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import selectors as tsmod
+from ..crypto.certs import subject_text
 from ..crypto.errors import CryptoError
 from ..crypto.ke import new_key_exchange
 from ..crypto.keys import child_key_lengths, child_keymat, derive_ike_keys, skeyseed
@@ -941,7 +942,7 @@ class Engine(CreateChildMixin, IkeLifecycleMixin, IntermediateMixin, AuthMixin):
         if errors or find_payload(payloads, PayloadType.AUTH) is None:
             ours = ""
             if sa.policy.auth == PUBKEY and sa.policy.credential is not None:
-                ours = " (our certificate %s)" % sa.policy.credential.certificate.subject.rfc4514_string()
+                ours = " (our certificate %s)" % subject_text(sa.policy.credential.certificate)
             self._fail(
                 sa,
                 "IKE_AUTH",
