@@ -182,7 +182,7 @@ def test_names_in_a_peer_certificate_are_escaped_in_reasons(caplog):
             rogue_ca,
             rogue_key,
             san=[x509.DNSName("left.example.org")],
-        ),  # fmt: skip
+        ),
         left_side.pki.leaf_key,
         [rogue_ca],
     )
