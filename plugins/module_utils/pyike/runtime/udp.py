@@ -366,24 +366,30 @@ class UdpEndpoint:
         return failed
 
     def _send_each(self, packets: Sequence[bytes], peer: Address, source_cmsg: list) -> int:
-        failed = 0
-        if source_cmsg:
-            sendmsg = self.sock.sendmsg
-            for packet in packets:
-                try:
-                    sendmsg((packet,), source_cmsg, 0, peer)
-                except OSError:
-                    failed += 1
-        else:
-            sendto = self.sock.sendto
-            for packet in packets:
-                try:
-                    sendto(packet, peer)
-                except OSError:
-                    failed += 1
-        if failed:
-            self.counters.tx_errors += failed
-        return failed
+        return _send_each(self.sock, self.counters, packets, peer, source_cmsg)
+
+
+def _send_each(sock, counters: Counters, packets: Sequence[bytes], peer: Address, source_cmsg: list) -> int:
+    """One packet per system call; with `source_cmsg` (a wildcard socket), from the address it names.
+    Returns how many could not be sent."""
+    failed = 0
+    if source_cmsg:
+        sendmsg = sock.sendmsg
+        for packet in packets:
+            try:
+                sendmsg((packet,), source_cmsg, 0, peer)
+            except OSError:
+                failed += 1
+    else:
+        sendto = sock.sendto
+        for packet in packets:
+            try:
+                sendto(packet, peer)
+            except OSError:
+                failed += 1
+    if failed:
+        counters.tx_errors += failed
+    return failed
 
 
 class RawEspEndpoint:
@@ -439,26 +445,7 @@ class RawEspEndpoint:
 
     def send_esp(self, packets: Sequence[bytes], peer: Address, source: Optional[str] = None) -> int:
         self.counters.tx_datagrams += len(packets)
-        address = (peer[0], 0)
-        source_cmsg = self._addressing.source(source)
-        failed = 0
-        if source_cmsg:
-            sendmsg = self.sock.sendmsg
-            for packet in packets:
-                try:
-                    sendmsg((packet,), source_cmsg, 0, address)
-                except OSError:
-                    failed += 1
-        else:
-            sendto = self.sock.sendto
-            for packet in packets:
-                try:
-                    sendto(packet, address)
-                except OSError:
-                    failed += 1
-        if failed:
-            self.counters.tx_errors += failed
-        return failed
+        return _send_each(self.sock, self.counters, packets, (peer[0], 0), self._addressing.source(source))
 
 
 def open_endpoints(
