@@ -29,7 +29,14 @@ MAX_REQUEST = 64 * 1024
 MAX_CONNECTIONS = 16  # served at once; each `initiate` holds one while it waits
 CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request, and to take its answer
 MAX_NAME = 255  # connection and child names
+LINGER_SECONDS = 1.0  # a busy answer waits this long for the client to close, to read what it sent
 Handler = Callable[[Dict[str, Any]], Awaitable[Any]]
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    """Read and drop what the client sends until it closes (the caller bounds the time)."""
+    while await reader.read(65536):
+        pass
 
 
 class ControlError(Exception):
@@ -141,6 +148,7 @@ class ControlServer:
                     "error": "busy: the daemon is already serving %d control connections; try again"
                     % self.active,
                 },
+                unread=reader,
             )
             return
         self.active += 1
@@ -163,11 +171,21 @@ class ControlServer:
         finally:
             self.active -= 1
 
-    async def _reply(self, writer: asyncio.StreamWriter, answer: Dict[str, Any]) -> None:
-        """Write the answer and close; a client that does not take it in time is cut off."""
+    async def _reply(
+        self,
+        writer: asyncio.StreamWriter,
+        answer: Dict[str, Any],
+        unread: Optional[asyncio.StreamReader] = None,
+    ) -> None:
+        """Write the answer and close; a client that does not take it in time is cut off. With `unread`,
+        the request was not read (busy): it is read and dropped after the answer, because closing a
+        socket with unread data resets it, and the client would lose the answer it has not read yet."""
         try:
             writer.write(json.dumps(answer, sort_keys=True).encode() + b"\n")
             await asyncio.wait_for(writer.drain(), timeout=self.client_timeout)
+            if unread is not None:
+                writer.write_eof()
+                await asyncio.wait_for(_discard(unread), timeout=LINGER_SECONDS)
         except (asyncio.TimeoutError, ConnectionError):
             writer.transport.abort()
             return
