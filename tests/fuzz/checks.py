@@ -24,36 +24,41 @@ HORIZON_STEPS = 25
 
 
 def _child(child) -> tuple:
-    return (child.name, child.spi_in, child.spi_out, child.state, child.delete_sent, child.outbound_active,
-            child.replaced_by, child.rekey_exchange is not None, child.collision is not None, child.rekey_at,
-            child.expire_at)  # fmt: skip
+    return (child.name, child.spi_in, child.spi_out, child.state, child.outbound_active, child.replaced_by,
+            child.rekey_at, child.expire_at)  # fmt: skip
+
+
+def _task(task) -> tuple:
+    """A task by its kind and the state of its exchange that later inputs can meet."""
+    return (type(task).__name__, task.exchange, getattr(task, "collision", None) is not None,
+            getattr(task, "followups", None) is not None, getattr(task, "waiter", None) is not None,
+            getattr(task, "cookie", b""), getattr(task, "cookie_tries", 0), getattr(task, "ke_tries", 0))  # fmt: skip
 
 
 def _sa(sa) -> tuple:
-    pending = sa.pending
+    pending = sa.tasks.pending
     reassembler = sa.reassembler
     return (
         sa.key,
         sa.state,
         sa.spi_i,
         sa.spi_r,
-        sa.next_request_id,
-        sa.next_peer_request_id,
+        sa.tasks.next_request_id,
+        sa.tasks.next_peer_request_id,
         None if pending is None else (pending.message_id, pending.exchange, pending.tries, pending.next_at),
-        None if sa.last_response is None else sa.last_response.message_id,
-        len(sa.queued),
+        None if sa.tasks.last_response is None else sa.tasks.last_response.message_id,
+        tuple(_task(t) for t in sa.tasks.tasks()),
+        tuple(sorted((link, _task(t)) for link, t in sa.tasks.waiting.items())),
         tuple(_child(c) for c in sa.children),
-        sa.ike_rekey is not None,
-        sa.followup_out is not None,
-        len(sa.followups_in),
         sa.intermediate_done,
         len(sa.additional_kes),
         sa.peer_id,
         sa.policy.name,
-        sa.cookie,
-        sa.cookie_tries,
         None if reassembler is None else _reassembler(reassembler),
         sa.reauth_by is not None,
+        sa.reauth_of is not None,
+        sa.retiring,
+        sa.delete_by,
         sa.duplicate_at,
         sa.local,
         sa.remote,
@@ -110,16 +115,17 @@ def state_invariants(engine, before: Optional[dict] = None) -> List[Problem]:
                     "%s is filed under %s, its SPI is %s" % (sa.key, spi.hex(), sa.our_spi.hex()),
                 )
             )
-        if sa.initiator and sa.state == AUTHENTICATING and sa.pending is None and not sa.queued:
+        if sa.initiator and sa.state == AUTHENTICATING and sa.tasks.pending is None and sa.tasks.idle:
             problems.append(("wedged_authenticating", "%s is AUTHENTICATING with no request in flight (nothing "
                              "will retransmit or time it out)" % sa.key))  # fmt: skip
         if before is not None and spi in before:
             old_next = before[spi]
-            if sa.next_peer_request_id > old_next and (
-                sa.last_response is None or sa.last_response.message_id != sa.next_peer_request_id - 1
+            if sa.tasks.next_peer_request_id > old_next and (
+                sa.tasks.last_response is None
+                or sa.tasks.last_response.message_id != sa.tasks.next_peer_request_id - 1
             ):
                 problems.append(("request_without_response", "%s consumed message ID %d but cached no response "
-                                 "for it (the peer's retransmissions go unanswered)" % (sa.key, sa.next_peer_request_id - 1)))  # fmt: skip
+                                 "for it (the peer's retransmissions go unanswered)" % (sa.key, sa.tasks.next_peer_request_id - 1)))  # fmt: skip
     for (_spi_i, _ip), half in engine.half_open.items():
         if engine.sas.get(half.our_spi) is not half:
             problems.append(("half_open_orphan", "half-open %s is not in Engine.sas" % half.key))
@@ -142,7 +148,7 @@ def state_invariants(engine, before: Optional[dict] = None) -> List[Problem]:
 
 
 def message_ids(engine) -> dict:
-    return {spi: sa.next_peer_request_id for spi, sa in engine.sas.items()}
+    return {spi: sa.tasks.next_peer_request_id for spi, sa in engine.sas.items()}
 
 
 def after_horizon(engine, now: float) -> List[Problem]:

@@ -22,7 +22,6 @@ from typing import Any, Dict
 from pyike.crypto.certs import LocalCredential
 from pyike.crypto.keys import IkeKeys
 from pyike.crypto.selection import SelectedProposal
-from pyike.crypto.sk import SkCipher
 from pyike.ike.policy import ChildPolicy, IkePolicy
 from pyike.selectors import TrafficSelector
 
@@ -31,7 +30,7 @@ from .scenarios import KeCache, Side
 ATOMS = (type(None), bool, int, float, complex, str, bytes, range, type, types.BuiltinFunctionType,
          types.ModuleType, enum.Enum, ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
          ipaddress.IPv6Network)  # fmt: skip
-SHARED = (SkCipher, IkePolicy, ChildPolicy, IkeKeys, SelectedProposal, LocalCredential, KeCache, Side,
+SHARED = (IkePolicy, ChildPolicy, IkeKeys, SelectedProposal, LocalCredential, KeCache, Side,
           logging.Logger, TrafficSelector)  # fmt: skip
 _shared_types: Dict[type, bool] = {}
 

@@ -57,23 +57,35 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import sad as engine_esp_sad
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import selectors as engine_esp_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.esp import spd as engine_esp_spd
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import admission as engine_ike_admission
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import authenticate as engine_ike_authenticate
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import child_lifetimes as engine_ike_child_lifetimes
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import convert as engine_ike_convert
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import cookies as engine_ike_cookies
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import create_child as engine_ike_create_child
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import duplicates as engine_ike_duplicates
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import engine as engine_ike_engine
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import events as engine_ike_events
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import followup as engine_ike_followup
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import fragments as engine_ike_fragments
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import identity as engine_ike_identity
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import ike_lifecycle as engine_ike_ike_lifecycle
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import intermediate as engine_ike_intermediate
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import impair as engine_ike_impair
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import lifetimes as engine_ike_lifetimes
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import manager as engine_ike_manager
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import natd as engine_ike_natd
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import negotiate as engine_ike_negotiate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import policy as engine_ike_policy
-    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import reauth as engine_ike_reauth
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import sa as engine_ike_sa
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import timers as engine_ike_timers
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import base as engine_ike_tasks_base
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import child_create as engine_ike_tasks_child_create
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import child_delete as engine_ike_tasks_child_delete
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import child_rekey as engine_ike_tasks_child_rekey
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import dpd as engine_ike_tasks_dpd
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import followup_ke as engine_ike_tasks_followup_ke
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_auth as engine_ike_tasks_ike_auth
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_delete as engine_ike_tasks_ike_delete
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_init as engine_ike_tasks_ike_init
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_intermediate as engine_ike_tasks_ike_intermediate
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_reauth as engine_ike_tasks_ike_reauth
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_rekey as engine_ike_tasks_ike_rekey
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import informational as engine_ike_tasks_informational
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane

@@ -35,7 +35,7 @@ def _codec():
     try:
         from ..pyike import ids
         from ..pyike.crypto.proposals import parse_proposals
-        from ..pyike.ike.convert import to_wire
+        from ..pyike.ike.negotiate import to_wire
         from ..pyike.wire.header import Header
         from ..pyike.wire.key_exchange import KePayload, NoncePayload
         from ..pyike.wire.message import encode_message
@@ -43,7 +43,7 @@ def _codec():
     except ImportError:  # pyike_lab is a top-level package: tests, bench/, `python3 -m pyike_lab.flood`
         from pyike import ids
         from pyike.crypto.proposals import parse_proposals
-        from pyike.ike.convert import to_wire
+        from pyike.ike.negotiate import to_wire
         from pyike.wire.header import Header
         from pyike.wire.key_exchange import KePayload, NoncePayload
         from pyike.wire.message import encode_message

@@ -13,6 +13,7 @@ import random
 import pytest
 from certs_pki import FUTURE, NOW, PAST, Pki, make_cert, name
 from cryptography import x509
+from hostile import datagrams, deliver, forge, half_open, only_sa, open_request
 from pyike.crypto import features
 from pyike.crypto.certs import LocalCredential, key_hash
 from pyike.crypto.ke import new_key_exchange
@@ -20,8 +21,10 @@ from pyike.crypto.proposals import parse_proposals
 from pyike.ids import IdType, NotifyType, PayloadType, ProtocolId
 from pyike.ike.engine import Engine
 from pyike.ike.events import ChildSaUp, Failure, IkeSaUp, SendDatagram
+from pyike.ike.impair import Impair
 from pyike.ike.policy import ChildPolicy, IkePolicy
 from pyike.selectors import TrafficSelector
+from pyike.wire.eap import EapPayload
 from pyike.wire.encrypted import SkfPayload
 from pyike.wire.message import decode_message, find_notifies
 
@@ -72,7 +75,7 @@ def policy(me, peer, trusted, local, remote, nets, *, auth="pubkey", psk=b"", me
     )
 
 
-def engine(policies, seed, wall=WALL, cls=Engine):
+def engine(policies, seed, wall=WALL, impair=()):
     rng = random.Random(seed)
 
     def random_bytes(n):
@@ -82,11 +85,12 @@ def engine(policies, seed, wall=WALL, cls=Engine):
         size = PRIVATE_SIZES.get(group)
         return new_key_exchange(group, private_key=random_bytes(size) if size else None)
 
-    return cls(
+    return Engine(
         {p.name: p for p in policies},
         random_bytes=random_bytes,
         key_exchange_factory=key_exchange,
         wall_clock=lambda: wall,
+        impair=Impair(impair),
     )
 
 
@@ -118,7 +122,7 @@ class Net:
         return [f.reason for f in self.of(ip, Failure)]
 
 
-def connect(left_side, right_side, left_kw=None, right_kw=None, left_cls=Engine, right_cls=Engine, wall=WALL):
+def connect(left_side, right_side, left_kw=None, right_kw=None, left_impair=(), right_impair=(), wall=WALL):
     """Left initiates to right; each trusts the other's root CA unless told otherwise."""
     left_kw, right_kw = dict(left_kw or {}), dict(right_kw or {})
     left_trust = left_kw.pop("trust", right_side)
@@ -127,13 +131,13 @@ def connect(left_side, right_side, left_kw=None, right_kw=None, left_cls=Engine,
         [policy(left_side, right_side, left_trust, LEFT, RIGHT, ("10.1.0.0/24", "10.2.0.0/24"), **left_kw)],
         1,
         wall,
-        left_cls,
+        left_impair,
     )
     right = engine(
         [policy(right_side, left_side, right_trust, RIGHT, LEFT, ("10.2.0.0/24", "10.1.0.0/24"), **right_kw)],
         101,
         wall,
-        right_cls,
+        right_impair,
     )
     left.initiate("s2s", None, now=0.0)
     return Net(left, right).run()
@@ -245,20 +249,13 @@ def test_certificates_after_ike_intermediate():
     assert "mlkem768" in left_sa["proposal"]
 
 
-class OldPeer(Engine):
-    """An RFC 7296-only peer: it never sends N(SIGNATURE_HASH_ALGORITHMS) (RFC 7427 §4)."""
-
-    def _init_auth_payloads(self, policies, responder):
-        return [
-            p
-            for p in super()._init_auth_payloads(policies, responder)
-            if p.payload_type != PayloadType.NOTIFY
-        ]
+# An RFC 7296-only peer: it never sends N(SIGNATURE_HASH_ALGORITHMS) (RFC 7427 §4).
+OLD_PEER = ["omit name=SIGNATURE_HASH_ALGORITHMS"]
 
 
 def test_ecdsa_falls_back_to_rfc4754_for_an_old_peer():
     left_side, right_side = sides("p256", "p384")
-    net = connect(left_side, right_side, right_kw={"method": "classic"}, right_cls=OldPeer)
+    net = connect(left_side, right_side, right_kw={"method": "classic"}, right_impair=OLD_PEER)
     left_sa, right_sa = assert_up(net)
     assert right_sa["remote_auth"] == "ECDSA_SHA256_P256 ecdsa-sha256"  # we saw no hashes: RFC 4754
     assert left_sa["remote_auth"] == "ECDSA_SHA384_P384 ecdsa-sha384"
@@ -266,7 +263,7 @@ def test_ecdsa_falls_back_to_rfc4754_for_an_old_peer():
 
 def test_rsa_classic_method_for_an_old_peer():
     left_side, right_side = sides("rsa2048", "rsa3072")
-    net = connect(left_side, right_side, {"method": "classic"}, {"method": "classic"}, right_cls=OldPeer)
+    net = connect(left_side, right_side, {"method": "classic"}, {"method": "classic"}, right_impair=OLD_PEER)
     left_sa, right_sa = assert_up(net)
     assert right_sa["remote_auth"] == "RSA_SIG rsa-pkcs1-sha1"
     assert left_sa["remote_auth"] == "RSA_SIG rsa-pkcs1-sha1"
@@ -274,7 +271,7 @@ def test_rsa_classic_method_for_an_old_peer():
 
 def test_rsa_without_peer_hashes_needs_classic():
     left_side, right_side = sides("rsa2048", "rsa2048")
-    net = connect(left_side, right_side, right_kw={"method": "classic"}, right_cls=OldPeer)
+    net = connect(left_side, right_side, right_kw={"method": "classic"}, right_impair=OLD_PEER)
     (reason,) = net.reasons(LEFT)
     assert reason.startswith("AUTHENTICATION_FAILED: cannot sign with our RSA-2048 certificate for peer")
     assert "announced no SIGNATURE_HASH_ALGORITHMS" in reason and "auth_method: classic" in reason
@@ -398,29 +395,23 @@ def test_no_private_key_in_events_or_logs(caplog):
     assert "private key=<hidden>" in repr(left_side.credential)
 
 
-class EapOnlyPeer(Engine):
-    """A first IKE_AUTH request with only an EAP payload and no IDi (RFC 7296 §2.16 shape)."""
-
-    def _send_auth_request(self, sa, now):
-        from pyike.ids import ExchangeType
-        from pyike.wire.eap import EapPayload
-
-        sa.ike_auth_mid = sa.next_request_id
-        self._request(
-            sa,
-            ExchangeType.IKE_AUTH,
-            [EapPayload(2, 1, 1, b"identity")],
-            lambda message, payloads, at: self._on_auth_response(sa, payloads, at),
-            now,
-        )
-
-
 def test_a_first_ike_auth_without_idi_is_refused():
+    """A first IKE_AUTH request with only an EAP payload and no IDi (RFC 7296 §2.16 shape)."""
     left_side, right_side = sides("p256", "p256")
-    net = connect(left_side, right_side, left_cls=EapOnlyPeer)
+    left = engine([policy(left_side, right_side, right_side, LEFT, RIGHT, ("10.1.0.0/24", "10.2.0.0/24"))], 1)
+    right = engine(
+        [policy(right_side, left_side, left_side, RIGHT, LEFT, ("10.2.0.0/24", "10.1.0.0/24"))], 101
+    )
+    left.fragment_size = 65000
+    (auth,) = half_open(left, right)
+    message, _inner = open_request(only_sa(right), auth)
+    deliver(right, forge(only_sa(left), message, [EapPayload(2, 1, 1, b"identity")]))
+    deliver(left, datagrams(right))
+    net = Net(left, right)
+    net.events = {LEFT: left.pop_events(), RIGHT: right.pop_events()}
     assert net.reasons(RIGHT) == ["AUTHENTICATION_FAILED: peer %s sent no IDi" % LEFT]
     assert any("did not accept our authentication" in r for r in net.reasons(LEFT))
-    assert net.engines[LEFT].sas == {} and net.engines[RIGHT].sas == {}
+    assert left.sas == {} and right.sas == {}
 
 
 @pytest.mark.parametrize("kind", ["dn", "ipv4", "rfc822"])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import pytest
 from fuzz import runner
-from pyike.ike.engine import Engine
-from pyike.wire.notify import NotifyPayload
 
 SEED = 20250601  # fixed: the slice is the same inputs on every run
 COUNT = 4000
@@ -25,27 +23,20 @@ def test_a_seeded_fuzz_slice_raises_nothing_and_wedges_nothing():
 
 
 def test_the_harness_reports_an_exception_with_a_reproducer(monkeypatch):
-    """A planted bug (an INFORMATIONAL request with a Notify payload raises; the recorded ones have none) is
-    found, attributed to the engine frame that called it, and its reproducers raise again: the slice above
-    cannot pass by swallowing exceptions."""
-    runner.prepare(["psk"])  # recorded before the bug is planted
-    original = Engine._on_informational
-
-    def planted(self, sa, request, payloads, now):
-        if any(isinstance(p, NotifyPayload) for p in payloads):
-            raise RuntimeError("planted")
-        return original(self, sa, request, payloads, now)
-
-    monkeypatch.setattr(Engine, "_on_informational", planted)
+    """A planted bug (an exception in the handler of INFORMATIONAL requests that carry a Notify payload,
+    by the engine's `raise` impairment; the recorded requests have none) is found, attributed to where
+    it was raised, and its reproducers raise again: the slice above cannot pass by swallowing exceptions."""
+    runner.prepare(["psk"])
+    monkeypatch.setattr(runner, "IMPAIR", ["raise exchange=INFORMATIONAL message=request name=NOTIFY"])
     stats = runner.fuzz(7, 2000, processes=1, scenarios=["psk"])
-    (finding,) = [f for f in stats.crashes.values() if "RuntimeError" in f.key]
-    assert "pyike/ike/engine.py" in finding.key and "_dispatch_request" in finding.key
-    assert runner.failed(stats) and "planted" in runner.report(stats, 7)
+    (finding,) = [f for f in stats.crashes.values() if "ImpairedFailure" in f.key]
+    assert "pyike/ike/impair.py" in finding.key and "maybe_raise" in finding.key
+    assert runner.failed(stats) and "impaired: INFORMATIONAL request handler" in runner.report(stats, 7)
     assert finding.index >= 0 and finding.how.startswith("inner")
     again, _text = runner.reproduce(finding.seed, finding.index, ["psk"])
     assert [f.key for f in again.crashes.values()] == [finding.key]
     again, text = runner.replay_hex(finding.target, ",".join(finding.data))
-    assert "planted" in text and again.crashes
+    assert "impaired" in text and again.crashes
 
 
 @pytest.mark.parametrize("index", [0, 1, 57, 3999])

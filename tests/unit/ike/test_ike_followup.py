@@ -20,9 +20,9 @@ from pyike.crypto.transforms import available_ke_groups
 from pyike.esp import InboundSA, OutboundSA, make_cipher
 from pyike.ids import DhId, ExchangeType, IntegId, NotifyType, PayloadType, ProtocolId
 from pyike.ike.events import ChildSaUp, Failure, IkeSaUp
-from pyike.ike.followup import FOLLOWUP_TIMEOUT
 from pyike.ike.policy import ChildPolicy
 from pyike.ike.sa import ESTABLISHED, INSTALLED
+from pyike.ike.tasks.followup_ke import FOLLOWUP_TIMEOUT
 from pyike.selectors import TrafficSelector
 from pyike.wire.message import decode_message, find_payload
 
@@ -307,7 +307,7 @@ def test_unknown_link_gets_state_not_found_and_the_old_child_stays():
     def forget_link(datagram):
         message = decode_message(datagram.data)
         if message.header.exchange == ExchangeType.IKE_FOLLOWUP_KE and not message.header.response:
-            ike_sa(right).followups_in.clear()  # as if the responder had restarted its state
+            ike_sa(right).tasks.waiting.clear()  # as if the responder had restarted its state
         return False
 
     net.drop = forget_link
@@ -334,9 +334,9 @@ def test_responder_forgets_a_pending_rekey_that_never_continues():
     net.drop = lambda d: decode_message(d.data).header.exchange == ExchangeType.IKE_FOLLOWUP_KE
     left.rekey_child("s2s", None, now=10.0)
     net.run(now=10.0)
-    assert len(ike_sa(right).followups_in) == 1 and old_right.rekey_at is None  # the peer is rekeying it
+    assert len(ike_sa(right).tasks.waiting) == 1 and old_right.rekey_at is None  # the peer is rekeying it
     advance(net, 10.0 + FOLLOWUP_TIMEOUT + 0.5)
-    assert right.counters["followup_ke_timeouts"] == 1 and not ike_sa(right).followups_in
+    assert right.counters["followup_ke_timeouts"] == 1 and not ike_sa(right).tasks.waiting
     assert old_right.state == INSTALLED and old_right.rekey_at is not None  # re-armed on the responder
     net.drop = None
     advance(net, 40.0)  # the initiator's retransmission now meets STATE_NOT_FOUND, then a rekey succeeds
@@ -400,7 +400,7 @@ def test_ike_rekey_request_while_child_followups_are_pending_gets_temporary_fail
         if m.header.response and m.header.exchange == ExchangeType.CREATE_CHILD_SA
     ]
     assert [n.notify_type for n in answer] == [NotifyType.TEMPORARY_FAILURE]  # RFC 7296 §2.25
-    assert right_sa.ike_rekey is None and right_sa.rekey_at is not None  # retried a little later
+    assert not right_sa.tasks.rekeying_ike() and right_sa.rekey_at is not None  # retried a little later
     assert len(left.sas) == 1 and len(right.sas) == 1
     advance(net, 60.0)  # retransmission finishes the Child SA rekey; the IKE rekey is retried
     assert len(left.sas) == len(right.sas) == 1
@@ -418,7 +418,7 @@ def test_ike_rekey_whose_link_is_unknown_keeps_the_old_ike_sa_and_retries():
     def forget_link(datagram):
         message = decode_message(datagram.data)
         if message.header.exchange == ExchangeType.IKE_FOLLOWUP_KE and not message.header.response:
-            old_right.followups_in.clear()
+            old_right.tasks.waiting.clear()
         return False
 
     net.drop = forget_link
@@ -426,7 +426,9 @@ def test_ike_rekey_whose_link_is_unknown_keeps_the_old_ike_sa_and_retries():
     net.run(now=10.0)
     assert any("IKE SA rekey" in f.what and "STATE_NOT_FOUND" in f.reason for f in net.of(LEFT, Failure))
     assert left.sas == {old_left.spi_i: old_left} and len(right.sas) == 1  # no new IKE SA on either end
-    assert old_left.state == ESTABLISHED and old_left.ike_rekey is None and old_left.rekey_at is not None
+    assert (
+        old_left.state == ESTABLISHED and not old_left.tasks.rekeying_ike() and old_left.rekey_at is not None
+    )
     net.drop = None
     advance(net, old_left.rekey_at)  # the retry goes through
     assert ike_sa(left) is not old_left and ike_sa(left).keys == ike_sa(right).keys
@@ -437,21 +439,13 @@ def test_ike_rekey_whose_link_is_unknown_keeps_the_old_ike_sa_and_retries():
 def test_a_followup_request_of_the_wrong_method_is_refused_and_both_ends_keep_the_old_child():
     net, left, right = established(esp=HYBRID_ESP)
     (old_left,) = children(left)
-    original = right._on_followup_request
-
-    def answer_with_x25519(sa, request, payloads, now):
-        for payload in payloads:
-            if payload.payload_type == PayloadType.KE:
-                payload.group = DhId.CURVE25519  # the responder then refuses it as the wrong method
-        original(sa, request, payloads, now)
-
-    right._on_followup_request = answer_with_x25519
+    left.impair.add("ke exchange=IKE_FOLLOWUP_KE name=CURVE25519")  # the responder refuses the wrong method
     left.rekey_child("s2s", None, now=10.0)
     net.run(now=10.0)
     assert any("INVALID_SYNTAX" in f.reason for f in net.of(LEFT, Failure))
     assert any("invalid IKE_FOLLOWUP_KE request" in f.reason for f in net.of(RIGHT, Failure))
     assert children(left) == [old_left] and old_left.state == INSTALLED and len(children(right)) == 1
-    assert not ike_sa(right).followups_in  # the responder dropped the half-made Child SA at once
+    assert not ike_sa(right).tasks.waiting  # the responder dropped the half-made Child SA at once
     assert children(right)[0].state == INSTALLED and children(right)[0].rekey_at is not None
 
 
@@ -471,7 +465,7 @@ def test_an_ike_rekey_and_a_child_rekey_started_together_leave_nothing_stuck(see
     assert (child_left.spi_in, child_left.spi_out) == (child_right.spi_out, child_right.spi_in)
     assert child_left.state == child_right.state == INSTALLED
     assert "ke1_mlkem768" in child_left.proposal  # the Child SA rekey happened, before or after
-    assert not ike_sa(left).followups_in and not ike_sa(right).followups_in
+    assert not ike_sa(left).tasks.waiting and not ike_sa(right).tasks.waiting
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 from ike_harness import LEFT, RIGHT, pair
 from pyike.crypto.proposals import parse_proposals
 from pyike.ids import ExchangeType, ProtocolId
+from pyike.ike import lifetimes
 from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, Failure, IkeSaDown, IkeSaUp
 from pyike.ike.policy import ChildPolicy
 from pyike.selectors import TrafficSelector
@@ -71,7 +72,7 @@ def test_repeated_lifetime_rekeys_keep_one_child_for_a_minute():
             policy.children["net"].rekey_time = 5.0
     for engine in (left, right):
         for child in children(engine):
-            engine._schedule_child_lifetime(child, 0.0)
+            lifetimes.schedule_child(engine, child, 0.0)
     now = 0.0
     while now < 60.0:
         deadlines = [d for d in (left.next_deadline(), right.next_deadline()) if d is not None]

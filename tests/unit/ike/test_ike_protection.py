@@ -8,9 +8,9 @@ import tracemalloc
 import pytest
 from ike_harness import LEFT, RIGHT, pair
 from pyike.ids import ExchangeType, NotifyType, PayloadType
-from pyike.ike.convert import to_wire
 from pyike.ike.cookies import HalfOpenGuard
 from pyike.ike.events import ChildSaUp, Failure
+from pyike.ike.negotiate import to_wire
 from pyike.wire.header import Header
 from pyike.wire.key_exchange import KePayload, NoncePayload
 from pyike.wire.message import decode_message, encode_message, find_notifies
@@ -159,16 +159,7 @@ def test_ml_kem_offered_as_an_optional_extra_falls_back_for_a_classic_peer():
 def test_tampered_intermediate_exchange_fails_authentication():
     ike = ["aes256gcm16-prfsha256-x25519-ke1_mlkem768"]
     net, left, right = pair(left_kw={"ike": ike}, right_kw={"ike": ike})
-    original = right._int_auth_add
-
-    def corrupt(sa, from_initiator):
-        original(sa, from_initiator)
-        if from_initiator:
-            sa.int_auth_i = bytes(
-                len(sa.int_auth_i)
-            )  # as if it had seen a different IKE_INTERMEDIATE message
-
-    right._int_auth_add = corrupt
+    right.impair.add("corrupt name=int_auth")  # as if it had seen another IKE_INTERMEDIATE message
     left.initiate("s2s", None, now=0.0)
     net.run()
     assert not net.of(LEFT, ChildSaUp)

@@ -16,7 +16,7 @@ the prefix also covers the Fragment Number and Total Fragments fields.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hmac
@@ -34,7 +34,8 @@ class SkCipher:
     """Seals and opens SK payload bodies for one direction of one IKE SA.
 
     ``encr_key`` is SK_ei or SK_er (AEAD: key followed by the 4-octet salt), ``integ_key`` is
-    SK_ai or SK_ar (empty, with ``integ_id`` None or 0, for AEAD).
+    SK_ai or SK_ar (empty, with ``integ_id`` None or 0, for AEAD). ``random_bytes`` draws the IVs (the
+    engine's injected randomness, so that in-process exchanges are reproducible from their seeds).
     """
 
     def __init__(
@@ -44,7 +45,9 @@ class SkCipher:
         integ_id: Optional[int],
         encr_key: bytes,
         integ_key: bytes = b"",
+        random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self._random = random_bytes
         self._encr = encr_transform(encr_id, key_length)
         encr_key = bytes(encr_key)
         integ_key = bytes(integ_key)
@@ -90,11 +93,11 @@ class SkCipher:
         return self.iv_length + self._padded_length(plain_len) + self._icv_length
 
     def seal(self, plain: bytes, aad_prefix: bytes, iv: Optional[bytes] = None) -> bytes:
-        """Encrypt and authenticate; ``iv`` is for known-answer tests (default: random)."""
+        """Encrypt and authenticate; ``iv`` is for known-answer tests (default: from ``random_bytes``)."""
         plain = bytes(plain)
         aad_prefix = bytes(aad_prefix)
         if iv is None:
-            iv = os.urandom(self.iv_length)
+            iv = self._random(self.iv_length)
         elif len(iv) != self.iv_length:
             raise CryptoError(f"{self._encr.name} uses a {self.iv_length}-octet IV")
         pad_length = self._padded_length(len(plain)) - len(plain) - 1
@@ -143,11 +146,35 @@ class SkCipher:
         return f"<SkCipher {self._encr.name}/{integ}>"
 
 
-def sk_ciphers(selected: SelectedProposal, keys: IkeKeys, initiator: bool) -> Tuple[SkCipher, SkCipher]:
+class IvStream:
+    """IVs from a seed: the AES-256-CTR keystream under it, unpredictable to anyone without the seed (CBC
+    needs unpredictable IVs, RFC 7296 §3.14) and never repeating (GCM needs unique ones, RFC 5282 §3.1).
+    An IKE SA gets its own, seeded from the engine's injected randomness, so the IVs of in-process
+    exchanges are reproducible and the count of IVs one SA draws changes no other random value."""
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise CryptoError("an IV stream needs a 32-octet seed")
+        self._encryptor = Cipher(algorithms.AES(bytes(seed)), modes.CTR(bytes(16))).encryptor()
+
+    def __call__(self, size: int) -> bytes:
+        return self._encryptor.update(bytes(size))
+
+
+def sk_ciphers(
+    selected: SelectedProposal,
+    keys: IkeKeys,
+    initiator: bool,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> Tuple[SkCipher, SkCipher]:
     """(outbound, inbound) SK ciphers for our role in an IKE SA (RFC 7296 §2.14).
 
     The initiator sends with SK_ei/SK_ai and receives with SK_er/SK_ar; the responder the reverse.
     """
-    i_to_r = SkCipher(selected.encr, selected.key_length, selected.integ, keys.sk_ei, keys.sk_ai)
-    r_to_i = SkCipher(selected.encr, selected.key_length, selected.integ, keys.sk_er, keys.sk_ar)
+    i_to_r = SkCipher(
+        selected.encr, selected.key_length, selected.integ, keys.sk_ei, keys.sk_ai, random_bytes
+    )
+    r_to_i = SkCipher(
+        selected.encr, selected.key_length, selected.integ, keys.sk_er, keys.sk_ar, random_bytes
+    )
     return (i_to_r, r_to_i) if initiator else (r_to_i, i_to_r)

@@ -1,4 +1,4 @@
-"""Two IKE SAs of one connection with one peer at the same time. A mixin of the Engine.
+"""Two IKE SAs of one connection with one peer at the same time: twins, duplicates, and retiring one.
 
 That happens briefly during a reauthentication (RFC 7296 §2.8.3: the new IKE SA is built before the old
 one is deleted) and when both ends initiate the same connection at once (simultaneous initiation), which
@@ -35,10 +35,9 @@ from __future__ import annotations
 import logging
 from typing import Iterator, List, Tuple
 
-from ..ids import ExchangeType, ProtocolId
-from ..wire.notify import DeletePayload
 from .events import ChildSaOutbound, ChildSaUp
-from .sa import DELETING, ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
+from .sa import DELETING, ESTABLISHED, INSTALLED, REKEYING, ChildSa, IkeSa
+from .tasks.ike_delete import delete_ike_sa
 
 log = logging.getLogger("pyike.ike")
 
@@ -48,169 +47,160 @@ DUPLICATE_GRACE = 3.0  # seconds; the responder of the redundant IKE SA waits tw
 RETIRE_DRAIN = 1.0
 
 
-class DuplicatesMixin:
-    # --- twins -------------------------------------------------------------------------------
-    def _parallel_sas(self, sa: IkeSa) -> Iterator[IkeSa]:
-        """Other live IKE SAs of the same connection with the same peer."""
-        for other in self.sas.values():
+# --- twins ---------------------------------------------------------------------------------------------
+def parallel_sas(engine, sa: IkeSa) -> Iterator[IkeSa]:
+    """Other live IKE SAs of the same connection with the same peer."""
+    for other in engine.sas.values():
+        if (
+            other is not sa
+            and other.state in (ESTABLISHED, DELETING)
+            and other.policy.name == sa.policy.name
+            and other.remote[0] == sa.remote[0]
+            and other.peer_id == sa.peer_id
+        ):
+            yield other
+
+
+def twins(engine, sa: IkeSa, child: ChildSa) -> Iterator[Tuple[IkeSa, ChildSa]]:
+    for other in parallel_sas(engine, sa):
+        for twin in other.children:
             if (
-                other is not sa
-                and other.state in (ESTABLISHED, DELETING)
-                and other.policy.name == sa.policy.name
-                and other.remote[0] == sa.remote[0]
-                and other.peer_id == sa.peer_id
+                twin.name == child.name
+                and list(twin.local_ts) == list(child.local_ts)
+                and list(twin.remote_ts) == list(child.remote_ts)
             ):
-                yield other
+                yield other, twin
 
-    def _twins(self, sa: IkeSa, child: ChildSa) -> Iterator[Tuple[IkeSa, ChildSa]]:
-        for other in self._parallel_sas(sa):
-            for twin in other.children:
-                if (
-                    twin.name == child.name
-                    and list(twin.local_ts) == list(child.local_ts)
-                    and list(twin.remote_ts) == list(child.remote_ts)
-                ):
-                    yield other, twin
 
-    def _has_twin(self, sa: IkeSa, child: ChildSa) -> bool:
-        return any(True for _pair in self._twins(sa, child))
+def has_twin(engine, sa: IkeSa, child: ChildSa) -> bool:
+    return any(True for _pair in twins(engine, sa, child))
 
-    def _group(self, sa: IkeSa, child: ChildSa) -> List[ChildSa]:
-        """Every SA pair that shares `child`'s dataplane child: its rekey predecessors and successors in
-        its IKE SA, and its twins in parallel IKE SAs."""
-        members = [c for c in sa.children if c.name == child.name]
-        members += [twin for _other, twin in self._twins(sa, child)]
-        return members
 
-    def _make_active(self, sa: IkeSa, child: ChildSa, announce: bool = True) -> None:
-        """`child` carries the outbound traffic of its group from now on (one SA pair at a time)."""
-        for member in self._group(sa, child):
-            member.outbound_active = member is child
-        child.outbound_active = True
-        if announce:
-            self.events.append(ChildSaOutbound(sa.policy.name, child.name, child.spi_in))
+def make_active(engine, sa: IkeSa, child: ChildSa, announce: bool = True) -> None:
+    """`child` carries the outbound traffic of its dataplane child from now on (one SA pair at a time):
+    its rekey predecessors and successors in its IKE SA and its twins in parallel ones stop."""
+    members = [c for c in sa.children if c.name == child.name]
+    members += [twin for _other, twin in twins(engine, sa, child)]
+    for member in members:
+        member.outbound_active = member is child
+    child.outbound_active = True
+    if announce:
+        engine.emit(ChildSaOutbound(sa.policy.name, child.name, child.spi_in))
 
-    def _link_twin(self, sa: IkeSa, child: ChildSa, event: ChildSaUp) -> None:
-        """A new Child SA: join its twin's dataplane child, and wait to send until the twin goes."""
-        if event.rekey_of is not None:  # a rekey within this IKE SA
-            if event.outbound:
-                self._make_active(sa, child, announce=False)
+
+def link_twin(engine, sa: IkeSa, child: ChildSa, event: ChildSaUp) -> None:
+    """A new Child SA: join its twin's dataplane child, and wait to send until the twin goes."""
+    if event.rekey_of is not None:  # a rekey within this IKE SA
+        if event.outbound:
+            make_active(engine, sa, child, announce=False)
+        return
+    found = [twin for _other, twin in twins(engine, sa, child) if not twin.going]
+    if not found:
+        return
+    active = [twin for twin in found if twin.outbound_active]
+    event.rekey_of = (active or found)[0].spi_in
+    if active:
+        event.outbound = child.outbound_active = False
+    else:
+        make_active(engine, sa, child, announce=False)
+    log.info(
+        "%s: CHILD_SA %s %08x_i has a twin %08x_i in a parallel IKE SA; it sends %s",
+        sa.key,
+        child.name,
+        child.spi_in,
+        event.rekey_of,
+        "once that one goes" if active else "now",
+    )
+
+
+def hand_over_outbound(engine, sa: IkeSa, child: ChildSa) -> None:
+    """`child` (or its IKE SA) is going: a twin on an established IKE SA, not one that is going itself,
+    takes its outbound traffic."""
+    if not child.outbound_active:
+        return
+    for other, twin in twins(engine, sa, child):
+        if (
+            other.state == ESTABLISHED
+            and other.retiring is None
+            and twin.state in (INSTALLED, REKEYING)
+            and not twin.delete_sent
+        ):
+            make_active(engine, other, twin)
             return
-        twins = [twin for _other, twin in self._twins(sa, child) if twin.state != REKEYED]
-        if not twins:
-            return
-        active = [twin for twin in twins if twin.outbound_active]
-        event.rekey_of = (active or twins)[0].spi_in
-        if active:
-            event.outbound = child.outbound_active = False
+
+
+# --- retiring one of two parallel IKE SAs ----------------------------------------------------------------
+def retire(engine, sa: IkeSa, now: float, reason: str) -> None:
+    """Delete an IKE SA whose Child SAs have twins elsewhere: outbound traffic moves to the twins now,
+    the DELETE follows RETIRE_DRAIN seconds later, its inbound SAs stay until the peer answers it
+    (§1.4.1)."""
+    if sa.state != ESTABLISHED or sa.retiring is not None:
+        return
+    for child in list(sa.children):
+        hand_over_outbound(engine, sa, child)
+        child.rekey_at = None
+    sa.rekey_at = sa.reauth_at = sa.duplicate_at = None
+    sa.retiring = (now + RETIRE_DRAIN, reason)
+    log.info("%s: traffic moved to the twins; deleting the IKE SA in %.1fs: %s", sa.key, RETIRE_DRAIN, reason)
+
+
+# --- duplicates ----------------------------------------------------------------------------------------
+def duplicates_of(engine, sa: IkeSa) -> List[IkeSa]:
+    if sa.state != ESTABLISHED or sa.retiring is not None:
+        return []
+    out = []
+    for other in parallel_sas(engine, sa):
+        if other.state != ESTABLISHED or other.retiring is not None or other.initiator == sa.initiator:
+            continue
+        if sa.reauth_of is other or other.reauth_of is sa:
+            continue
+        out.append(other)
+    return out
+
+
+def redundant(one: IkeSa, two: IkeSa) -> IkeSa:
+    """Of two duplicates, the one holding the lowest of the four nonces (cf. §2.8.1)."""
+    return one if min(one.nonce_i, one.nonce_r) < min(two.nonce_i, two.nonce_r) else two
+
+
+def note_duplicate(engine, sa: IkeSa, now: float) -> None:
+    """Hook when `sa` is established: is it, or an older IKE SA, now redundant?"""
+    for other in duplicates_of(engine, sa):
+        loser = redundant(sa, other)
+        kept = other if loser is sa else sa
+        overlapped = sa.created_at <= other.established_at and other.created_at <= sa.established_at
+        if loser.initiator:
+            at = now if overlapped else now + DUPLICATE_GRACE
         else:
-            self._make_active(sa, child, announce=False)
+            at = now + 2 * DUPLICATE_GRACE
+        if loser.duplicate_at is None or at < loser.duplicate_at:
+            loser.duplicate_at = at
         log.info(
-            "%s: CHILD_SA %s %08x_i has a twin %08x_i in a parallel IKE SA; it sends %s",
-            sa.key,
-            child.name,
-            child.spi_in,
-            event.rekey_of,
-            "once that one goes" if active else "now",
+            "%s and %s: duplicate IKE SAs of %s (both ends initiated?); %s holds the lowest nonce",
+            loser.key,
+            kept.key,
+            sa.policy.name,
+            loser.key,
         )
 
-    def _hand_over_outbound(self, sa: IkeSa, child: ChildSa) -> None:
-        """`child` (or its IKE SA) is going: a twin on an established IKE SA, not one that is going itself,
-        takes its outbound traffic."""
-        if not child.outbound_active:
-            return
-        for other, twin in self._twins(sa, child):
-            if (
-                other.state == ESTABLISHED
-                and other.retiring is None
-                and twin.state in (INSTALLED, REKEYING)
-                and not twin.delete_sent
-            ):
-                self._make_active(other, twin)
-                return
 
-    # --- deleting one of two parallel IKE SAs -----------------------------------------------
-    def _retire_ike_sa(self, sa: IkeSa, now: float, reason: str) -> None:
-        """Delete an IKE SA whose Child SAs have twins elsewhere: outbound traffic moves to the twins now,
-        the DELETE follows RETIRE_DRAIN seconds later, its inbound SAs stay until the peer answers it
-        (§1.4.1)."""
-        if sa.state != ESTABLISHED or sa.retiring is not None:
-            return
-        for child in list(sa.children):
-            self._hand_over_outbound(sa, child)
-            child.rekey_at = None
-        sa.rekey_at = sa.reauth_at = sa.duplicate_at = None
-        sa.retiring = (now + RETIRE_DRAIN, reason)
-        log.info(
-            "%s: traffic moved to the twins; deleting the IKE SA in %.1fs: %s", sa.key, RETIRE_DRAIN, reason
-        )
+def deadlines(sa: IkeSa) -> List[float]:
+    out = [sa.duplicate_at] if sa.duplicate_at is not None else []
+    if sa.retiring is not None:
+        out.append(sa.retiring[0])
+    return out
 
-    def _delete_retired(self, sa: IkeSa, now: float) -> None:
-        _at, reason = sa.retiring
+
+def run_timers(engine, sa: IkeSa, now: float) -> None:
+    if sa.retiring is not None and now >= sa.retiring[0] and sa.state == ESTABLISHED:
+        reason = sa.retiring[1]
         sa.retiring = None
-        self._deleting(sa, now)
         log.info("%s: deleting the IKE SA: %s", sa.key, reason)
-        self._request(
-            sa,
-            ExchangeType.INFORMATIONAL,
-            [DeletePayload(ProtocolId.IKE, [])],
-            lambda message, inner, at: self._drop_sa(sa, reason, quiet=True),
-            now,
-        )
-
-    # --- duplicates ----------------------------------------------------------------------------
-    def _duplicates_of(self, sa: IkeSa) -> List[IkeSa]:
-        if sa.state != ESTABLISHED or sa.retiring is not None:
-            return []
-        out = []
-        for other in self._parallel_sas(sa):
-            if other.state != ESTABLISHED or other.retiring is not None or other.initiator == sa.initiator:
-                continue
-            if (sa.reauth is not None and sa.reauth.old is other) or (
-                other.reauth is not None and other.reauth.old is sa
-            ):
-                continue
-            out.append(other)
-        return out
-
-    @staticmethod
-    def _redundant(one: IkeSa, two: IkeSa) -> IkeSa:
-        """Of two duplicates, the one holding the lowest of the four nonces (cf. §2.8.1)."""
-        return one if min(one.nonce_i, one.nonce_r) < min(two.nonce_i, two.nonce_r) else two
-
-    def _note_duplicate(self, sa: IkeSa, now: float) -> None:
-        """Hook when `sa` is established: is it, or an older IKE SA, now redundant?"""
-        for other in self._duplicates_of(sa):
-            redundant = self._redundant(sa, other)
-            kept = other if redundant is sa else sa
-            overlapped = sa.created_at <= other.established_at and other.created_at <= sa.established_at
-            if redundant.initiator:
-                at = now if overlapped else now + DUPLICATE_GRACE
-            else:
-                at = now + 2 * DUPLICATE_GRACE
-            if redundant.duplicate_at is None or at < redundant.duplicate_at:
-                redundant.duplicate_at = at
-            log.info(
-                "%s and %s: duplicate IKE SAs of %s (both ends initiated?); %s holds the lowest nonce",
-                redundant.key,
-                kept.key,
-                sa.policy.name,
-                redundant.key,
-            )
-
-    def _duplicate_deadlines(self, sa: IkeSa) -> List[float]:
-        deadlines = [sa.duplicate_at] if sa.duplicate_at is not None else []
-        if sa.retiring is not None:
-            deadlines.append(sa.retiring[0])
-        return deadlines
-
-    def _duplicate_timers(self, sa: IkeSa, now: float) -> None:
-        if sa.retiring is not None and now >= sa.retiring[0] and sa.state == ESTABLISHED:
-            self._delete_retired(sa, now)
-        if sa.duplicate_at is None or now < sa.duplicate_at:
-            return
-        sa.duplicate_at = None
-        kept = [other for other in self._duplicates_of(sa) if self._redundant(sa, other) is sa]
-        if kept:  # else the peer deleted one of them meanwhile
-            self._count("duplicate_ike_sas_deleted")
-            self._retire_ike_sa(sa, now, "duplicate of %s" % kept[0].key)
+        delete_ike_sa(engine, sa, reason, now)
+    if sa.duplicate_at is None or now < sa.duplicate_at:
+        return
+    sa.duplicate_at = None
+    kept = [other for other in duplicates_of(engine, sa) if redundant(sa, other) is sa]
+    if kept:  # else the peer deleted one of them meanwhile
+        engine.count("duplicate_ike_sas_deleted")
+        retire(engine, sa, now, "duplicate of %s" % kept[0].key)
