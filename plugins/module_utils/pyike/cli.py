@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     daemon.add_argument(
         "--log-level", default=None, help="override settings.log_level (debug, info, warning)"
     )
+    daemon.add_argument(
+        "--allow-impair",
+        action="store_true",
+        help="lab tests only: accept settings.impair (fault injection); refused without this flag",
+    )
 
     ctl = commands.add_parser("ctl", help="control a running daemon (pyikectl)")
     ctl.add_argument(
@@ -153,4 +158,4 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _ctl(args)
     from .runtime.daemon import run_daemon  # needs cryptography and pyroute2; ctl does not
 
-    return run_daemon(args.config, args.log_level)
+    return run_daemon(args.config, args.log_level, args.allow_impair)

@@ -111,10 +111,12 @@ class PyikeDaemon:
         """
         if config is not None:
             self.write_config(config)
-        command = "PYTHONPATH=%s exec %s -m pyike daemon --config %s" % (
+        impaired = bool(((config or {}).get("settings") or {}).get("impair"))
+        command = "PYTHONPATH=%s exec %s -m pyike daemon --config %s%s" % (
             shlex.quote(MODULE_UTILS),
             shlex.quote(self.python),
             CONFIG_FILE,
+            " --allow-impair" if impaired else "",  # lab tests that inject faults (settings.impair)
         )
         if before_exec:
             command = "%s; %s" % (before_exec, command)

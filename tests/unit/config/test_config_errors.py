@@ -642,3 +642,15 @@ def test_yaml_without_pyyaml_says_what_to_do(tmp_path, monkeypatch):
 def test_empty_connections_is_a_valid_idle_config():
     config = parse_config({"connections": {}}, SOURCE)
     assert config.connections == {}
+
+
+def test_impairments_are_checked_where_they_are_written():
+    data = base_config()
+    data["settings"]["impair"] = ["drop exchange=IKE_AUTH", "explode exchange=IKE_AUTH", "drop nth=0"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, SOURCE)
+    text = str(caught.value)
+    assert "settings.impair[1]: 'explode exchange=IKE_AUTH' is not an impairment" in text
+    assert "settings.impair[2]" in text and "settings.impair[0]" not in text
+    data["settings"]["impair"] = ["drop exchange=IKE_AUTH message=response nth=1"]
+    assert parse_config(data, SOURCE).settings.impair == ("drop exchange=IKE_AUTH message=response nth=1",)

@@ -289,3 +289,17 @@ def test_pyikectl_and_the_lab_helper_find_the_default_control_socket():
         "s2s", "192.0.2.1", "198.51.100.1", "a", "b", "psk-0123456789ab", [], [], defaults=True
     )
     assert "settings" not in smallest
+
+
+def test_impairments_need_the_daemons_allow_impair_flag(tmp_path):
+    from pyike.config import parse_config
+    from pyike.runtime.daemon import impair_refusal, run_daemon
+
+    config = {"connections": {}, "settings": {"impair": ["drop exchange=IKE_AUTH"]}}
+    parsed = parse_config(config, "<test>")
+    assert "start the daemon with --allow-impair" in impair_refusal(parsed, allow_impair=False)
+    assert impair_refusal(parsed, allow_impair=True) == ""
+    path = tmp_path / "pyike.json"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    assert run_daemon(str(path)) == 2  # refused before anything is opened

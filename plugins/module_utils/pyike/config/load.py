@@ -44,6 +44,8 @@ from ..crypto.certs import (
 from ..crypto.certs_verify import identity_matches, san_text
 from ..crypto.errors import ProposalError
 from ..ids import IdType, ProtocolId
+from ..ike.impair import ImpairError
+from ..ike.impair import parse as parse_impairment
 from ..selectors import SelectorError, TrafficSelector
 from . import schema as defaults
 from .errors import ConfigError, Path, Problem, format_path
@@ -382,6 +384,7 @@ class _Builder:
         attempt, get = self.attempt, self._get
         listen_texts = attempt(get, raw, "listen", path, "list", defaults.DEFAULT_LISTEN) or []
         ike_port = attempt(get, raw, "ike_port", path, "int", defaults.DEFAULT_IKE_PORT)
+        impair = attempt(get, raw, "impair", path, "list", [])
         nat_t_port = attempt(get, raw, "nat_t_port", path, "int", defaults.DEFAULT_NAT_T_PORT)
         values = {
             "control_socket": attempt(
@@ -423,9 +426,19 @@ class _Builder:
         if ike_port is not None and ike_port == nat_t_port:
             self.add((*path, "nat_t_port"), "must differ from ike_port (%d)" % ike_port)
             ok = False
-        if not ok or not listen or None in (ike_port, nat_t_port, *values.values()):
+        for index, line in enumerate(impair or []):
+            try:
+                parse_impairment(line)
+            except (ImpairError, AttributeError):
+                self.add(
+                    (*path, "impair", index), "%r is not an impairment: see pyike/ike/impair.py" % (line,)
+                )
+                ok = False
+        if not ok or not listen or None in (ike_port, nat_t_port, impair, *values.values()):
             return None
-        return Settings(listen=tuple(listen), ike_port=ike_port, nat_t_port=nat_t_port, **values)
+        return Settings(
+            listen=tuple(listen), ike_port=ike_port, nat_t_port=nat_t_port, impair=tuple(impair), **values
+        )
 
     def address(self, path: Path, text: Any) -> Optional[IPAddress]:
         if not isinstance(text, str):

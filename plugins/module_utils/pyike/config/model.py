@@ -112,6 +112,7 @@ class Settings:
     retransmit_timeout: float = defaults.DEFAULT_RETRANSMIT_TIMEOUT
     retransmit_base: float = defaults.DEFAULT_RETRANSMIT_BASE
     retransmit_tries: int = defaults.DEFAULT_RETRANSMIT_TRIES
+    impair: Tuple[str, ...] = ()  # lab tests only (ike/impair.py), with the daemon's --allow-impair
 
     def covers(self, address: IPAddress) -> bool:
         """Whether the listening sockets receive on ``address``. '::' listed without any IPv4 address
@@ -135,6 +136,7 @@ class Settings:
             "retransmit_timeout": self.retransmit_timeout,
             "retransmit_base": self.retransmit_base,
             "retransmit_tries": self.retransmit_tries,
+            "impair": list(self.impair),
         }
 
 

@@ -249,6 +249,15 @@ SCHEMA: Dict[str, Any] = {
                     "default": DEFAULT_RETRANSMIT_TRIES,
                     "description": "retransmissions before the peer is declared dead (RFC 7296 §2.4)",
                 },
+                "impair": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "default": [],
+                    "description": "lab tests only: faults to inject (drop, duplicate, corrupt or delay "
+                    "messages, exceptions in handlers, collisions, exhausted limits; the syntax is in "
+                    "pyike/ike/impair.py); the daemon refuses to start with any unless it was given "
+                    "--allow-impair",
+                },
             },
         },
         "localEndpoint": {

@@ -34,6 +34,7 @@ from ..ike.events import (
     SendDatagram,
     SendKeepalive,
 )
+from ..ike.impair import Impair
 from ..ike.policy import IkePolicy, policy_from_config
 from ..selectors import address_ranges
 from .control import ControlError, ControlServer, bool_arg, check_args, seconds_arg, text_arg
@@ -118,9 +119,10 @@ def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
 
 
 class Daemon:
-    def __init__(self, config_path: str, config: Any):
+    def __init__(self, config_path: str, config: Any, allow_impair: bool = False):
         self.config_path = config_path
         self.config = config
+        self.allow_impair = allow_impair
         self.raw_esp = True
         settings = config.settings
         self.engine = Engine(
@@ -130,6 +132,7 @@ class Daemon:
             ),
             ike_port=settings.ike_port,
             nat_t_port=settings.nat_t_port,
+            impair=Impair(settings.impair),
         )
         self.dataplane: Optional[Dataplane] = None
         self.control: Optional[ControlServer] = None
@@ -557,6 +560,13 @@ class Daemon:
             if raise_errors:
                 raise ControlError("reload refused, the running configuration stays:\n%s" % exc) from None
             return {}
+        refusal = impair_refusal(config, self.allow_impair)
+        if refusal:
+            log.error("reload refused, the running configuration stays: %s", refusal)
+            if raise_errors:
+                raise ControlError("reload refused, the running configuration stays:\n%s" % refusal)
+            return {}
+        self.engine.impair = Impair(config.settings.impair)
         before = set(self.engine.policies)
         self.engine.update_policies(_policies(config, self.raw_esp), time.monotonic())
         self.config = config
@@ -654,11 +664,25 @@ def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
     return None
 
 
-def run_daemon(config_path: str, log_level: Optional[str] = None) -> int:
+def impair_refusal(config: Any, allow_impair: bool) -> str:
+    """Why a configuration with impairments (fault injection, lab tests only) is refused, or ""."""
+    if config.settings.impair and not allow_impair:
+        return (
+            "settings.impair injects faults and is for lab tests only; start the daemon with "
+            "--allow-impair to use it (impairments: %s)" % "; ".join(config.settings.impair)
+        )
+    return ""
+
+
+def run_daemon(config_path: str, log_level: Optional[str] = None, allow_impair: bool = False) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         sys.stderr.write("pyike: %s\n" % exc)
+        return 2
+    refusal = impair_refusal(config, allow_impair)
+    if refusal:
+        sys.stderr.write("pyike: %s: %s\n" % (config_path, refusal))
         return 2
     level = (log_level or config.settings.log_level or "info").upper()
     logging.basicConfig(
@@ -669,7 +693,7 @@ def run_daemon(config_path: str, log_level: Optional[str] = None) -> int:
         sys.stderr.write("pyike: the daemon needs root (TUN device, ports 500/4500, routes)\n")
         return 2
     try:
-        return asyncio.run(Daemon(config_path, config).run())
+        return asyncio.run(Daemon(config_path, config, allow_impair).run())
     except StartError as exc:
         sys.stderr.write("pyike: cannot start: %s\n" % exc)
         return 1
