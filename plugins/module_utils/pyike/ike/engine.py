@@ -96,7 +96,9 @@ class Engine:
         self.half_open: Dict[Tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer ip) -> SA
         self.events: List[object] = []
         self.counters: Dict[str, int] = {}
-        self.restarts: Dict[str, float] = {}  # connection -> when to initiate it again (dpd_action restart)
+        # (connection, child or None) -> when to initiate it again: dpd_action restart, a Child SA the peer
+        # refused for now (TEMPORARY_FAILURE, §2.25)
+        self.restarts: Dict[Tuple[str, Optional[str]], float] = {}
         self.fragment_size = fragment_size  # RFC 7383 §2.5.1: 1280 is safe on every path
         self.fragment_budget = FragmentBudget()
         self.cookies = CookieJar(self.random_bytes, 0.0)
@@ -232,7 +234,8 @@ class Engine:
         if policy.remote_address is None:
             raise ValueError("connection %r has remote address %%any: it can only respond" % conn)
         child_policy = self._child_policy(policy, child)
-        for sa in self.sas.values():
+        current = [sa for sa in self.sas.values() if sa.reauth_by is None and sa.retiring is None]
+        for sa in sorted(current, key=lambda sa: sa.created_at, reverse=True):  # the newest first
             if sa.policy.name == conn and sa.state in (CONNECTING, AUTHENTICATING, ESTABLISHED):
                 # Already up or coming up: never a second IKE SA. A child that is not there yet is added
                 # with CREATE_CHILD_SA (§1.3.1).
@@ -352,11 +355,12 @@ class Engine:
     def tick(self, now: float) -> None:
         self.clock = now
         self.events.extend(self.impair.release(now))
-        for conn, at in list(self.restarts.items()):
+        for (conn, child), at in list(self.restarts.items()):
             if now >= at:
-                del self.restarts[conn]
-                if conn in self.policies:
-                    self.initiate(conn, None, now)
+                del self.restarts[(conn, child)]
+                policy = self.policies.get(conn)
+                if policy is not None and (child is None or child in policy.children):
+                    self.initiate(conn, child, now)
         for sa in list(self.sas.values()):
             try:
                 self._tick_sa(sa, now)

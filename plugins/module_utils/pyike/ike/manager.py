@@ -451,3 +451,10 @@ class TaskManager:
         active = self.active
         if isinstance(passive, ChildRekey) and isinstance(active, ChildRekey) and active.old is passive.old:
             active.collide(passive, now)
+        elif (
+            type(passive) is ChildCreate
+            and type(active) is ChildCreate
+            and active.policy is not None
+            and active.policy.name == passive.policy.name
+        ):
+            active.collide(passive, now)  # both ends create the same Child SA at once

@@ -88,4 +88,4 @@ def restart_after(engine, sa: IkeSa, reason: str, now: Optional[float]) -> None:
     if policy is None or policy.dpd_action != "restart" or not policy.remote_address or now is None:
         return
     if reason == "peer not responding":
-        engine.restarts[policy.name] = now + RESTART_DELAY
+        engine.restarts[(policy.name, None)] = now + RESTART_DELAY

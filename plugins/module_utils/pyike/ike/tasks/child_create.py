@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import struct
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from ...crypto.errors import CryptoError
@@ -33,6 +34,8 @@ from ..sa import ESTABLISHED, ChildSa
 from .base import AGAIN, DONE, Refused, Task, errors_in, notify_name
 from .followup_ke import FollowupError, FollowupInitiator, FollowupResponder
 from .ike_init import MAX_KE_TRIES, NONCE_SIZE
+
+RETRY_DELAY = 2.0  # seconds before a Child SA refused with TEMPORARY_FAILURE is asked for again (+ jitter)
 
 log = logging.getLogger("pyike.ike")
 
@@ -111,6 +114,21 @@ def install_child(
     return event
 
 
+@dataclass
+class PeerExchange:
+    """The peer's exchange that creates (or rekeys) the same Child SA as ours at the same time (§2.8.1),
+    as our responder side saw it."""
+
+    nonce_i: bytes = field(repr=False)
+    nonce_r: bytes = field(repr=False)
+    new_spi_in: int = 0  # the Child SA it created here (once it exists)
+
+
+def lost_collision(ours: bytes, theirs: bytes, peer_i: bytes, peer_r: bytes) -> bool:
+    """§2.8.1: of two simultaneous rekeys, the one with the lowest of the four nonces is redundant."""
+    return min(ours, theirs, peer_i, peer_r) in (ours, theirs)
+
+
 def child_count(sa) -> int:
     """Child SAs that count against the limit: installed ones (replaced ones are on their way out)
     and those still waiting for their IKE_FOLLOWUP_KE exchanges."""
@@ -140,6 +158,8 @@ class ChildCreate(Task):
         self.response: List[Payload] = []
         self.link = b""
         self.in_ike_auth = False
+        self.collision: Optional[PeerExchange] = None  # initiator: the peer makes the same Child SA at once
+        self.rival: Optional[ChildCreate] = None  # responder: our own exchange for it, which decides
 
     @property
     def what(self) -> str:
@@ -226,6 +246,14 @@ class ChildCreate(Task):
     def refused(self, error, now: float) -> str:
         """The peer answered with an error notify: another group after INVALID_KE_PAYLOAD (§1.3.1), else
         this Child SA fails (TEMPORARY_FAILURE and friends: a rekey tries again a little later)."""
+        if error.notify_type == NotifyType.TEMPORARY_FAILURE:
+            # §2.25: the peer is rekeying or deleting the IKE SA; the Child SA is asked for again a little
+            # later, over whatever IKE SA the connection has then.
+            log.info("%s: %s answered TEMPORARY_FAILURE; trying again later", self.sa.key, self.what)
+            self.engine.count("child_create_retries")
+            at = now + RETRY_DELAY + lifetimes.jitter(self.engine, RETRY_DELAY)
+            self.engine.restarts[(self.sa.policy.name, self.policy.name)] = at
+            return DONE
         if error.notify_type == NotifyType.INVALID_KE_PAYLOAD:
             wanted = negotiate.wanted_group(error)
             if negotiate.offers_group(self.policy.esp_proposals, wanted) and self.ke_tries < MAX_KE_TRIES:
@@ -241,9 +269,32 @@ class ChildCreate(Task):
         self.engine.fail(self.sa, self.what, reason)
 
     def finish(self, additional: Sequence[bytes], now: float) -> None:
-        install_child(self.engine, self.sa, self.policy, self.selected, self.spi_in, self.spi_out,
-                      self.local_ts, self.remote_ts, now, nonces=(self.nonce, self.peer_nonce),
-                      exchange_initiator=True, dh_secret=self.secret, additional=additional)  # fmt: skip
+        """Install our new Child SA. Should the peer have made the same one at once (collide), the one
+        whose exchange holds the lowest nonce is redundant, as for rekeys (§2.8.1): each end installs
+        both, the other as a sibling of the same dataplane child, and the loser deletes its own; it sends
+        on the winner's once that DELETE is answered (child_delete.remove_child), when the winner has
+        surely installed its own."""
+        theirs = self.collision
+        lost = theirs is not None and lost_collision(
+            self.nonce, self.peer_nonce, theirs.nonce_i, theirs.nonce_r
+        )
+        event = install_child(self.engine, self.sa, self.policy, self.selected, self.spi_in, self.spi_out,
+                              self.local_ts, self.remote_ts, now, nonces=(self.nonce, self.peer_nonce),
+                              exchange_initiator=True, dh_secret=self.secret, additional=additional,
+                              rekey_of=theirs.new_spi_in if theirs and theirs.new_spi_in else None,
+                              outbound=not lost)  # fmt: skip
+        if lost:
+            from .child_delete import ChildDelete
+
+            redundant = next(c for c in self.sa.children if c.spi_in == event.spi_in)
+            reason = "redundant: both ends created it at once"
+            self.sa.tasks.initiate(ChildDelete(self.engine, self.sa, redundant, reason, now), now, first=True)
+
+    def collide(self, passive: ChildCreate, now: float) -> None:
+        """The manager's call: the peer creates the same Child SA as ours (the same child policy)."""
+        self.collision = PeerExchange(passive.peer_nonce, passive.nonce)
+        passive.rival = self
+        self.engine.count("child_create_collisions")
 
     # --- RFC 9370 §2.2.4 -------------------------------------------------------------------------
     @property
@@ -365,9 +416,12 @@ class ChildCreate(Task):
         """Install the Child SA the peer's request created (inbound at once); an error notify type
         instead when that is no longer possible (child_rekey.py)."""
         nonces = None if self.in_ike_auth else (self.peer_nonce, self.nonce)  # IKE_AUTH: the IKE SA's
+        deciding = self.rival is not None and self.sa.tasks.active is self.rival  # our own one, in flight
         install_child(self.engine, self.sa, self.policy, self.selected, self.spi_in, self.spi_out,
                       self.local_ts, self.remote_ts, now, nonces=nonces, exchange_initiator=False,
-                      dh_secret=self.secret, additional=additional)  # fmt: skip
+                      dh_secret=self.secret, additional=additional, outbound=not deciding)  # fmt: skip
+        if deciding:
+            self.rival.collision.new_spi_in = self.spi_in  # which of the two carries traffic: finish
         return None
 
     def wait_deadline(self) -> Optional[float]:

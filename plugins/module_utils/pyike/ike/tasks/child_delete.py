@@ -27,6 +27,12 @@ def remove_child(engine, sa, child: ChildSa, reason: str) -> None:
     duplicates.hand_over_outbound(engine, sa, child)  # a twin in a parallel IKE SA takes the traffic
     sa.children.remove(child)
     engine.child_owners.pop(child.spi_in, None)
+    siblings = [c for c in sa.children if c.name == child.name]
+    if siblings and not any(c.outbound_active for c in siblings):
+        # a sibling that waited for this one to go (the other of two Child SAs both ends created at once)
+        live = [c for c in siblings if not c.going]
+        if live:
+            duplicates.make_active(engine, sa, live[-1])
     replaced = any(other.name == child.name for other in sa.children) or duplicates.has_twin(
         engine, sa, child
     )

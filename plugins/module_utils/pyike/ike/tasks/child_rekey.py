@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import struct
-from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from ...ids import NotifyType, ProtocolId
@@ -28,24 +27,10 @@ from ...wire.payload import Payload
 from .. import lifetimes
 from ..sa import INSTALLED, REKEYED, REKEYING, ChildSa
 from .base import DONE, Refused, errors_in, notify_name
-from .child_create import ChildCreate, install_child
+from .child_create import ChildCreate, PeerExchange, install_child, lost_collision
 from .child_delete import ChildDelete
 
 log = logging.getLogger("pyike.ike")
-
-
-@dataclass
-class PeerRekey:
-    """The peer's rekey of the Child SA ours rekeys too (§2.8.1), as our responder side saw it."""
-
-    nonce_i: bytes = field(repr=False)
-    nonce_r: bytes = field(repr=False)
-    new_spi_in: int = 0  # the Child SA it created here (once it exists)
-
-
-def lost_collision(ours: bytes, theirs: bytes, peer_i: bytes, peer_r: bytes) -> bool:
-    """§2.8.1: of two simultaneous rekeys, the one with the lowest of the four nonces is redundant."""
-    return min(ours, theirs, peer_i, peer_r) in (ours, theirs)
 
 
 class ChildRekey(ChildCreate):
@@ -53,8 +38,6 @@ class ChildRekey(ChildCreate):
         super().__init__(engine, sa, old.policy if old is not None else None, ke_tries)
         self.old = old  # initiator: the Child SA we rekey; responder: found from the REKEY_SA notify
         self.rekey_notify = rekey_notify
-        self.collision: Optional[PeerRekey] = None  # initiator: the peer rekeys it too
-        self.rival: Optional[ChildRekey] = None  # responder: our own rekey of it, which decides
         if old is not None:
             self.local_ts, self.remote_ts = list(old.local_ts), list(old.remote_ts)
             old.move_to(REKEYING)  # no second rekey of it while this one is queued or in flight
@@ -160,7 +143,7 @@ class ChildRekey(ChildCreate):
     def collide(self, passive: ChildRekey, now: float) -> None:
         """The manager's call: the peer rekeys our `old` as well (§2.8.1). The peer's SPI is known once
         its Child SA is installed (at once, or after its IKE_FOLLOWUP_KE exchanges)."""
-        self.collision = PeerRekey(passive.peer_nonce, passive.nonce)
+        self.collision = PeerExchange(passive.peer_nonce, passive.nonce)
         passive.rival = self
         self.engine.count("child_rekey_collisions")
 

@@ -40,9 +40,7 @@ def start_reauth(engine, old, now: float) -> bool:
             continue  # a rekeyed SA: its successor is in the list
         if any(c.name == child.name for c in children):
             continue
-        # §2.8.3: the new Child SAs cover what the old ones negotiated
-        children.append(dataclasses.replace(child.policy, local_ts=list(child.local_ts),
-                                            remote_ts=list(child.remote_ts)))  # fmt: skip
+        children.append(_negotiated(child))
     new = engine.initiate_sa(policy, children[0] if children else None, now, remote_ip=old.remote[0])
     new.reauth_of, old.reauth_by = old, new
     for child_policy in children[1:]:
@@ -64,6 +62,14 @@ class ReauthDone(Task):
 
     def build_request(self, now: float) -> Optional[List[Payload]]:
         new, old = self.sa, self.sa.reauth_of
+        late = _late_children(self.engine, old, new) if old is not None and old.state == ESTABLISHED else []
+        if late:
+            # Child SAs that came up on the old IKE SA while the new one was built: they are made here too,
+            # and the old IKE SA goes after them.
+            for child in late:
+                new.tasks.initiate(ChildCreate(self.engine, new, _negotiated(child)), now)
+            new.tasks.initiate(ReauthDone(self.engine, new), now)
+            return None
         new.reauth_of = None
         lifetimes.schedule_reauth(self.engine, new, now)
         if old is None:
@@ -80,6 +86,25 @@ class ReauthDone(Task):
             )
         duplicates.retire(self.engine, old, now, "reauthenticated as %s" % new.key)
         return None
+
+
+def _negotiated(child) -> ChildPolicy:
+    """The Child SA's policy with the selectors it negotiated (§2.8.3: the new one covers the same)."""
+    return dataclasses.replace(child.policy, local_ts=list(child.local_ts), remote_ts=list(child.remote_ts))
+
+
+def _late_children(engine, old, new) -> list:
+    underway = {
+        task.policy.name for task in new.tasks.tasks() if isinstance(task, ChildCreate) and task.policy
+    }
+    return [
+        child
+        for child in old.children
+        if child.policy is not None
+        and not child.going
+        and child.name not in underway
+        and not any(c.name == child.name for c in new.children)
+    ]
 
 
 def on_established(engine, sa, now: float) -> None:
