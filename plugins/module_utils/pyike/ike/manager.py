@@ -332,7 +332,7 @@ class TaskManager:
         self.respond(message, task.build_response(now))
         task.response_sent(now)
         if task.wait_deadline() is not None:
-            self.waiting[task.link] = task
+            self.waiting[task.waiter.link] = task
 
     def _responder(self, exchange: int, shape: str, payloads: List[Payload]) -> Optional[Task]:
         """The task that answers a request of this exchange and shape in the IKE SA's state."""
@@ -366,7 +366,7 @@ class TaskManager:
             return
         self.respond(message, task.followup(payloads, now))
         if task.wait_deadline() is not None:
-            self.waiting[task.link] = task
+            self.waiting[task.waiter.link] = task
 
     def respond(self, request: Message, payloads: List[Payload]) -> None:
         """Answer a request; the answer consumes its message ID (§2.3) and is kept for retransmissions."""

@@ -39,6 +39,7 @@ class Task:
 
     exchange: int = 0
     adoptable = False
+    waiter = None  # a responder's followup_ke.FollowupResponder while it awaits IKE_FOLLOWUP_KE requests
 
     def __init__(self, engine: Engine, sa: IkeSa) -> None:
         self.engine = engine
@@ -79,7 +80,7 @@ class Task:
 
     def wait_deadline(self) -> Optional[float]:
         """A responder task that waits for the peer's next request (IKE_FOLLOWUP_KE): until when."""
-        return None
+        return self.waiter.deadline if self.waiter is not None else None
 
 
 def errors_in(payloads: List[Payload]) -> List[NotifyPayload]:

@@ -24,7 +24,6 @@ from ...ids import EsnId, ExchangeType, NotifyType, PayloadType, ProtocolId
 from ...selectors import TrafficSelector, address_ranges, describe, is_subset, narrow
 from ...wire.key_exchange import KePayload, NoncePayload
 from ...wire.message import find_payload
-from ...wire.notify import NotifyPayload
 from ...wire.payload import Payload
 from ...wire.selectors import TsiPayload, TsrPayload
 from .. import duplicates, lifetimes, negotiate
@@ -32,7 +31,7 @@ from ..events import ChildSaUp
 from ..policy import ChildPolicy
 from ..sa import ESTABLISHED, ChildSa
 from .base import AGAIN, DONE, Refused, Task, errors_in, notify_name
-from .followup_ke import FollowupError, FollowupInitiator, FollowupResponder
+from .followup_ke import FollowupError, FollowupInitiator, FollowupResponder, answer_followup
 from .ike_init import MAX_KE_TRIES, NONCE_SIZE
 
 RETRY_DELAY = 2.0  # seconds before a Child SA refused with TEMPORARY_FAILURE is asked for again (+ jitter)
@@ -154,9 +153,7 @@ class ChildCreate(Task):
         self.spi_out = 0
         self.secret: Optional[bytes] = None
         self.followups: Optional[FollowupInitiator] = None
-        self.waiter: Optional[FollowupResponder] = None
         self.response: List[Payload] = []
-        self.link = b""
         self.in_ike_auth = False
         self.collision: Optional[PeerExchange] = None  # initiator: the peer makes the same Child SA at once
         self.rival: Optional[ChildCreate] = None  # responder: our own exchange for it, which decides
@@ -404,7 +401,6 @@ class ChildCreate(Task):
         self.response += [*our_ke, TsiPayload(remote_ts), TsrPayload(local_ts)]
         if choice.selected.additional_kes:
             self.waiter = FollowupResponder(engine, choice.selected.additional_kes, now)
-            self.link = self.waiter.link
 
     def build_response(self, now: float) -> List[Payload]:
         if self.waiter is not None:
@@ -424,28 +420,9 @@ class ChildCreate(Task):
             self.rival.collision.new_spi_in = self.spi_in  # which of the two carries traffic: finish
         return None
 
-    def wait_deadline(self) -> Optional[float]:
-        return self.waiter.deadline if self.waiter is not None else None
-
     def followup(self, payloads: List[Payload], now: float) -> List[Payload]:
         """The peer's next IKE_FOLLOWUP_KE for the Child SA we answered (manager.py finds us by link)."""
-        try:
-            response, done = self.waiter.answer(payloads, now)
-        except CryptoError as exc:
-            self.engine.fail(self.sa, self.what, "invalid IKE_FOLLOWUP_KE request: %s" % exc)
-            self.abort("invalid IKE_FOLLOWUP_KE request", now)
-            return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
-        if not done:
-            self.link = self.waiter.link
-            return response
-        secrets = self.waiter.secrets
-        error = self.answered(secrets, now)
-        if error is not None:
-            self.abort("cannot complete", now)
-            return [NotifyPayload(error)]
-        self.waiter = None
-        self.engine.count("followup_ke_completed")
-        return response
+        return answer_followup(self, payloads, now, self.answered)
 
 
 def _with_proposals(policy: ChildPolicy, proposals) -> ChildPolicy:

@@ -86,6 +86,27 @@ class FollowupInitiator:
         return False
 
 
+def answer_followup(task, payloads: List[Payload], now: float, complete) -> List[Payload]:
+    """The responder's half for any task: answer the next IKE_FOLLOWUP_KE of `task` (its `waiter`); after
+    the last one `complete(secrets, now)` creates the SA, or returns the error notify type that says why
+    it cannot any more."""
+    try:
+        response, done = task.waiter.answer(payloads, now)
+    except CryptoError as exc:
+        task.engine.fail(task.sa, task.what, "invalid IKE_FOLLOWUP_KE request: %s" % exc)
+        task.abort("invalid IKE_FOLLOWUP_KE request", now)
+        return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
+    if not done:
+        return response
+    error = complete(task.waiter.secrets, now)
+    if error is not None:
+        task.abort("cannot complete", now)
+        return [NotifyPayload(error)]
+    task.waiter = None
+    task.engine.count("followup_ke_completed")
+    return response
+
+
 class FollowupResponder:
     """A CREATE_CHILD_SA we answered with N(ADDITIONAL_KEY_EXCHANGE): the peer's next requests."""
 

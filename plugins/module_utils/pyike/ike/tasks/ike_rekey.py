@@ -19,13 +19,12 @@ from ...crypto.sk import sk_ciphers
 from ...ids import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ...wire.key_exchange import KePayload, NoncePayload
 from ...wire.message import find_payload
-from ...wire.notify import NotifyPayload
 from ...wire.payload import Payload
 from .. import lifetimes, negotiate
 from ..events import IkeSaUp
 from ..sa import ESTABLISHED
 from .base import AGAIN, DONE, Refused, Task, errors_in, notify_name
-from .followup_ke import FollowupError, FollowupInitiator, FollowupResponder
+from .followup_ke import FollowupError, FollowupInitiator, FollowupResponder, answer_followup
 from .ike_delete import delete_ike_sa
 from .ike_init import NONCE_SIZE
 
@@ -86,8 +85,6 @@ class IkeRekey(Task):
         self.secret = b""
         self.public = b""
         self.followups: Optional[FollowupInitiator] = None
-        self.waiter: Optional[FollowupResponder] = None
-        self.link = b""
 
     @property
     def what(self) -> str:
@@ -210,7 +207,6 @@ class IkeRekey(Task):
         self.spi = engine.random_bytes(8)
         if choice.selected.additional_kes:
             self.waiter = FollowupResponder(engine, choice.selected.additional_kes, now)
-            self.link = self.waiter.link
 
     def build_response(self, now: float) -> List[Payload]:
         response: List[Payload] = [
@@ -226,25 +222,11 @@ class IkeRekey(Task):
         if self.waiter is None:
             self._answered((), now)
 
-    def _answered(self, additional: Sequence[bytes], now: float) -> None:
+    def _answered(self, additional: Sequence[bytes], now: float) -> Optional[int]:
         rekeyed_sa(self.engine, self.sa, False, self.peer_spi, self.spi, self.selected, self.peer_nonce,
                    self.nonce, self.secret, now, additional)  # fmt: skip
         self.engine.deleting(self.sa, now)  # the peer deletes the old IKE SA next; no new requests on it
-
-    def wait_deadline(self) -> Optional[float]:
-        return self.waiter.deadline if self.waiter is not None else None
+        return None
 
     def followup(self, payloads: List[Payload], now: float) -> List[Payload]:
-        try:
-            response, done = self.waiter.answer(payloads, now)
-        except CryptoError as exc:
-            self.engine.fail(self.sa, self.what, "invalid IKE_FOLLOWUP_KE request: %s" % exc)
-            self.abort("invalid IKE_FOLLOWUP_KE request", now)
-            return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
-        if not done:
-            self.link = self.waiter.link
-            return response
-        secrets, self.waiter = self.waiter.secrets, None
-        self._answered(secrets, now)
-        self.engine.count("followup_ke_completed")
-        return response
+        return answer_followup(self, payloads, now, self._answered)
