@@ -77,7 +77,8 @@ def run_relay(tun_name: str, delays: Dict[str, float]) -> Dict[str, int]:
     counts = dict.fromkeys(KINDS, 0)
     held: List[Tuple[float, int, bytes]] = []  # (due, arrival order, packet)
     order = 0
-    print("ready", flush=True)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     while not stopping:
         timeout = max(0.0, held[0][0] - time.monotonic()) if held else 0.5
         try:
@@ -187,7 +188,7 @@ class DelayRelay:
 
 
 def _delay(text: str) -> Tuple[str, float]:
-    kind, _, seconds = text.partition("=")
+    kind, _sep, seconds = text.partition("=")
     if kind not in KINDS:
         raise argparse.ArgumentTypeError("unknown packet kind %r (known: %s)" % (kind, ", ".join(KINDS)))
     try:
@@ -200,12 +201,13 @@ def _delay(text: str) -> Tuple[str, float]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--tun", required=True, help="TUN device to create and serve")
     parser.add_argument("--delay", type=_delay, action="append", default=[], help="KIND=SECONDS")
     args = parser.parse_args(argv)
     counts = run_relay(args.tun, dict(args.delay))
-    print(json.dumps(counts), flush=True)
+    sys.stdout.write(json.dumps(counts) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -153,7 +153,9 @@ def test_half_open_peers_holding_fragments_cannot_keep_out_a_legitimate_fragment
             deliver(right, datagrams(peer), 1.0)
             deliver(peer, datagrams(right), 1.0)
         datagrams(peer)  # its real IKE_AUTH request is never sent
-        fragments = protected(sa, ExchangeType.IKE_AUTH, 1, [VendorIdPayload(bytes(1100)) for _ in range(34)])
+        fragments = protected(
+            sa, ExchangeType.IKE_AUTH, 1, [VendorIdPayload(bytes(1100)) for _n in range(34)]
+        )
         assert len(fragments) == 32
         deliver(right, fragments[:-1], 1.0)
     assert budget.max_bytes - budget.used < 40_000  # full: what one more attacker would hold
@@ -189,7 +191,7 @@ def test_names_in_a_peer_certificate_are_escaped_in_reasons(caplog):
     left, right = pair(left_side, right_side)
     with caplog.at_level(logging.INFO, logger="pyike"):
         left.initiate("s2s", None, 0.0)
-        for _ in range(3):
+        for _round in range(3):
             deliver(right, datagrams(left))
             deliver(left, datagrams(right))
     (reason,) = [r for r in reasons(right) if "untrusted" in r]

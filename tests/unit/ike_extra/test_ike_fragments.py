@@ -399,7 +399,7 @@ def partial(budget, address, size=1000):
 
 def test_one_address_holds_at_most_its_share():
     budget = FragmentBudget(max_bytes=100_000, max_per_address=2500)
-    greedy = [partial(budget, "203.0.113.9") for _ in range(5)]
+    greedy = [partial(budget, "203.0.113.9") for _n in range(5)]
     assert budget.held_by("203.0.113.9") <= 2500 < sum(r.held_bytes for r in greedy) + 2500
     assert any(r.counters.get(OVER_BUDGET) for r in greedy)
     datagrams, receiver = split(KINDS[0], b"x" * 1000, max_datagram=300)
