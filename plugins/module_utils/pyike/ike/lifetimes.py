@@ -22,7 +22,8 @@ from .sa import INSTALLED, REKEYED, ChildSa, IkeSa
 
 HARD_LIFETIME_FACTOR = 1.1  # strongSwan: life_time = rekey_time * 110% by default
 JITTER_FRACTION = 0.1  # strongSwan: rand_time = over_time = 10% of rekey_time
-CHILD_RETRY_DELAY = 5.0  # seconds before a failed Child SA rekey goes again (TEMPORARY_FAILURE, §2.25)
+RETRY_DELAY = 2.0  # seconds (plus jitter) before an exchange the peer refused for now goes again (§2.25)
+FAILURE_DELAY = 10 * RETRY_DELAY  # seconds before an IKE SA rekey that failed outright goes again
 SEQ_MAX = 0xFFFFFFFF  # the last sequence number of an ESP SA without ESN (RFC 4303 §2.2)
 SEQ_REKEY_MARGIN = 1 << 24  # rekey this many packets before it: minutes even at a million packets/s
 LIFE_FACTOR_NUM, LIFE_FACTOR_DEN = 11, 10  # life = rekey + 10% (strongSwan's default), and back
@@ -41,11 +42,13 @@ def schedule_child(engine, child: ChildSa, now: float) -> None:
         child.expire_at = now + rekey_time * HARD_LIFETIME_FACTOR
 
 
-def retry_at(child: ChildSa, now: float) -> float:
-    """When to try a failed rekey again: soon, and well before the hard lifetime ends."""
-    delay = CHILD_RETRY_DELAY
-    if child.expire_at is not None:
-        delay = min(delay, max(0.1, (child.expire_at - now) / 3))
+def retry_at(engine, now: float, expire_at=None, spread: float = RETRY_DELAY) -> float:
+    """When to try again an exchange the peer refused for now (TEMPORARY_FAILURE, a lost collision):
+    after RETRY_DELAY plus jitter over `spread`, so two ends that collided do not meet again, and well
+    before `expire_at`, the hard lifetime of what the exchange would replace."""
+    delay = RETRY_DELAY + jitter(engine, spread)
+    if expire_at is not None:
+        delay = min(delay, max(0.1, (expire_at - now) / 3))
     return now + delay
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from . import lifetimes
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
 from .tasks.child_delete import ChildDelete, delete_child, remove_child
 from .tasks.child_rekey import ChildRekey
@@ -17,7 +18,6 @@ from .tasks.ike_rekey import IkeRekey
 
 log = logging.getLogger("pyike.ike")
 
-IKE_RETRY_DELAY = 2.0  # seconds before an IKE SA rekey goes again while a reauthentication runs
 RESTART_DELAY = 2.0  # dpd_action restart: seconds before initiating again
 HARD_LIMIT_GRACE = 2.0  # seconds a rekey in flight may take after the hard limit was reached
 
@@ -45,7 +45,9 @@ def run(engine, sa: IkeSa, now: float) -> None:
         start_reauth(engine, sa, now)
     if sa.rekey_at is not None and now >= sa.rekey_at:
         if sa.reauth_by is not None:
-            sa.rekey_at = now + IKE_RETRY_DELAY  # no IKE rekey while a reauthentication replaces this SA
+            sa.rekey_at = (
+                now + lifetimes.RETRY_DELAY
+            )  # no IKE rekey while a reauthentication replaces this SA
         else:
             sa.rekey_at = None
             sa.tasks.initiate(IkeRekey(engine, sa), now)

@@ -326,6 +326,8 @@ class Daemon:
         gone = self._outbound.pop(event.spi_in, None)
         if child_id is None:
             return
+        # Not event.replaced: that counts twins in a parallel IKE SA (reauthentication), which are
+        # dataplane children of their own; here only the SAs of this dataplane child matter.
         others = [spi for spi, other in self._children.items() if other == child_id]
         if not others:
             self.dataplane.remove_child(child_id)

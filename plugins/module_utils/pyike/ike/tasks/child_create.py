@@ -34,8 +34,6 @@ from .base import AGAIN, DONE, Refused, Task, errors_in, notify_name
 from .followup_ke import FollowupError, FollowupInitiator, FollowupResponder, answer_followup
 from .ike_init import MAX_KE_TRIES, NONCE_SIZE
 
-RETRY_DELAY = 2.0  # seconds before a Child SA refused with TEMPORARY_FAILURE is asked for again (+ jitter)
-
 log = logging.getLogger("pyike.ike")
 
 
@@ -248,7 +246,7 @@ class ChildCreate(Task):
             # later, over whatever IKE SA the connection has then.
             log.info("%s: %s answered TEMPORARY_FAILURE; trying again later", self.sa.key, self.what)
             self.engine.count("child_create_retries")
-            at = now + RETRY_DELAY + lifetimes.jitter(self.engine, RETRY_DELAY)
+            at = lifetimes.retry_at(self.engine, now)
             self.engine.restarts[(self.sa.policy.name, self.policy.name)] = at
             return DONE
         if error.notify_type == NotifyType.INVALID_KE_PAYLOAD:

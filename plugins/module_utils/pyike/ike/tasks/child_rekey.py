@@ -112,7 +112,7 @@ class ChildRekey(ChildCreate):
         old = self.old
         if old.state == REKEYING:
             old.move_to(INSTALLED)
-            old.rekey_at = lifetimes.retry_at(old, now)
+            old.rekey_at = lifetimes.retry_at(self.engine, now, old.expire_at)
 
     def finish(self, additional: Sequence[bytes], now: float) -> None:
         old, theirs = self.old, self.collision
@@ -201,4 +201,4 @@ class ChildRekey(ChildCreate):
         )
         if old is not None and old.state == REKEYING and self.rival is None and not waiting:
             old.move_to(INSTALLED)
-            old.rekey_at = lifetimes.retry_at(old, now)
+            old.rekey_at = lifetimes.retry_at(self.engine, now, old.expire_at)

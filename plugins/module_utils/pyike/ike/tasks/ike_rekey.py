@@ -30,8 +30,6 @@ from .ike_init import NONCE_SIZE
 
 log = logging.getLogger("pyike.ike")
 
-RETRY_DELAY = 2.0  # seconds before an IKE SA rekey that met TEMPORARY_FAILURE goes again (plus jitter)
-
 
 def rekeyed_sa(engine, old, initiator: bool, spi_i: bytes, spi_r: bytes, selected, nonce_i: bytes,
                nonce_r: bytes, secret: bytes, now: float, additional: Sequence[bytes] = ()):  # fmt: skip
@@ -128,13 +126,11 @@ class IkeRekey(Task):
         sa, engine = self.sa, self.engine
         errors = errors_in(payloads)
         if errors and errors[0].notify_type == NotifyType.TEMPORARY_FAILURE:
-            sa.rekey_at = (
-                now + RETRY_DELAY + lifetimes.jitter(engine, 10 * RETRY_DELAY)
-            )  # §2.25: the other wins
+            sa.rekey_at = lifetimes.retry_at(engine, now, spread=lifetimes.FAILURE_DELAY)  # §2.25
             return DONE
         if errors:
             engine.fail(sa, self.what, "peer answered %s" % notify_name(errors[0]))
-            sa.rekey_at = now + 10 * RETRY_DELAY
+            sa.rekey_at = now + lifetimes.FAILURE_DELAY
             return DONE
         try:
             self.selected, self.peer_spi = negotiate.accept(
@@ -147,7 +143,7 @@ class IkeRekey(Task):
             self.secret = self.key_exchange.shared_secret(ke_payload.data)
         except CryptoError as exc:
             engine.fail(sa, self.what, "invalid response: %s" % exc)
-            sa.rekey_at = now + 10 * RETRY_DELAY
+            sa.rekey_at = now + lifetimes.FAILURE_DELAY
             return DONE
         self.key_exchange = None
         self.peer_nonce = find_payload(payloads, PayloadType.NONCE).data
@@ -171,7 +167,7 @@ class IkeRekey(Task):
     def _retry_later(self, reason: str, now: float) -> None:
         self.engine.fail(self.sa, self.what, reason)
         if self.sa.state == ESTABLISHED:
-            self.sa.rekey_at = now + RETRY_DELAY + lifetimes.jitter(self.engine, 10 * RETRY_DELAY)
+            self.sa.rekey_at = lifetimes.retry_at(self.engine, now, spread=lifetimes.FAILURE_DELAY)
 
     def abort(self, reason: str, now: float) -> None:
         if self.followups is not None:
