@@ -151,6 +151,14 @@ def check_ke(selected: SelectedProposal, ke_payload: Optional[KePayload], ours: 
         raise CryptoError("the response's KE payload does not use the accepted group")
 
 
+def additional_secret(key_exchange, ke_payload: Optional[KePayload], method: int) -> bytes:
+    """The shared secret of one additional key exchange (RFC 9370 §2.2.2, §2.2.4) from the peer's
+    KE payload, which must be of the negotiated `method`; CryptoError otherwise."""
+    if ke_payload is None or ke_payload.group != method:
+        raise CryptoError("the response must carry a KE payload of the negotiated method")
+    return key_exchange.shared_secret(ke_payload.data)
+
+
 def dh_name(group: Optional[int]) -> str:
     try:
         return DhId(group).name

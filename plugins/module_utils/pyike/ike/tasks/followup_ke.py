@@ -21,6 +21,7 @@ from ...wire.key_exchange import KePayload
 from ...wire.message import find_notifies, find_payload
 from ...wire.notify import NotifyPayload
 from ...wire.payload import Payload
+from .. import negotiate
 from .base import errors_in, notify_name
 
 FOLLOWUP_TIMEOUT = 15.0  # seconds a responder waits for the next IKE_FOLLOWUP_KE request
@@ -69,9 +70,7 @@ class FollowupInitiator:
         method = self.methods[0]
         ke_payload = find_payload(payloads, PayloadType.KE)
         try:
-            if ke_payload is None or ke_payload.group != method:
-                raise CryptoError("the response must carry a KE payload of the negotiated method")
-            secret = self.key_exchange.shared_secret(ke_payload.data)
+            secret = negotiate.additional_secret(self.key_exchange, ke_payload, method)
         except CryptoError as exc:
             raise FollowupError("invalid IKE_FOLLOWUP_KE response: %s" % exc) from None
         self.key_exchange = None

@@ -18,6 +18,7 @@ from ...ids import ExchangeType, NotifyType, PayloadType
 from ...wire.key_exchange import KePayload
 from ...wire.message import encode_sk_prefix, find_payload
 from ...wire.payload import Payload
+from .. import negotiate
 from .base import DONE, Refused, Task
 
 
@@ -85,9 +86,7 @@ class IkeIntermediate(Task):
         method = sa.additional_kes.pop(0)[1]
         ke_payload = find_payload(payloads, PayloadType.KE)
         try:
-            if ke_payload is None or ke_payload.group != method:
-                raise CryptoError("the response must carry a KE payload of the negotiated method")
-            secret = self.key_exchange.shared_secret(ke_payload.data)
+            secret = negotiate.additional_secret(self.key_exchange, ke_payload, method)
         except CryptoError as exc:
             self.engine.fail(sa, "IKE_INTERMEDIATE", "invalid response: %s" % exc)
             self.engine.drop_sa(sa, "additional key exchange failed", now=now)
