@@ -13,6 +13,7 @@ charon (gw2) serve the whole module: per row both are reconfigured (pyikectl rel
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -195,7 +196,8 @@ def test_rsa_chains_were_fragmented_both_ways(env):
         assert "initiate completed successfully" in env.swan.initiate("net")
         log = env.swan.log()[before:]
         assert "generating IKE_AUTH request 1 [ IDi CERT" in log and "splitting IKE message" in log, log
-        assert "received fragment #3 of 3, reassembled fragmented IKE message" in log, log
+        # strongSwan's worker threads may take the fragments in any order; the last one reassembles.
+        assert re.search(r"received fragment #[123] of 3, reassembled fragmented IKE message", log), log
         assert "parsed IKE_AUTH response 1 [ IDr CERT CERT AUTH SA TSi TSr ]" in log, log
         assert env.pyike.stats()["ike"].get("invalid_messages", 0) == 0
     finally:
