@@ -452,9 +452,14 @@ class TaskManager:
         if isinstance(passive, ChildRekey) and isinstance(active, ChildRekey) and active.old is passive.old:
             active.collide(passive, now)
         elif (
-            type(passive) is ChildCreate
-            and type(active) is ChildCreate
+            _creates_only(passive)
+            and _creates_only(active)
             and active.policy is not None
             and active.policy.name == passive.policy.name
         ):
             active.collide(passive, now)  # both ends create the same Child SA at once
+
+
+def _creates_only(task: Optional[Task]) -> bool:
+    """A new Child SA, not a rekey (ChildRekey is a ChildCreate too)."""
+    return isinstance(task, ChildCreate) and not isinstance(task, ChildRekey)
