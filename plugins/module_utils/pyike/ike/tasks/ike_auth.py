@@ -1,7 +1,9 @@
 """IKE_AUTH (RFC 7296 §1.2, §2.15): identities, the AUTH payloads that prove them (a PSK or certificates:
 authenticate.py; RFC 7427, RFC 4945 §3.1), the choice of connection by the peer's identity, and the
 first Child SA (child_create.py). A failed authentication is answered with AUTHENTICATION_FAILED, or,
-when the initiator refuses the responder, notified in an INFORMATIONAL (§2.21.2).
+when the initiator refuses the responder, notified in an INFORMATIONAL (§2.21.2). INITIAL_CONTACT
+(§2.4, §3.10.1): an initiator with no other IKE SA for the connection says so, and the responder forgets
+the IKE SAs the peer lost (a restarted peer is back at once, not after the stale SAs' DPD gives up).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from typing import List, Optional
 from ...crypto.certs import subject_text
 from ...ids import ExchangeType, NotifyType, PayloadType
 from ...wire.identity import IdiPayload, IdrPayload
-from ...wire.message import find_payload
+from ...wire.message import find_notifies, find_payload
+from ...wire.notify import NotifyPayload
 from ...wire.payload import Payload
 from .. import authenticate
 from ..authenticate import PUBKEY, AuthFailed
 from ..policy import ChildPolicy
+from ..sa import DEAD
 from .base import DONE, Refused, Task, errors_in
 from .child_create import ChildCreate
 from .ike_delete import notify_auth_failed
@@ -45,6 +49,8 @@ class IkeAuth(Task):
             return None
         # §1.2: IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr
         payloads: List[Payload] = [idi, *certs]
+        if _only_sa_of_connection(self.engine, sa):
+            payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         if policy.auth == PUBKEY:
             payloads += authenticate.certreq_payloads([policy])
         if policy.remote_id is not None:
@@ -116,6 +122,8 @@ class IkeAuth(Task):
         if reason:  # §2.21.2: an IKE_AUTH that fails authentication is answered with AUTHENTICATION_FAILED
             self._refuse(reason, now)
         sa.peer_id = (idi.id_type, idi.data)
+        if find_notifies(payloads, NotifyType.INITIAL_CONTACT):
+            _forget_lost_sas(engine, sa, now)
         self.response = [idr, *certs, our_auth]  # §1.2: IDr, [CERT,] AUTH, SAr2, TSi, TSr
         if find_payload(payloads, PayloadType.SA) is not None:
             child = ChildCreate(engine, sa)
@@ -135,3 +143,27 @@ class IkeAuth(Task):
         if self.child is None:
             return self.response
         return self.response + self.child.build_response(now)
+
+
+def _only_sa_of_connection(engine, sa) -> bool:
+    """§2.4: INITIAL_CONTACT asserts that this is the only IKE SA between the two identities. Not so
+    while another IKE SA of the connection lives (a reauthentication, a second initiate, a twin)."""
+    return not any(other is not sa and other.policy.name == sa.policy.name for other in engine.sas.values())
+
+
+def _forget_lost_sas(engine, sa, now: float) -> None:
+    """The peer started over (§2.4): its other IKE SAs with the same identities are gone on its side, so
+    they go here without a DELETE the peer could not decrypt. One the peer has spoken on since this IKE
+    SA began is alive over there (both ends initiating at once): duplicates.py settles that one."""
+    for other in list(engine.sas.values()):
+        if (
+            other is not sa
+            and other.state != DEAD
+            and other.peer_id == sa.peer_id
+            and other.policy.local_id == sa.policy.local_id
+            and other.last_received_at < sa.created_at
+        ):
+            log.info(
+                "%s: INITIAL_CONTACT from %s: %s is gone on the peer's side", sa.key, sa.remote[0], other.key
+            )
+            engine.drop_sa(other, "the peer started over (INITIAL_CONTACT)", now=now)
