@@ -85,8 +85,8 @@ def sh(lab, host, script):
 
 
 def ping_across(lab):
-    out = lab.run_in("c1", ["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.2.0.10"])
-    assert "3 received" in out, out
+    out = lab.run_in("c1", ["ping", "-c", "3", "-i", "0.2", "-w", "10", "10.2.0.10"])
+    assert "3 packets transmitted, 3 received" in out, out
 
 
 def fingerprint(lab, host):

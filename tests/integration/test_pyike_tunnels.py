@@ -59,9 +59,12 @@ def start_strongswan(lab, daemons, host, conf):
 
 
 def ping_across(lab, count=5):
+    # -w, not -W: once one reply has come, -W waits only two round trips for the rest, so a reply
+    # delayed on a loaded machine counted as lost. -w waits for all `count` replies, sending on at the
+    # interval meanwhile: "N transmitted, N received" still means not one packet was lost.
     with Capture(lab, "internet", "inet0", "ip") as wire:
-        out = lab.run_in("c1", ["ping", "-c", str(count), "-i", "0.1", "-W", "2", "10.2.0.10"])
-    assert "%d received" % count in out, out
+        out = lab.run_in("c1", ["ping", "-c", str(count), "-i", "0.1", "-w", "10", "10.2.0.10"])
+    assert "%d packets transmitted, %d received" % (count, count) in out, out
     assert wire.count("10.1.0.10 >") + wire.count("10.2.0.10 >") == 0, wire.lines
     return wire
 
@@ -209,8 +212,8 @@ RIGHT6 = dict(addr="2001:db8:2::1", id="gw2.example", net="fd00:0:2::/64")
 
 def ping6_across(lab, count=5):
     with Capture(lab, "internet", "inet0", "ip6 and not icmp6") as wire:
-        out = lab.run_in("c1", ["ping", "-6", "-c", str(count), "-i", "0.1", "-W", "2", "fd00:0:2::a"])
-    assert "%d received" % count in out, out
+        out = lab.run_in("c1", ["ping", "-6", "-c", str(count), "-i", "0.1", "-w", "10", "fd00:0:2::a"])
+    assert "%d packets transmitted, %d received" % (count, count) in out, out
     assert wire.count("fd00:0:1::a >") + wire.count("fd00:0:2::a >") == 0, wire.lines
     return wire
 

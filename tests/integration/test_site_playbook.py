@@ -49,9 +49,9 @@ def test_site_builds_hub_and_spoke_and_is_idempotent(inventory, lab_name):
     assert changed_count(result) > 0
     assert PSK not in output
     ping = lab.run_in(
-        "c2", ["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.3.0.10"]
+        "c2", ["ping", "-c", "3", "-i", "0.2", "-w", "10", "10.3.0.10"]
     )  # spoke to spoke via the hub
-    assert "3 received" in ping
+    assert "3 packets transmitted, 3 received" in ping
 
     rc, result, output = run_playbook(SITE, inventory)
     assert rc == 0, output
