@@ -13,6 +13,7 @@ firewall admits the address ranges, the engine's SPD narrows further).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.selectors import (
@@ -26,6 +27,7 @@ DEFAULT_TUN_MTU = 1400
 DEFAULT_IKE_PORT = 500
 DEFAULT_NAT_T_PORT = 4500
 ANY_ADDRESSES = ("%any", "%any4", "%any6")
+INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 # IP header (20 or 40 octets) and TCP header (20): the largest segment that fits the TUN MTU.
 MSS_OVERHEAD = {4: 40, 6: 60}
 
@@ -98,8 +100,10 @@ def host_traffic(config):
     settings = _mapping(config.get("settings"), "settings")
     tun = settings.get("tun_name", DEFAULT_TUN_NAME)
     mtu = settings.get("tun_mtu", DEFAULT_TUN_MTU)
-    if not isinstance(tun, str) or not tun or '"' in tun or "\\" in tun:
-        raise TrafficError("settings.tun_name must be an interface name, got %r" % (tun,))
+    if not isinstance(tun, str) or not INTERFACE_NAME.fullmatch(tun):
+        raise TrafficError(
+            "settings.tun_name must be an interface name (1-15 letters, digits, '_', '.', '-'), got %r" % (tun,)
+        )
     if isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 576:
         raise TrafficError("settings.tun_mtu must be an MTU of at least 576, got %r" % (mtu,))
     ports = sorted(
