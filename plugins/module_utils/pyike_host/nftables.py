@@ -429,7 +429,7 @@ def main(argv=None):
         result = plan(spec, Ruleset.read(), present=argv[0] != "remove")
         if argv[0] == "check":
             for change in result.changes:
-                sys.stdout.write("would have %s\n" % change)
+                sys.stdout.write("to apply: %s\n" % change)
             return 1 if result.changed else 0
         apply(result)
     except (OSError, ValueError, KeyError, NftError) as exc:

@@ -242,7 +242,7 @@ def test_the_boot_command_applies_checks_and_removes(nft, tmp_path, capsys):
     spec = tmp_path / "nftables.json"
     spec.write_text(json.dumps(SPEC))
     assert nftables.main(["check", str(spec)]) == 1
-    assert "would have inserted a jump to pyike_ipsec_input" in capsys.readouterr().out
+    assert "to apply: inserted a jump to pyike_ipsec_input" in capsys.readouterr().out
     assert nftables.main(["apply", str(spec)]) == 0
     assert "wrote table inet pyike_ipsec" in capsys.readouterr().out
     assert nftables.main(["check", str(spec)]) == 0 and capsys.readouterr().out == ""
