@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import modules_support  # noqa: F401  (makes ansible_collections.pyike.ipsec importable)
+import netns_harness
 import pytest
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_host import forwarding, traffic
+
+netns = netns_harness.netns
 
 HUB = {
     "settings": {"listen": ["192.0.2.1"]},
@@ -100,43 +103,64 @@ def test_mistakes_name_the_field(config, message):
         traffic.host_traffic(config)
 
 
-def proc(tmp_path, ipv4="0", ipv6="0"):
-    root = tmp_path / "proc"
-    (root / "net" / "ipv4").mkdir(parents=True)
-    (root / "net" / "ipv6" / "conf" / "all").mkdir(parents=True)
-    (root / "net" / "ipv4" / "ip_forward").write_text(ipv4 + "\n")
-    (root / "net" / "ipv6" / "conf" / "all" / "forwarding").write_text(ipv6 + "\n")
-    return str(root)
+# Runs in the namespace: plan (and apply unless check mode) forwarding for data["versions"], the
+# kernel's own /proc/sys of that namespace; prints the plan's changes, diff and the running values after.
+FORWARDING_RUN = """
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_host import forwarding
+planned = forwarding.plan(data["versions"], data["path"], present=data["present"])
+if not data["check"]:
+    forwarding.apply(planned)
+running = {key: forwarding.read_running(key) for key in forwarding.KEYS.values()}
+print(json.dumps({"changes": planned["changes"], "diff": forwarding.diff_text(planned), "running": running}))
+"""
 
 
-def test_forwarding_file_and_running_values(tmp_path):
-    root = proc(tmp_path)
-    path = str(tmp_path / "sysctl.d" / "60-pyike-ipsec.conf")
-    planned = forwarding.plan([4], path, proc_root=root)
-    assert planned["changes"] == ["wrote %s" % path, "set net.ipv4.ip_forward = 1 (was 0)"]
-    before, after = forwarding.diff_text(planned)
-    assert "(absent)" in before and "running net.ipv4.ip_forward = 0" in before
-    assert "net.ipv4.ip_forward = 1\n" in after and "ipv6" not in after
-    forwarding.apply(planned, proc_root=root)
-    assert (tmp_path / "proc" / "net" / "ipv4" / "ip_forward").read_text() == "1\n"
-    assert oct(Path(path).stat().st_mode & 0o777) == "0o644"
-    assert forwarding.plan([4], path, proc_root=root)["changes"] == []
-    # IPv6 joins; the file is rewritten, IPv4's running value stays
-    planned = forwarding.plan([4, 6], path, proc_root=root)
-    assert planned["changes"] == ["wrote %s" % path, "set net.ipv6.conf.all.forwarding = 1 (was 0)"]
-    forwarding.apply(planned, proc_root=root)
-    assert "net.ipv6.conf.all.forwarding = 1" in Path(path).read_text()
-    # absent: the file goes, the running values stay
-    planned = forwarding.plan([], path, present=False, proc_root=root)
-    assert planned["changes"] == ["removed %s" % path]
-    forwarding.apply(planned, proc_root=root)
-    assert (
-        not Path(path).exists() and (tmp_path / "proc" / "net" / "ipv4" / "ip_forward").read_text() == "1\n"
+def forward(netns, versions, path, present=True, check=False):
+    return netns.python(
+        FORWARDING_RUN, {"versions": versions, "path": path, "present": present, "check": check}
     )
 
 
+def test_forwarding_file_and_running_values_of_a_real_kernel(tmp_path, netns):
+    path = str(tmp_path / "sysctl.d" / "60-pyike-ipsec.conf")
+    off = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
+    checked = forward(netns, [4], path, check=True)
+    assert checked["changes"] == ["wrote %s" % path, "set net.ipv4.ip_forward = 1 (was 0)"]
+    before, after = checked["diff"]
+    assert "(absent)" in before and "running net.ipv4.ip_forward = 0" in before
+    assert "net.ipv4.ip_forward = 1\n" in after and "ipv6" not in after
+    assert checked["running"] == off and not Path(path).exists()  # check mode touched nothing
+
+    done = forward(netns, [4], path)
+    assert done["changes"] == checked["changes"]
+    assert done["running"] == dict(off, **{"net.ipv4.ip_forward": "1"})
+    assert oct(Path(path).stat().st_mode & 0o777) == "0o644"
+    assert forward(netns, [4], path)["changes"] == []
+    # IPv6 joins; the file is rewritten, IPv4's running value stays
+    done = forward(netns, [4, 6], path)
+    assert done["changes"] == ["wrote %s" % path, "set net.ipv6.conf.all.forwarding = 1 (was 0)"]
+    assert done["running"] == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+    assert "net.ipv6.conf.all.forwarding = 1" in Path(path).read_text()
+    # absent: the file goes, the running values stay
+    done = forward(netns, [], path, present=False)
+    assert done["changes"] == ["removed %s" % path]
+    assert not Path(path).exists() and done["running"]["net.ipv4.ip_forward"] == "1"
+    # what systemd-sysctl / procps would read at boot is what we wrote
+    forward(netns, [4, 6], path)
+    netns.run(
+        [
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv6/conf/all/forwarding",
+        ]
+    )
+    netns.run(["sysctl", "-q", "-p", path])
+    assert forward(netns, [4, 6], path)["changes"] == []
+
+
 def test_a_kernel_without_ipv6_is_named(tmp_path):
-    root = proc(tmp_path)
-    (tmp_path / "proc" / "net" / "ipv6" / "conf" / "all" / "forwarding").unlink()
+    # a /proc/sys as a kernel built without IPv6 has it (none runs here)
+    (tmp_path / "proc" / "net" / "ipv4").mkdir(parents=True)
+    (tmp_path / "proc" / "net" / "ipv4" / "ip_forward").write_text("0\n")
     with pytest.raises(forwarding.ForwardingError, match="has no IPv6"):
-        forwarding.plan([6], str(tmp_path / "x.conf"), proc_root=root)
+        forwarding.plan([6], str(tmp_path / "x.conf"), proc_root=str(tmp_path / "proc"))
