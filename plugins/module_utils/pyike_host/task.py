@@ -95,7 +95,7 @@ class HostNetworkTask:
         self.result["tunnel_device"] = host["tun"]
         if host["peers"]["any"]:
             self.warn(
-                "a connection's remote address is %any: UDP ports %s and ESP are opened to every address"
+                "a connection's remote address is %%any: UDP ports %s and ESP are opened to every address"
                 % "/".join(str(port) for port in host["ike_ports"])
             )
         for name, addresses in sorted(host["resolved"].items()):
