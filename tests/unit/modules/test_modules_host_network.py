@@ -156,7 +156,9 @@ def test_any_peer_is_opened_to_everyone_with_a_warning(netns, tmp_path):
             "config: settings.tun_name must be an interface name",
         ),
         (
-            {"config": {"connections": {"hq": {"remote": {"address": "198.51.100.1"}, "children": {"lan": {"local_ts": ["10.1.0.0/24"], "remote_ts": ["10.2.0.300/24"]}}}}}},
+            {"config": {"connections": {"hq": {"remote": {"address": "198.51.100.1"},
+                                               "children": {"lan": {"local_ts": ["10.1.0.0/24"],
+                                                                    "remote_ts": ["10.2.0.300/24"]}}}}}},
             "config: connections.hq.children.lan.remote_ts[0]",
         ),
     ],
