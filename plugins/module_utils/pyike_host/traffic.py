@@ -102,7 +102,8 @@ def host_traffic(config):
     mtu = settings.get("tun_mtu", DEFAULT_TUN_MTU)
     if not isinstance(tun, str) or not INTERFACE_NAME.fullmatch(tun):
         raise TrafficError(
-            "settings.tun_name must be an interface name (1-15 letters, digits, '_', '.', '-'), got %r" % (tun,)
+            "settings.tun_name must be an interface name (1-15 letters, digits, '_', '.', '-'), got %r"
+            % (tun,)
         )
     if isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 576:
         raise TrafficError("settings.tun_mtu must be an MTU of at least 576, got %r" % (mtu,))
