@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-import modules_support  # noqa: F401  (makes ansible_collections.pyike.ipsec importable)
+import modules_support  # noqa: F401 (makes ansible_collections.pyike.ipsec importable)  # pylint: disable=unused-import
 import netns_harness
 import pytest
 import systemd_harness

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import modules_support  # noqa: F401  (makes ansible_collections.pyike.ipsec importable)
+import modules_support  # noqa: F401 (makes ansible_collections.pyike.ipsec importable)  # pylint: disable=unused-import
 import netns_harness
 import pytest
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import modules_support  # noqa: F401  (makes ansible_collections.pyike.ipsec importable)
+import modules_support  # noqa: F401 (makes ansible_collections.pyike.ipsec importable)  # pylint: disable=unused-import
 import netns_harness
 import pytest
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema
