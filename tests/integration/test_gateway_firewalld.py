@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, run_playbook, task_results
 from firewalld_host import restart_firewalld, start_firewalld, unavailable
 from pyike_lab.lab import Lab
-from test_gateway_host import GATEWAYS, HOST_TASK, changed_tasks, pings
+from test_gateway_host import GATEWAYS, HOST_TASK, LAN_PINGS, changed_tasks, pings
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(bool(unavailable()), reason=unavailable() or "ok")]
 DEMO = REPO / "playbooks" / "inventory" / "demo.yml"
@@ -62,12 +62,7 @@ def test_site_opens_firewalld_for_the_peers_and_the_tunnels(firewalld_lab):
     assert rc == 0, output
     hub = task_results(result, HOST_TASK)["hub"]
     assert hub["firewall"] == "firewalld" and hub["forwarding"] == ["ipv4"], hub
-    for source, destination in (
-        ("c2", "10.3.0.10"),
-        ("c3", "10.2.0.10"),
-        ("c2", "10.1.0.10"),
-        ("c1", "10.3.0.10"),
-    ):
+    for source, destination in LAN_PINGS:
         assert pings(lab, source, destination), (source, destination)
     assert lab.run_in("internet", ["python3", "-c", PROBE]).startswith("rejected")  # not a peer
     assert (

@@ -24,6 +24,8 @@ GATEWAYS = ("hub", "spoke1", "spoke2")
 HOST_TASK = (
     "pyike.ipsec.gateway : Set up forwarding, the firewall and MSS clamping for this gateway's tunnels"
 )
+# Spoke LAN to spoke LAN through the hub, both ways, and spoke LAN to the hub's LAN, both ways.
+LAN_PINGS = (("c2", "10.3.0.10"), ("c3", "10.2.0.10"), ("c2", "10.1.0.10"), ("c1", "10.3.0.10"))
 # A site's own firewall: nothing in but replies, nothing forwarded but LAN to WAN. The counter shows
 # what IKE reached these rules, i.e. was not accepted by the role's rules first.
 DROP_BY_DEFAULT = """\
@@ -148,13 +150,7 @@ def test_site_on_stock_hosts_forwards_through_a_dropping_firewall(stock_lab):
         conf = lab.run_in(host, ["cat", "/etc/sysctl.d/60-pyike-ipsec.conf"])
         assert "net.ipv4.ip_forward = 1" in conf and "ipv6" not in conf
 
-    # Spoke LAN to spoke LAN through the hub, both ways, and spoke LAN to the hub's LAN, both ways.
-    for source, destination in (
-        ("c2", "10.3.0.10"),
-        ("c3", "10.2.0.10"),
-        ("c2", "10.1.0.10"),
-        ("c1", "10.3.0.10"),
-    ):
+    for source, destination in LAN_PINGS:
         assert pings(lab, source, destination), (source, destination)
 
     # IKE from the peers never reached the site's own rules; from anyone else it does (and is dropped).

@@ -24,6 +24,24 @@ import pytest
 NFT = shutil.which("nft", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 IP = shutil.which("ip", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 NSENTER = shutil.which("nsenter", path=os.environ.get("PATH", "") + ":/usr/bin:/bin")
+# A site's own firewall as an administrator writes it: nothing in but replies, nothing forwarded but
+# LAN to WAN, nothing out.
+DROPPING_SITE = """\
+table inet filter {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    iif "lo" accept
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    iifname "lan0" oifname "wan0" accept
+  }
+  chain output {
+    type filter hook output priority filter; policy drop;
+  }
+}
+"""
 
 
 def unavailable() -> str:

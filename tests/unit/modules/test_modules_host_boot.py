@@ -76,17 +76,7 @@ def test_spec_command_and_unit_are_written_once_and_removed(tmp_path):
     assert systemctl.calls[-2:] == ["disable --now pyike-nftables.service", "daemon-reload"]
 
 
-SITE = """\
-table inet filter {
-  chain input {
-    type filter hook input priority filter; policy drop;
-    ct state established,related accept
-  }
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-  }
-}
-"""
+SITE = netns_harness.DROPPING_SITE
 PEERS_SPEC = dict(
     SPEC,
     peers={"any": False, "4": ["198.51.100.1"], "6": []},

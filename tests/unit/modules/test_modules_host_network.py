@@ -26,17 +26,7 @@ CONFIG = {
         },
     },
 }
-SITE = """\
-table inet filter {
-  chain input {
-    type filter hook input priority filter; policy drop;
-    ct state established,related accept
-  }
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-  }
-}
-"""
+SITE = netns_harness.DROPPING_SITE
 # Runs in the namespace: one module run with data["params"]; prints its result (or its error) and warnings.
 TASK_RUN = """
 import subprocess

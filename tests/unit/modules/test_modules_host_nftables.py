@@ -27,23 +27,7 @@ SPEC = {
     "open": True,
     "mss": {"4": 1360, "6": 1340},
 }
-# A site's own firewall, as an administrator writes it.
-SITE = """\
-table inet filter {
-  chain input {
-    type filter hook input priority filter; policy drop;
-    ct state established,related accept
-    iif "lo" accept
-  }
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-    iifname "lan0" oifname "wan0" accept
-  }
-  chain output {
-    type filter hook output priority filter; policy drop;
-  }
-}
-"""
+SITE = netns_harness.DROPPING_SITE
 # Tables that are not ours to change, and chains that may or may not drop.
 OTHERS = """\
 table inet accepting {
