@@ -10,12 +10,17 @@ BUILD="$ROOT/.build"
 PYTHON="${PYTHON:-python3}"
 
 APT_PACKAGES=(
-  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make shellcheck openssl
+  iproute2 iputils-ping iperf3 tcpdump util-linux procps kmod rsync git make shellcheck openssl nftables
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
   python3 python3-venv python3-cryptography python3-pyroute2 python3-yaml
   python3-pytest python3-hypothesis
+  dbus polkitd python3-dbus python3-gi gir1.2-glib-2.0
 )
+# firewalld for the lab test of the gateway role on a firewalld host: unpacked, never installed. Installed,
+# it would start on the machine itself and put python3-jsonschema into /usr/bin/python3, whose unit tests
+# must run without it; the test mounts these files over /usr inside one lab host only.
+FIREWALLD_DEBS=(firewalld python3-firewall python3-nftables)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -35,6 +40,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Installing charon must not leave a daemon running in the root namespaces.
   pkill -x charon 2>/dev/null || true
+fi
+
+firewalld_dir="$BUILD/firewalld"
+if [ ! -x "$firewalld_dir/root/usr/sbin/firewalld" ]; then
+  log "unpacking ${FIREWALLD_DEBS[*]} into $firewalld_dir/root (for the lab only)"
+  rm -rf "$firewalld_dir" && mkdir -p "$firewalld_dir"
+  (cd "$firewalld_dir" && { apt-get download -qq "${FIREWALLD_DEBS[@]}" 2>/dev/null \
+    || { apt-get update -qq && apt-get download -qq "${FIREWALLD_DEBS[@]}"; }; })
+  for deb in "$firewalld_dir"/*.deb; do dpkg-deb -x "$deb" "$firewalld_dir/root"; done
+  # The package's postinst picks the polkit policy with update-alternatives; take the server one.
+  actions="$firewalld_dir/root/usr/share/polkit-1/actions"
+  cp "$actions/org.fedoraproject.FirewallD1.server.policy.choice" "$actions/org.fedoraproject.FirewallD1.policy"
 fi
 
 req_hash="$(sha256sum < "$ROOT/requirements-dev.txt" | cut -d' ' -f1)"

@@ -63,6 +63,17 @@ options:
       lan_address:
         description: LAN address with prefix of a client. Default 10.<site>.0.10/24 upwards.
         type: str
+      forwarding:
+        description:
+          - Whether a gateway forwards IPv4 and IPv6 (C(net.ipv4.ip_forward), C(net.ipv6.conf.all.forwarding))
+            when the lab is built. V(false) gives a stock host, on which the gateway role must switch it on.
+        type: bool
+        default: true
+      nftables:
+        description:
+          - An nftables ruleset (the text C(nft -f) reads) loaded into the host once its links are up, for
+            example one whose input and forward chains drop by default.
+        type: str
   state_root:
     description:
       - Directory that holds the state of all labs.
@@ -76,7 +87,8 @@ attributes:
     description: No diff is produced.
     support: none
 notes:
-  - Needs root, C(unshare), C(nsenter) and C(ip) (iproute2), and C(/usr/bin/python3) for the holders.
+  - Needs root, C(unshare), C(nsenter) and C(ip) (iproute2), and C(/usr/bin/python3) for the holders; C(nft)
+    for hosts with O(hosts[].nftables).
 """
 
 EXAMPLES = r"""
@@ -132,6 +144,8 @@ def main():
                     role=dict(type="str", choices=["gateway", "client"], default="gateway"),
                     wan_address=dict(type="str"),
                     lan_address=dict(type="str"),
+                    forwarding=dict(type="bool", default=True),
+                    nftables=dict(type="str"),
                 ),
             ),
             state_root=dict(type="path", default="/run/pyike-lab"),

@@ -308,6 +308,8 @@ class Lab:
             run(
                 nsenter_argv(pid, ["ip", "-6", "route", "add", "default", "via", host.default_gateway6]), what
             )
+        if host.nftables:
+            run(nsenter_argv(pid, ["nft", "-f", "-"]), what + " (pyike_lab_nftables)", host.nftables.encode())
 
     # --- destroy ---------------------------------------------------------------------------
     def down(self) -> bool:

@@ -47,6 +47,7 @@ class HostPlan:
     default_gateway6: Optional[str] = None
     forwarding: bool = False
     sysctls: Dict[str, str] = field(default_factory=dict)
+    nftables: Optional[str] = None  # a ruleset loaded with nft -f once the host's links are up
 
 
 @dataclass
@@ -101,8 +102,30 @@ def _router_address(wan: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
     return wan.network.network_address + ROUTER_HOST_NUMBER
 
 
+def _forwarding(host: Dict[str, Any]) -> bool:
+    value = host.get("forwarding")
+    if value is None:
+        return True  # gateways route between their LAN and WAN, as the lab has always set up
+    if not isinstance(value, bool):
+        raise LabPlanError(
+            "lab host %r: pyike_lab_forwarding must be true or false, got %r" % (host["name"], value)
+        )
+    return value
+
+
+def _nftables(host: Dict[str, Any]) -> Optional[str]:
+    value = host.get("nftables")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise LabPlanError(
+            "lab host %r: pyike_lab_nftables must be an nftables ruleset (text for nft -f), got %r"
+            % (host["name"], value)
+        )
+    return value or None
+
+
 def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
-    """`hosts`: [{name, role: gateway|client, site: int, wan_address?: CIDR, lan_address?: CIDR}]."""
+    """`hosts`: [{name, role: gateway|client, site: int, wan_address?: CIDR, lan_address?: CIDR,
+    forwarding?: bool (gateways; default true), nftables?: ruleset text}]."""
     if not LAB_NAME_RE.match(str(lab_name)):
         raise LabPlanError(
             "lab name %r: use lowercase letters, digits, '-' or '_' (at most 31)" % (lab_name,)
@@ -189,7 +212,8 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
                 bridges=["lan0"],
                 default_gateway=str(router),
                 default_gateway6="2001:db8:%x::fe" % site,
-                forwarding=True,
+                forwarding=_forwarding(gw),
+                nftables=_nftables(gw),
             )
         )
         links.append(
@@ -231,6 +255,7 @@ def build_plan(lab_name: str, hosts: List[Dict[str, Any]]) -> LabPlan:
                 addresses={"eth0": [str(address), "fd00:0:%x::%x/64" % (site, int(address.ip) & 0xFF)]},
                 default_gateway="10.%d.0.1" % site,
                 default_gateway6="fd00:0:%x::1" % site,
+                nftables=_nftables(client),
             )
         )
         links.append(

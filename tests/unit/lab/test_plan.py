@@ -98,3 +98,32 @@ def test_bad_inventories_name_the_host_and_field(hosts, message):
 def test_bad_lab_name():
     with pytest.raises(LabPlanError, match="lab name 'Demo Lab'"):
         build_plan("Demo Lab", _hosts(("gw1", 1, "gateway")))
+
+
+def test_a_stock_gateway_keeps_forwarding_off_and_gets_its_ruleset():
+    ruleset = (
+        "table inet filter {\n  chain input { type filter hook input priority filter; policy drop; }\n}\n"
+    )
+    hosts = [
+        {"name": "gw1", "site": 1, "role": "gateway", "forwarding": False, "nftables": ruleset},
+        {"name": "gw2", "site": 2, "role": "gateway"},
+        {"name": "c1", "site": 1, "role": "client", "nftables": ruleset},
+    ]
+    plan = build_plan("demo", hosts)
+    assert not plan.host("gw1").forwarding and plan.host("gw1").nftables == ruleset
+    assert plan.host("gw2").forwarding and plan.host("gw2").nftables is None
+    assert plan.host("c1").nftables == ruleset and not plan.host("c1").forwarding
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"forwarding": "no"}, "pyike_lab_forwarding must be true or false"),
+        ({"nftables": "  "}, "pyike_lab_nftables must be an nftables ruleset"),
+        ({"nftables": ["table inet x {}"]}, "pyike_lab_nftables must be an nftables ruleset"),
+    ],
+)
+def test_bad_stock_gateway_options_name_the_host_and_variable(extra, message):
+    with pytest.raises(LabPlanError, match=message) as error:
+        build_plan("demo", [dict({"name": "gw1", "site": 1, "role": "gateway"}, **extra)])
+    assert "'gw1'" in str(error.value)
