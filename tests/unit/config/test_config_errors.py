@@ -265,8 +265,8 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     ),
     (
         "enum-start-action",
-        set_((*CHILD, "start_action"), "trap"),
-        "connections.hq.children.lan.start_action: must be one of none, start, got 'trap'",
+        set_((*CHILD, "start_action"), "route"),
+        "connections.hq.children.lan.start_action: must be one of none, start, trap, got 'route'",
     ),
     (
         "enum-log-level",
@@ -298,9 +298,10 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
         "connections.hq.children[\"a.b\"]: invalid name 'a.b'",
     ),
     (
-        "remote-hostname",
-        set_((*CONN, "remote", "address"), "gw2.example.com"),
-        "connections.hq.remote.address: 'gw2.example.com' is not valid: peer IKE address, or %any",
+        "remote-bad-hostname",
+        set_((*CONN, "remote", "address"), "gw2_example.com"),
+        "connections.hq.remote.address: 'gw2_example.com' is not valid: peer IKE address: an IPv4 or IPv6 "
+        "address, a DNS name (with remote.id), or %any",
     ),
     (
         "remote-unspecified",
@@ -310,7 +311,8 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     (
         "remote-bad-address",
         set_((*CONN, "remote", "address"), "198.51.100.300"),
-        "connections.hq.remote.address: '198.51.100.300' is not an IPv4 or IPv6 address",
+        "connections.hq.remote.address: '198.51.100.300' is not an IP address, and as a DNS name its last "
+        "label is all digits",
     ),
     (
         "local-any",

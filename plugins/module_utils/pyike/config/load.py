@@ -63,6 +63,7 @@ from .model import (
     diff_configs,
     parse_proposal_text,
 )
+from .peer_name import parse_peer_address
 from .secret import Secret
 from .validate import schema_violations, type_phrase
 
@@ -507,6 +508,13 @@ class _Builder:
             rekey_time,
             dpd_action,
         )
+        if dpd_action == "trap" and remote is not None and remote.is_any:
+            self.add(
+                (*path, "dpd_action"),
+                "cannot be 'trap' while remote.address is %any: a responder-only connection has no "
+                "peer to initiate to",
+            )
+            ok = False
         if credentials is not None and local is not None:
             local = self.local_identity(path, raw, local, credentials.credential.certificate)
             ok = ok and local is not None
@@ -561,15 +569,31 @@ class _Builder:
     ) -> Optional[Endpoint]:
         address_text = self._get(raw, "address", path, "str")
         address: Optional[IPAddress] = None
+        dns_name: Optional[str] = None
         ok = True
         if address_text.strip() == "%any":
             if is_local:
                 self.add((*path, "address"), "the local address must be a concrete address, not %any")
                 return None
+        elif not is_local:
+            try:
+                address, dns_name = parse_peer_address(address_text)
+            except ValueError as error:
+                self.add((*path, "address"), str(error))
+                return None
+            if dns_name is not None and "id" not in raw:
+                self.add(
+                    (*path, "id"),
+                    "is required when remote.address is a DNS name (%s): its address may change, so "
+                    "say which identity the peer authenticates as (the name itself, fqdn:%s, is usual)"
+                    % (dns_name, dns_name),
+                )
+                ok = False
         else:
             address = self.address((*path, "address"), address_text)
             if address is None:
                 return None
+        if address is not None:
             if address.is_unspecified or address.is_multicast:
                 hint = "" if is_local else "; use %any to accept any peer"
                 self.add((*path, "address"), "%s is not a unicast address%s" % (address, hint))
@@ -587,7 +611,7 @@ class _Builder:
         port = settings.ike_port if is_local else self._get(raw, "port", path, "int", settings.ike_port)
         if not ok:
             return None
-        return Endpoint(address, identity, port)
+        return Endpoint(address, identity, port, dns_name)
 
     def psk(
         self, path: Path, raw: Dict[str, Any], allow_weak: bool
@@ -802,6 +826,7 @@ class _Builder:
             ProtocolId.ESP,
         )
         start_action = get(raw, "start_action", path, "str", defaults.DEFAULT_START_ACTION)
+        close_action = get(raw, "close_action", path, "str", defaults.DEFAULT_CLOSE_ACTION)
         rekey_time = get(raw, "rekey_time", path, "int", defaults.DEFAULT_CHILD_REKEY_TIME)
         life_bytes = get(raw, "life_bytes", path, "int", defaults.DEFAULT_LIFE_BYTES)
         life_packets = get(raw, "life_packets", path, "int", defaults.DEFAULT_LIFE_PACKETS)
@@ -819,13 +844,14 @@ class _Builder:
                     % (life, unit, rekey),
                 )
                 ok = False
-        if start_action == "start" and remote is not None and remote.is_any:
-            self.add(
-                (*path, "start_action"),
-                "cannot be 'start' while remote.address is %any: a responder-only connection has no "
-                "peer to initiate to",
-            )
-            ok = False
+        for key, action in (("start_action", start_action), ("close_action", close_action)):
+            if action in ("start", "trap") and remote is not None and remote.is_any:
+                self.add(
+                    (*path, key),
+                    "cannot be '%s' while remote.address is %%any: a responder-only connection has no "
+                    "peer to initiate to" % action,
+                )
+                ok = False
         if local_ts and remote_ts:
             local_families = {ts.version for ts in local_ts}
             remote_families = {ts.version for ts in remote_ts}
@@ -848,6 +874,7 @@ class _Builder:
             remote_ts=remote_ts,
             esp_proposals=esp_proposals,
             start_action=start_action,
+            close_action=close_action,
             rekey_time=rekey_time,
             life_bytes=life_bytes,
             life_packets=life_packets,
@@ -859,7 +886,7 @@ class _Builder:
         """A responder picks the connection by addresses and identities: no two may share all four."""
         seen: Dict[Tuple[Any, ...], str] = {}
         for name, conn in connections.items():
-            key = (conn.local.address, conn.remote.address, conn.local.id, conn.remote.id)
+            key = (conn.local.address, conn.remote.address_text, conn.local.id, conn.remote.id)
             if key in seen:
                 self.add(
                     ("connections", name),

@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List
 
+from .peer_name import MAX_NAME_LENGTH
+from .peer_name import NAME_PATTERN as DNS_NAME_PATTERN
+
 SCHEMA_ID = "urn:pyike:ipsec:schema:pyike-config:1"
 
 # Defaults: the loader applies exactly these, and the schema documents them as "default".
@@ -38,7 +41,7 @@ DEFAULT_DPD_ACTION = "clear"
 DEFAULT_RETRANSMIT_TIMEOUT = 2.0
 DEFAULT_RETRANSMIT_BASE = 1.8
 DEFAULT_RETRANSMIT_TRIES = 5
-DPD_ACTIONS = ["clear", "restart"]
+DPD_ACTIONS = ["clear", "restart", "trap"]
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
 DEFAULT_START_ACTION = "none"
 DEFAULT_CHILD_REKEY_TIME = 3600  # strongSwan: 1 h
@@ -49,7 +52,9 @@ DEFAULT_REKEY_PACKETS = 0
 DEFAULT_REAUTH_TIME = 0  # strongSwan: reauthentication is off by default
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-START_ACTIONS = ["none", "start"]
+START_ACTIONS = ["none", "start", "trap"]
+CLOSE_ACTIONS = ["none", "trap", "start"]
+DEFAULT_CLOSE_ACTION = "none"
 AUTH_METHODS = ["psk", "pubkey"]
 SIGNATURE_METHODS = ["signature", "classic"]
 DEFAULT_SIGNATURE_METHOD = "signature"
@@ -280,22 +285,34 @@ SCHEMA: Dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["address"],
-            "description": "The peer's end of the IKE SA.",
+            "description": (
+                "The peer's end of the IKE SA. An address given as a DNS name (vpn.example.com) is resolved, "
+                "off the daemon's event loop and within 5 s, whenever an IKE SA is initiated (initiate, "
+                "start_action, close_action start, dpd_action restart, a trap's acquire), so a changed "
+                "address is followed; only addresses of local.address's family count, the first is "
+                "initiated to, at most 8 are kept. As a responder the connection accepts IKE_SA_INIT only "
+                "from the addresses of its last resolution (at load and reload, at each initiation, and "
+                "at most every 30 s when a request comes from an address that no connection names). A "
+                "failed resolution is logged and listed by `pyikectl stats` with the connection and the "
+                "name, and tried again after 2 s, doubling up to 60 s, until it works or the connection "
+                "is terminated."
+            ),
             "properties": {
                 "address": {
                     "type": "string",
-                    "minLength": 2,
-                    "maxLength": 45,
-                    "pattern": "^(%any|[0-9A-Fa-f.:]+)$",
+                    "minLength": 1,
+                    "maxLength": MAX_NAME_LENGTH + 1,
+                    "pattern": "^(%%any|[0-9A-Fa-f.:]+|%s)$" % DNS_NAME_PATTERN,
                     "description": (
-                        "peer IKE address, or %any for a responder-only connection that accepts any peer "
-                        "(host names are not resolved)"
+                        "peer IKE address: an IPv4 or IPv6 address, a DNS name (with remote.id), or %any "
+                        "for a responder-only connection"
                     ),
                 },
                 "id": {
                     "$ref": "#/$defs/identity",
                     "description": (
-                        "identity the peer must authenticate as; defaults to the address; %any accepts any"
+                        "identity the peer must authenticate as; defaults to the address (required when the "
+                        "address is a DNS name); %any accepts any"
                     ),
                 },
                 "port": {
@@ -431,8 +448,11 @@ SCHEMA: Dict[str, Any] = {
                     "type": "string",
                     "enum": DPD_ACTIONS,
                     "default": DEFAULT_DPD_ACTION,
-                    "description": "when the peer is found dead: clear (remove its SAs) or restart "
-                    "(remove them and initiate again until the peer answers)",
+                    "description": "when the peer stops answering (DPD, or any request retransmitted "
+                    "retransmit_tries times; RFC 7296 §2.4): clear (remove its SAs), restart (remove them "
+                    "and initiate again, 2 s later, until the peer answers) or trap (remove them and install "
+                    "a trap for each Child SA that was up, as start_action trap does: the next packet for "
+                    "it initiates again)",
                 },
                 "rekey_time": _seconds(
                     "seconds after which the IKE SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
@@ -489,7 +509,28 @@ SCHEMA: Dict[str, Any] = {
                     "default": DEFAULT_START_ACTION,
                     "description": (
                         "none: wait for the peer or an explicit initiate; start: initiate when the "
-                        "configuration is loaded (needs a remote address other than %any)"
+                        "configuration is loaded; trap: install a trap when the configuration is loaded, "
+                        "i.e. routes for remote_ts into the TUN device and a policy without an SA (RFC 4301 "
+                        "§4.4.1), so that the first packet matching the child's selectors initiates it (an "
+                        "acquire, §5.1). One acquire per child at a time; after a failed one the next waits "
+                        "1 s, doubling up to 30 s. Packets that meet the trap while the Child SA comes up "
+                        "are held, 8 at most and for 3 s, and sent once it is up; others are dropped and "
+                        "counted. The trap outlives the Child SA (a peer's DELETE, an expiry): the next "
+                        "packet brings it back. start and trap need a remote address other than %any"
+                    ),
+                },
+                "close_action": {
+                    "type": "string",
+                    "enum": CLOSE_ACTIONS,
+                    "default": DEFAULT_CLOSE_ACTION,
+                    "description": (
+                        "what to do when the peer closes the Child SA: deletes it, or deletes its IKE SA "
+                        "(not a rekey, not a reauthentication that replaces it, not our own terminate or "
+                        "expiry; a peer that stops answering is dpd_action's). none: nothing; trap: install "
+                        "a trap as start_action trap does (a terminate removes it again); start: initiate it "
+                        "again after 2 s, the delay doubling (up to 300 s) each time the peer closes it "
+                        "again within 60 s of its start, so a peer that keeps deleting it is not flooded. "
+                        "trap and start need a remote address other than %any"
                     ),
                 },
                 "rekey_time": _seconds(
