@@ -32,6 +32,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import identity as engine_config_identity
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import load as engine_config_load
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import model as engine_config_model
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import peer_name as engine_config_peer_name
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema as engine_config_schema
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import secret as engine_config_secret
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import validate as engine_config_validate
@@ -71,6 +72,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import natd as engine_ike_natd
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import negotiate as engine_ike_negotiate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import policy as engine_ike_policy
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import restarts as engine_ike_restarts
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import sa as engine_ike_sa
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import timers as engine_ike_timers
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import base as engine_ike_tasks_base
@@ -86,6 +88,8 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_reauth as engine_ike_tasks_ike_reauth
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_rekey as engine_ike_tasks_ike_rekey
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import informational as engine_ike_tasks_informational
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import actions as engine_runtime_actions
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import commands as engine_runtime_commands
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane
@@ -93,8 +97,10 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import resolver as engine_runtime_resolver
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import routes as engine_runtime_routes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import static_tunnel as engine_runtime_static_tunnel
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import traps as engine_runtime_traps
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import tun as engine_runtime_tun
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import udp as engine_runtime_udp
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import codec as engine_wire_codec

@@ -37,7 +37,9 @@ from ..ike.events import (
 from ..ike.impair import Impair
 from ..ike.policy import IkePolicy, policy_from_config
 from ..selectors import address_ranges
-from .control import ControlError, ControlServer, bool_arg, check_args, seconds_arg, text_arg
+from .actions import ConnectionActions
+from .commands import DEFAULT_INITIATE_WAIT, MAX_INITIATE_WAIT, Commands
+from .control import ControlError, ControlServer
 from .dataplane import Dataplane
 from .netlink import Netlink
 from .routes import RouteManager
@@ -55,8 +57,7 @@ INBOUND_LINGER = 2.0
 FLUSH_ROUNDS = (
     8  # engine events answered by engine calls (a failed install) queue more; the rest waits a tick
 )
-DEFAULT_INITIATE_WAIT = 10.0  # seconds `initiate` waits for the Child SA unless told otherwise
-MAX_INITIATE_WAIT = 600.0  # a waiting `initiate` holds a control connection (control.MAX_CONNECTIONS)
+__all__ = ["DEFAULT_INITIATE_WAIT", "INBOUND_LINGER", "MAX_INITIATE_WAIT", "Daemon", "run_daemon"]
 
 
 class StartError(Exception):
@@ -118,7 +119,7 @@ def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
     return policies
 
 
-class Daemon:
+class Daemon(Commands):
     def __init__(self, config_path: str, config: Any, allow_impair: bool = False):
         self.config_path = config_path
         self.config = config
@@ -146,6 +147,10 @@ class Daemon:
         self._started = time.monotonic()
         self._ipr: Optional[Netlink] = None  # address look-ups, opened on first use
         self.event_errors = 0  # engine events the daemon failed to act on (each logged with its SA)
+        # start_action, traps, acquires and peers given as DNS names (actions.py)
+        self.actions = ConnectionActions(
+            self, lambda selectors: _local_address_in(selectors, self._netlink())
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -174,6 +179,7 @@ class Daemon:
         self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
         self.dataplane.limits.on_limit = self._on_volume_limit
         self.dataplane.start(loop)
+        self.actions.start(loop)
         self.control = ControlServer(settings.control_socket, self._handlers())
         with _start_step("control socket %s" % settings.control_socket):
             await self.control.start()
@@ -209,6 +215,7 @@ class Daemon:
         await asyncio.sleep(0.2)  # let DELETE requests leave
         timer.cancel()
         poll.cancel()
+        self.actions.close()
         await self.control.close()
         self.dataplane.close()
         routes.cleanup()
@@ -220,19 +227,15 @@ class Daemon:
         return status
 
     def _start_actions(self) -> None:
-        now = time.monotonic()
-        for name, policy in self.engine.policies.items():
-            for child in policy.children.values():
-                if child.start_action == "start":
-                    try:
-                        self.engine.initiate(name, child.name, now)
-                    except (KeyError, ValueError) as exc:
-                        log.error("cannot start %s/%s: %s", name, child.name, exc)
+        self.actions.apply_start_actions()
         self._flush()
 
     async def _timer(self) -> None:
         while True:
-            deadlines = [d for d in (self.engine.next_deadline(), self._linger_deadline()) if d is not None]
+            traps = self.actions.traps
+            deadlines = [self.engine.next_deadline(), self._linger_deadline()]
+            deadlines.append(traps.next_deadline() if traps is not None else None)
+            deadlines = [d for d in deadlines if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -242,6 +245,8 @@ class Daemon:
             self.engine.tick(time.monotonic())
             self._flush(wake_timer=False)
             self._expire_lingering(time.monotonic())
+            if traps is not None:
+                traps.expire(time.monotonic())
 
     async def _poll_sequence_limits(self) -> None:
         """Byte and packet limits are checked after every batch; sequence numbers need a look now and then."""
@@ -313,12 +318,15 @@ class Daemon:
             )
         elif isinstance(event, IkeSaDown):
             log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
+        else:
+            self.actions.act_on(event)
 
     def _failed(self, failure: Failure) -> None:
         """Keep a failure for `stats` and tell whoever waits for its connection in `initiate`."""
         self.failures.append((time.monotonic(), failure))
         del self.failures[:-50]
         self._resolve(failure.conn, None, error=failure)
+        self.actions.failed(failure)
 
     def _remove(self, event: ChildSaDown) -> None:
         """One SA pair goes; the dataplane child (policy, routes) only with the last SA pair sharing it."""
@@ -400,6 +408,7 @@ class Daemon:
             "ESP in UDP" if event.encap else "ESP",
         )
         self._resolve(event.conn, event.child)
+        self.actions.child_up(event.conn, event.child)
 
     def _watch(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
         if event.limits is not None:
@@ -445,115 +454,6 @@ class Daemon:
                 future.set_result(error)
                 self._waiters.remove(waiter)
 
-    # --- control commands --------------------------------------------------------------------
-    def _handlers(self):
-        return {
-            "list-conns": self._list_conns,
-            "list-sas": self._list_sas,
-            "initiate": self._initiate,
-            "terminate": self._terminate,
-            "rekey": self._rekey,
-            "reload": self._reload_command,
-            "stats": self._stats,
-        }
-
-    async def _list_conns(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
-        check_args("list-conns", args, ())
-        return [
-            {
-                "name": name,
-                "local_address": policy.local_address,
-                "remote_address": policy.remote_address or "%any",
-                "children": sorted(policy.children),
-            }
-            for name, policy in sorted(self.engine.policies.items())
-        ]
-
-    async def _list_sas(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
-        check_args("list-sas", args, ())
-        sas = self.engine.describe_sas(time.monotonic())
-        for ike in sas:
-            for child in ike["children"]:
-                child_id = self._children.get(int(child["spi_in"], 16))
-                stats = self.dataplane.child_stats(child_id) if child_id else {}
-                for key in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
-                    child[key] = stats.get(key, 0)
-        return sas
-
-    async def _initiate(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("initiate", args, ("conn", "child", "wait"))
-        conn, child = text_arg(args, "conn"), text_arg(args, "child", required=False)
-        wait = seconds_arg(args, "wait", DEFAULT_INITIATE_WAIT, 0.0, MAX_INITIATE_WAIT)
-        if self._child_installed(conn, child):
-            return {"message": "%s is already up" % conn}
-        future = asyncio.get_running_loop().create_future()
-        waiter = (conn, child, future)
-        self._waiters.append(waiter)
-        try:
-            try:
-                self.engine.initiate(conn, child, time.monotonic())
-            except (KeyError, ValueError) as exc:
-                raise ControlError(str(exc).strip("'\"")) from None
-            self._flush()
-            try:
-                error = await asyncio.wait_for(future, wait)
-            except asyncio.TimeoutError:
-                raise ControlError(
-                    "%s did not come up within %gs (retransmits continue in the background)" % (conn, wait)
-                ) from None
-        finally:
-            if waiter in self._waiters:  # timed out, refused, or the client went away
-                self._waiters.remove(waiter)
-        if error is not None:
-            raise ControlError("%s: %s failed: %s" % (conn, error.what, error.reason))
-        return {
-            "message": "initiate completed successfully: %s%s is up" % (conn, "/" + child if child else "")
-        }
-
-    def _child_installed(self, conn: str, child: Optional[str]) -> bool:
-        for ike in self.engine.describe_sas(time.monotonic()):
-            if ike["name"] == conn and ike["state"] == "ESTABLISHED":
-                if any(child in (None, c["name"]) for c in ike["children"]):
-                    return True
-        return False
-
-    async def _terminate(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("terminate", args, ("conn",))
-        conn = text_arg(args, "conn")
-        if conn not in self.engine.policies:
-            raise ControlError("no connection named %r" % conn)
-        count = self.engine.terminate(conn, time.monotonic())
-        self._flush()
-        return {"message": "terminated %d IKE SA(s) of %s" % (count, conn)}
-
-    async def _rekey(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("rekey", args, ("conn", "child", "ike", "reauth"))
-        conn, child = text_arg(args, "conn"), text_arg(args, "child", required=False)
-        ike, reauth = bool_arg(args, "ike"), bool_arg(args, "reauth")
-        if conn not in self.engine.policies:
-            raise ControlError("no connection named %r" % conn)
-        now = time.monotonic()
-        if reauth:
-            count = self.engine.reauthenticate(conn, now)
-            self._flush()
-            if not count:
-                raise ControlError("%s has no established IKE SA to reauthenticate" % conn)
-            return {"message": "reauthenticating %d IKE SA(s) of %s" % (count, conn)}
-        if ike:
-            count = self.engine.rekey_ike(conn, now)
-            what = "IKE SA"
-        else:
-            count = self.engine.rekey_child(conn, child, now)
-            what = "Child SA"
-        self._flush()
-        if not count:
-            raise ControlError("%s has no established %s to rekey" % (conn, what))
-        return {"message": "rekeying %d %s(s) of %s" % (count, what, conn)}
-
-    async def _reload_command(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("reload", args, ())
-        return await self._reload(raise_errors=True)
-
     async def _reload(self, raise_errors: bool = False) -> Dict[str, Any]:
         try:
             config = load_config(self.config_path)
@@ -584,30 +484,6 @@ class Daemon:
         )
         log.info(message)
         return {"message": message}
-
-    async def _stats(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("stats", args, ())
-        return {
-            "uptime_seconds": round(time.monotonic() - self._started, 1),
-            "event_errors": self.event_errors,
-            "control": {
-                "active": self.control.active if self.control else 0,
-                "busy_refusals": self.control.busy_refusals if self.control else 0,
-            },
-            "ike": dict(self.engine.counters),
-            "ike_sas": len(self.engine.sas),
-            "half_open": self.engine.guard.describe(),  # RFC 7296 §2.6 flood protection
-            "dataplane": self.dataplane.stats(),
-            "recent_failures": [
-                {
-                    "conn": f.conn,
-                    "what": f.what,
-                    "reason": f.reason,
-                    "seconds_ago": round(time.monotonic() - at, 1),
-                }
-                for at, f in self.failures[-10:]
-            ],
-        }
 
 
 def _check_own_certificates(config: Any, now: Optional[float] = None) -> List[str]:

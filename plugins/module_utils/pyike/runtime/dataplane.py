@@ -528,6 +528,10 @@ class Dataplane:
         if not packets:
             return
         io.tun_rx += len(packets)
+        self.send_inner(packets)
+
+    def send_inner(self, packets: Sequence[bytes]) -> None:
+        """Protect and send inner packets as if read from the TUN device (also those a trap held)."""
         lookup = self.spd.lookup
         groups: Dict[OutboundSA, List[bytes]] = {}
         last_sa = None
