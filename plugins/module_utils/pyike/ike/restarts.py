@@ -43,12 +43,14 @@ class Backoff:
         self.state: Dict[Key, Tuple[int, float]] = {}
 
     def next_delay(self, key: Key, now: float, window: Optional[float] = None) -> float:
-        """The delay before the next try; `window`: a try older than that many seconds resets the count."""
-        count, last = self.state.get(key, (0, now))
-        if window is not None and now - last > window:
+        """The delay before the next try; with `window`, a failure that comes more than that many seconds
+        after the last try starts the count afresh."""
+        count, last_try = self.state.get(key, (0, now))
+        if window is not None and now - last_try > window:
             count = 0
-        self.state[key] = (count + 1, now)
-        return min(self.first * 2**count, self.most)
+        delay = min(self.first * 2**count, self.most)
+        self.state[key] = (count + 1, now + delay)
+        return delay
 
     def forget(self, conn: str) -> None:
         for key in [key for key in self.state if key[0] == conn]:
@@ -98,6 +100,8 @@ def peer_closed(engine, sa: IkeSa, child: ChildSa, now: float) -> None:
     """close_action, when the peer deleted `child` or its IKE SA. Call it before `child` is removed."""
     if child.state == REKEYED or child.delete_sent or has_twin(engine, sa, child):
         return  # replaced by a rekey or a reauthentication, or our own DELETE crossed the peer's
+    if any(other is not child and other.name == child.name and not other.going for other in sa.children):
+        return  # the redundant SA of a rekey collision (§2.8.1): the other one stays
     policy = engine.policies.get(sa.policy.name)
     configured = policy.children.get(child.name) if policy is not None else None
     if configured is None or not policy.can_initiate or configured.close_action == "none":
