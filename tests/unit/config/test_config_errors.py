@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 from config_cases import ENGINES, SOURCE, base_config, need_engine, problems
 from pyike.config import ConfigError, load_config, parse_config
-from pyike.config import load as load_module
+from pyike.config import documents as documents_module
 from pyike.crypto import features
 
 Mutation = Callable[[Dict[str, Any]], None]
@@ -628,7 +628,7 @@ def test_missing_file(tmp_path):
 
 
 def test_yaml_without_pyyaml_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(load_module, "yaml", None)
+    monkeypatch.setattr(documents_module, "yaml", None)
     path = tmp_path / "pyike.yaml"
     path.write_text("connections: {}\n")
     with pytest.raises(ConfigError) as caught:

@@ -19,6 +19,24 @@ from typing import Any, Dict, List
 
 from .peer_name import MAX_NAME_LENGTH
 from .peer_name import NAME_PATTERN as DNS_NAME_PATTERN
+from .schema_child import (  # noqa: F401 - defaults of Child SAs, read as schema.DEFAULT_* by the loader
+    CHILD_SCHEMA,
+    CLOSE_ACTIONS,
+    DEFAULT_CHILD_REKEY_TIME,
+    DEFAULT_CLOSE_ACTION,
+    DEFAULT_ESP_PROPOSAL_STRINGS,
+    DEFAULT_ESP_PROPOSALS,
+    DEFAULT_LIFE_BYTES,
+    DEFAULT_LIFE_PACKETS,
+    DEFAULT_REKEY_BYTES,
+    DEFAULT_REKEY_PACKETS,
+    DEFAULT_START_ACTION,
+    MAX_COUNT,
+    MAX_SECONDS,
+    START_ACTIONS,
+    proposals_field,
+    seconds_field,
+)
 
 SCHEMA_ID = "urn:pyike:ipsec:schema:pyike-config:1"
 
@@ -34,7 +52,6 @@ DEFAULT_AUTH = "psk"
 MIN_PSK_OCTETS = 20  # shorter keys, or one character repeated, need allow_weak_psk
 DEFAULT_ALLOW_WEAK_PSK = False
 DEFAULT_IKE_PROPOSALS: List[str] = ["default"]
-DEFAULT_ESP_PROPOSALS: List[str] = ["default"]
 DEFAULT_ENCAP = False
 DEFAULT_DPD_DELAY = 30
 DEFAULT_DPD_ACTION = "clear"
@@ -43,18 +60,9 @@ DEFAULT_RETRANSMIT_BASE = 1.8
 DEFAULT_RETRANSMIT_TRIES = 5
 DPD_ACTIONS = ["clear", "restart", "trap"]
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
-DEFAULT_START_ACTION = "none"
-DEFAULT_CHILD_REKEY_TIME = 3600  # strongSwan: 1 h
-DEFAULT_LIFE_BYTES = 0
-DEFAULT_LIFE_PACKETS = 0
-DEFAULT_REKEY_BYTES = 0
-DEFAULT_REKEY_PACKETS = 0
 DEFAULT_REAUTH_TIME = 0  # strongSwan: reauthentication is off by default
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-START_ACTIONS = ["none", "start", "trap"]
-CLOSE_ACTIONS = ["none", "trap", "start"]
-DEFAULT_CLOSE_ACTION = "none"
 AUTH_METHODS = ["psk", "pubkey"]
 SIGNATURE_METHODS = ["signature", "classic"]
 DEFAULT_SIGNATURE_METHOD = "signature"
@@ -65,45 +73,8 @@ DEFAULT_IKE_PROPOSAL_STRINGS = [
     "aes256gcm16-aes128gcm16-prfsha256-prfsha384-prfsha512-x25519-ecp256-ecp384-modp3072-modp2048",
     "aes256-aes128-sha256-sha384-sha512-x25519-ecp256-ecp384-modp3072-modp2048",
 ]
-DEFAULT_ESP_PROPOSAL_STRINGS = [
-    "aes256gcm16-aes128gcm16",
-    "aes256-aes128-sha256-sha384-sha512",
-]
 
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-MAX_SECONDS = 2**31 - 1
-MAX_COUNT = 2**64 - 1
-
-
-def _seconds(description: str, default: int) -> Dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_SECONDS,
-        "default": default,
-        "description": description,
-    }
-
-
-def _count(description: str, default: int) -> Dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_COUNT,
-        "default": default,
-        "description": description,
-    }
-
-
-def _proposals(description: str, default: List[str]) -> Dict[str, Any]:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "uniqueItems": True,
-        "items": {"$ref": "#/$defs/proposal"},
-        "default": default,
-        "description": description,
-    }
 
 
 SCHEMA: Dict[str, Any] = {
@@ -428,7 +399,7 @@ SCHEMA: Dict[str, Any] = {
                         "4754); only then is the SHA-1 RSA method accepted from the peer too."
                     ),
                 },
-                "ike_proposals": _proposals(
+                "ike_proposals": proposals_field(
                     "IKE proposals in order of preference (strongSwan syntax); 'default' is "
                     + ", ".join(DEFAULT_IKE_PROPOSAL_STRINGS)
                     + " (restricted to what the installed cryptography supports)",
@@ -439,7 +410,7 @@ SCHEMA: Dict[str, Any] = {
                     "default": DEFAULT_ENCAP,
                     "description": "force UDP encapsulation of ESP (RFC 3948) even without a NAT",
                 },
-                "dpd_delay": _seconds(
+                "dpd_delay": seconds_field(
                     "seconds without traffic from the peer before a liveness check (RFC 7296 §2.4); "
                     "0 turns dead peer detection off",
                     DEFAULT_DPD_DELAY,
@@ -454,11 +425,11 @@ SCHEMA: Dict[str, Any] = {
                     "a trap for each Child SA that was up, as start_action trap does: the next packet for "
                     "it initiates again)",
                 },
-                "rekey_time": _seconds(
+                "rekey_time": seconds_field(
                     "seconds after which the IKE SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
                     DEFAULT_IKE_REKEY_TIME,
                 ),
-                "reauth_time": _seconds(
+                "reauth_time": seconds_field(
                     "seconds after which the IKE SA is reauthenticated (RFC 7296 §2.8.3): a new IKE SA with "
                     "IKE_SA_INIT and IKE_AUTH and new Child SAs for the same traffic selectors is built "
                     "first, then the old IKE SA and its Child SAs are deleted (make-before-break, traffic "
@@ -478,94 +449,7 @@ SCHEMA: Dict[str, Any] = {
             "then": {"required": ["cert", "private_key", "ca_certs"]},
             "else": {"oneOf": [{"required": ["psk"]}, {"required": ["psk_file"]}]},
         },
-        "child": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["local_ts", "remote_ts"],
-            "description": "One Child SA: the traffic it protects and how.",
-            "properties": {
-                "local_ts": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"$ref": "#/$defs/trafficSelector"},
-                    "description": "traffic selectors on this side (TSi when initiating)",
-                },
-                "remote_ts": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"$ref": "#/$defs/trafficSelector"},
-                    "description": "traffic selectors on the peer's side (TSr when initiating)",
-                },
-                "esp_proposals": _proposals(
-                    "ESP proposals in order of preference (strongSwan syntax); a key exchange method such "
-                    "as x25519 or modp2048 in a proposal means PFS; 'default' is "
-                    + ", ".join(DEFAULT_ESP_PROPOSAL_STRINGS)
-                    + " (no PFS)",
-                    DEFAULT_ESP_PROPOSALS,
-                ),
-                "start_action": {
-                    "type": "string",
-                    "enum": START_ACTIONS,
-                    "default": DEFAULT_START_ACTION,
-                    "description": (
-                        "none: wait for the peer or an explicit initiate; start: initiate when the "
-                        "configuration is loaded; trap: install a trap when the configuration is loaded, "
-                        "i.e. routes for remote_ts into the TUN device and a policy without an SA (RFC 4301 "
-                        "§4.4.1), so that the first packet matching the child's selectors initiates it (an "
-                        "acquire, §5.1). One acquire per child at a time; after a failed one the next waits "
-                        "1 s, doubling up to 30 s. Packets that meet the trap while the Child SA comes up "
-                        "are held, 8 at most and for 3 s, and sent once it is up; others are dropped and "
-                        "counted. The trap outlives the Child SA (a peer's DELETE, an expiry): the next "
-                        "packet brings it back. start and trap need a remote address other than %any"
-                    ),
-                },
-                "close_action": {
-                    "type": "string",
-                    "enum": CLOSE_ACTIONS,
-                    "default": DEFAULT_CLOSE_ACTION,
-                    "description": (
-                        "what to do when the peer closes the Child SA: deletes it, or deletes its IKE SA "
-                        "(not a rekey, not a reauthentication that replaces it, not our own terminate or "
-                        "expiry; a peer that stops answering is dpd_action's). none: nothing; trap: install "
-                        "a trap as start_action trap does (a terminate removes it again); start: initiate it "
-                        "again after 2 s, the delay doubling (up to 300 s) each time the peer closes it "
-                        "again within 60 s of its start, so a peer that keeps deleting it is not flooded. "
-                        "trap and start need a remote address other than %any"
-                    ),
-                },
-                "rekey_time": _seconds(
-                    "seconds after which the Child SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
-                    DEFAULT_CHILD_REKEY_TIME,
-                ),
-                "rekey_bytes": _count(
-                    "bytes (of inner packets, RFC 4301 §4.4.2.1) that either ESP SA of the Child SA may carry "
-                    "before the Child SA is rekeyed, up to 10% fewer at random so that both ends do not "
-                    "rekey at once (like rekey_time); 0 (the default) rekeys on time only, unless "
-                    "life_bytes is set",
-                    DEFAULT_REKEY_BYTES,
-                ),
-                "life_bytes": _count(
-                    "hard byte limit: an ESP SA that has carried this many bytes is deleted with its "
-                    "Child SA (when rekeying did not happen in time). Defaults to rekey_bytes + 10%; must "
-                    "be greater than rekey_bytes. Given alone, the Child SA is rekeyed at rekey_bytes = "
-                    "life_bytes / 1.1 (so a tunnel is replaced, not cut). 0 is unlimited",
-                    DEFAULT_LIFE_BYTES,
-                ),
-                "rekey_packets": _count(
-                    "packets that either ESP SA may carry before the Child SA is rekeyed (with jitter as "
-                    "rekey_bytes); 0 (the default) is unlimited. Without extended sequence numbers an ESP "
-                    "SA is rekeyed anyway well before its 32-bit sequence number would wrap (RFC 4303 "
-                    "§3.3.3)",
-                    DEFAULT_REKEY_PACKETS,
-                ),
-                "life_packets": _count(
-                    "hard packet limit, as life_bytes: defaults to rekey_packets + 10%, must be greater "
-                    "than rekey_packets; given alone, the Child SA is rekeyed at life_packets / 1.1. 0 is "
-                    "unlimited",
-                    DEFAULT_LIFE_PACKETS,
-                ),
-            },
-        },
+        "child": CHILD_SCHEMA,
     },
 }
 

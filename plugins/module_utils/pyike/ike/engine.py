@@ -25,16 +25,15 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from ..crypto.ke import new_key_exchange
 from ..crypto.sk import IvStream
 from ..ids import ExchangeType
-from ..selectors import describe
 from ..text import printable
 from ..wire.codec import enum_name
 from ..wire.errors import WireError
 from ..wire.message import decode_message
 from . import admission, duplicates, lifetimes, restarts, timers
 from .cookies import CookieJar, HalfOpenGuard
+from .describe import describe_sa
 from .events import Address, Failure, IkeSaDown, IkeSaUp, ResolvePeer, SendDatagram, SendKeepalive
 from .fragments import FragmentBudget, Reassembler
-from .identity import identity_text
 from .impair import Impair
 from .manager import TaskManager
 from .policy import ChildPolicy, IkePolicy, policy_signature
@@ -470,39 +469,4 @@ class Engine:
 
     # --- introspection ----------------------------------------------------------------------------------
     def describe_sas(self, now: float) -> List[dict]:
-        return [_describe(sa, now) for sa in self.sas.values()]
-
-
-def _describe(sa: IkeSa, now: float) -> dict:
-    return {
-        "name": sa.policy.name,
-        "ike_sa": sa.key,
-        "state": str(sa.state),
-        "initiator": sa.initiator,
-        "local_address": "%s[%d]" % sa.local,
-        "remote_address": "%s[%d]" % sa.remote,
-        "local_id": identity_text(sa.policy.local_id),
-        "remote_id": identity_text(sa.peer_id) if sa.peer_id else "",
-        "auth": sa.policy.auth,
-        "remote_auth": sa.peer_auth,
-        "remote_cert": sa.peer_cert,
-        "spi_i": sa.spi_i.hex(),
-        "spi_r": sa.spi_r.hex(),
-        "proposal": sa.proposal_text,
-        "nat": {"local": sa.local_behind_nat, "remote": sa.remote_behind_nat, "encap": sa.encap},
-        "established_seconds": None if sa.established_at is None else round(now - sa.established_at, 3),
-        "children": [
-            {
-                "name": child.name,
-                "state": str(child.state),
-                "spi_in": "%08x" % child.spi_in,
-                "spi_out": "%08x" % child.spi_out,
-                "proposal": child.proposal,
-                "local_ts": describe(child.local_ts),
-                "remote_ts": describe(child.remote_ts),
-                "encap": child.encap,
-                "installed_seconds": round(now - child.established_at, 3),
-            }
-            for child in sa.children
-        ],
-    }
+        return [describe_sa(sa, now) for sa in self.sas.values()]
