@@ -137,3 +137,48 @@ def test_close_action_trap_between_pyikes(lab, daemons):
     left.ctl("terminate", "s2s")
     assert traps(left) == []
     assert wait_for(lambda: "10.2.0.0" not in trap_routes(lab), 5)
+
+
+ROUTE_SHARING = """
+import subprocess, sys
+from pyike.runtime.routes import RouteManager
+
+def show(step):
+    out = subprocess.run(["ip", "route", "show", "table", "220", "dev", "trapt0"], capture_output=True, text=True)
+    sys.stdout.write("%s: %s %s\\n" % (step, routes.routes, out.stdout.strip() or "no route"))
+
+routes = RouteManager("trapt0")
+routes.add("10.9.0.0/24", "10.1.0.1")  # the trap's route, our LAN address as source
+routes.add("10.9.0.0/24", None)  # a narrowed Child SA's: no address of ours in its selectors
+show("both")
+routes.remove("10.9.0.0/24", None)  # that Child SA goes
+show("trap")
+routes.add("10.9.0.0/24", None)
+routes.remove("10.9.0.0/24", "10.1.0.1")  # the trap goes first: the route stays, without the source
+show("child")
+routes.add("10.9.0.0/24", "10.1.0.1")  # a source beats none
+show("again")
+routes.cleanup()
+show("cleanup")
+"""
+
+
+def test_a_trap_route_survives_a_child_sa_route_with_another_source(lab):
+    """The kernel keeps one route per destination in table 220; RouteManager counts users per
+    destination and source. When one user goes, the route stays for the others, with a source while
+    one of them wants it."""
+    from pyike_lab.pyike import MODULE_UTILS
+
+    lab.run_in("gw1", ["ip", "tuntap", "add", "mode", "tun", "name", "trapt0"])
+    lab.run_in("gw1", ["ip", "link", "set", "trapt0", "up"])
+    out = lab.run_in("gw1", ["env", "PYTHONPATH=" + MODULE_UTILS, "/usr/bin/python3", "-c", ROUTE_SHARING])
+    steps = dict(line.split(": ", 1) for line in out.splitlines())
+    both = "[('10.9.0.0/24', '10.1.0.1'), ('10.9.0.0/24', None)] 10.9.0.0/24 proto static src 10.1.0.1"
+    assert steps["both"].startswith(both), out  # then "linkdown": nothing reads the TUN device
+    assert steps["trap"].startswith("[('10.9.0.0/24', '10.1.0.1')] 10.9.0.0/24 proto static src 10.1.0.1"), (
+        out
+    )
+    assert steps["child"].startswith("[('10.9.0.0/24', None)] 10.9.0.0/24 proto static"), out
+    assert "src" not in steps["child"], out
+    assert steps["again"].startswith(both), out
+    assert steps["cleanup"] == "[] no route", out
