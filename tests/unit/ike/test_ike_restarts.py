@@ -120,14 +120,7 @@ def test_a_peer_that_refuses_our_authentication_is_no_close():
 
 def test_dpd_action_trap_asks_for_a_trap_per_child_that_was_up():
     net, left, _right = established()
-    left.policies["s2s"].dpd_delay = 10.0
-    left.policies["s2s"].dpd_action = "trap"
-    net.drop = lambda datagram: True  # the peer dies
-    now = 0.0
-    while left.sas and now < 200:
-        now = left.next_deadline()
-        left.tick(now)
-        net.run(now=now)
+    net.peer_dies(left, "trap")
     assert net.of(LEFT, InstallTrap) == [
         InstallTrap("s2s", "net", "dpd_action", "the peer stopped answering")
     ]
