@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,6 +17,7 @@ import pytest
 from pyike.runtime.resolver import (
     MAX_ADDRESSES,
     LookupStuck,
+    LookupThreads,
     PeerNames,
     ResolveError,
     Resolver,
@@ -124,6 +127,49 @@ def test_concurrent_look_ups_of_one_name_share_one_thread():
     assert asyncio.run(scenario()) == [["198.51.100.7"], ["198.51.100.7"]]
     assert calls == ["peer.test"]
     resolver.close()
+
+
+BLOCKED_AT_EXIT = """
+import asyncio, time
+from pyike.runtime.resolver import ResolveError, Resolver
+resolver = Resolver(timeout=0.2, lookup=lambda *args: time.sleep(60))
+try:
+    asyncio.run(resolver.resolve("peer.test", 4))
+except ResolveError as exc:
+    print(exc)
+resolver.close()
+"""
+
+
+def test_a_look_up_blocked_in_the_c_library_does_not_hold_up_the_exit():
+    """The daemon stops while a look-up waits for a silent DNS (the C library may wait minutes)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_AT_EXIT],
+        env={"PYTHONPATH": ":".join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "no answer within 0.2s\n", done
+    assert time.monotonic() - started < 20, "the interpreter waited for the blocked look-up at exit"
+
+
+def test_the_pool_runs_calls_on_at_most_its_size_of_threads_and_reuses_idle_ones():
+    pool = LookupThreads(2)
+    release = threading.Event()
+    blocked = [pool.submit(release.wait, 10) for _ in range(3)]
+    assert len(pool.threads) == 2 and not blocked[2].done()  # the third waits for a thread
+    release.set()
+    assert [f.result(5) for f in blocked] == [True, True, True]
+    assert pool.submit(lambda: "later").result(5) == "later" and len(pool.threads) == 2
+    failing = pool.submit(socket.getaddrinfo, "peer.test", None, 99)
+    with pytest.raises(socket.gaierror):
+        failing.result(5)
+    pool.shutdown()
+    for thread in pool.threads:
+        thread.join(5)
+        assert not thread.is_alive()
 
 
 def test_peer_names_dedupe_initiations_and_rate_limit_refreshes():

@@ -6,7 +6,8 @@ and the loop waits for it at most RESOLVE_TIMEOUT seconds. A thread cannot be ca
 missed its deadline keeps its thread until the C library gives up, and while it does, another look-up
 of the same name fails at once instead of taking a second thread (LookupStuck). So a name whose DNS
 never answers holds one thread at most, and a full pool makes new look-ups wait for their deadline,
-never the loop.
+never the loop. The threads are daemon threads: a look-up blocked in the C library does not hold up the
+daemon's exit (ThreadPoolExecutor's threads are joined when the interpreter exits).
 
 What an answer may hold is checked (a hostile or broken DNS server chooses it): only addresses of the
 wanted family, no unspecified, multicast, broadcast or link-local address, no loopback address unless
@@ -18,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ipaddress
+import queue
 import socket
+import threading
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 RESOLVE_TIMEOUT = 5.0  # seconds the daemon waits for one look-up
@@ -55,6 +58,54 @@ def usable_addresses(infos: list, version: int, allow_loopback: bool) -> Tuple[L
     return usable[:MAX_ADDRESSES], refused
 
 
+class LookupThreads:
+    """Up to `size` daemon threads that run submitted calls in order; a concurrent.futures.Future each."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.threads: List[threading.Thread] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call: each takes the next one queued
+        self._queued = 0  # calls no thread has taken yet
+
+    def submit(self, function: Callable[..., list], *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((future, function, args))
+        with self._lock:
+            self._queued += 1
+            if self._queued > self._idle and len(self.threads) < self.size:
+                thread = threading.Thread(
+                    target=self._work, name="pyike-dns-%d" % len(self.threads), daemon=True
+                )
+                self.threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                if item is None:
+                    return
+                self._queued -= 1
+            future, function, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:  # the waiter reports it
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Idle threads end now, busy ones after their call; nobody waits for them."""
+        for _thread in self.threads:
+            self._queue.put(None)
+
+
 def _retrieve(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()
@@ -66,7 +117,7 @@ class Resolver:
     def __init__(self, timeout: float = RESOLVE_TIMEOUT, lookup: Lookup = socket.getaddrinfo) -> None:
         self.timeout = timeout
         self.lookup = lookup
-        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._pool: Optional[LookupThreads] = None
         self._running: Dict[Tuple[str, int], concurrent.futures.Future] = {}  # look-ups not finished
         self._late: Set[Tuple[str, int]] = set()  # of those, the ones that missed a deadline
 
@@ -82,9 +133,7 @@ class Resolver:
         future = self._running.get(key)
         if future is None:  # else share the look-up under way
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    MAX_THREADS, thread_name_prefix="pyike-dns"
-                )
+                self._pool = LookupThreads(MAX_THREADS)
             future = self._running[key] = self._pool.submit(self._lookup, name, family)
             future.add_done_callback(lambda _done: self._finished(key))
         waited = asyncio.wrap_future(future)
@@ -118,7 +167,7 @@ class Resolver:
     def close(self) -> None:
         """Stop the pool without waiting for look-ups still blocked in the C library."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown()
             self._pool = None
 
 

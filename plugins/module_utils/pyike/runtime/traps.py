@@ -109,8 +109,8 @@ class Traps:
         self.dataplane.spd.add(trap.policy)
         self.traps[(conn, child)] = trap
         self.by_policy[trap.policy.name] = trap
-        log.info("%s: trap installed (%s): %s === %s", trap.name, origin, describe(trap.local_ts),
-                 describe(trap.remote_ts))  # fmt: skip
+        log.info("%s: trap installed (%s): %s === %s", trap.name, origin, ", ".join(describe(trap.local_ts)),
+                 ", ".join(describe(trap.remote_ts)))  # fmt: skip
         return True
 
     def remove(self, conn: str, child: str, why: str) -> bool:
