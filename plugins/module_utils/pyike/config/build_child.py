@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Tuple
 from ..crypto.errors import ProposalError
 from ..ids import ProtocolId
 from ..selectors import SelectorError, TrafficSelector
-from . import schema as defaults
+from . import schema_child as child_defaults
 from .build_base import BuilderBase
 from .errors import Path
 from .model import ChildConfig, Endpoint, parse_proposal_text
@@ -52,16 +52,16 @@ class ChildParts(BuilderBase):
         remote_ts = self.selectors((*path, "remote_ts"), get(raw, "remote_ts", path, "list"))
         esp_proposals = self.proposals(
             (*path, "esp_proposals"),
-            get(raw, "esp_proposals", path, "list", defaults.DEFAULT_ESP_PROPOSALS),
+            get(raw, "esp_proposals", path, "list", child_defaults.DEFAULT_ESP_PROPOSALS),
             ProtocolId.ESP,
         )
-        start_action = get(raw, "start_action", path, "str", defaults.DEFAULT_START_ACTION)
-        close_action = get(raw, "close_action", path, "str", defaults.DEFAULT_CLOSE_ACTION)
-        rekey_time = get(raw, "rekey_time", path, "int", defaults.DEFAULT_CHILD_REKEY_TIME)
-        life_bytes = get(raw, "life_bytes", path, "int", defaults.DEFAULT_LIFE_BYTES)
-        life_packets = get(raw, "life_packets", path, "int", defaults.DEFAULT_LIFE_PACKETS)
-        rekey_bytes = get(raw, "rekey_bytes", path, "int", defaults.DEFAULT_REKEY_BYTES)
-        rekey_packets = get(raw, "rekey_packets", path, "int", defaults.DEFAULT_REKEY_PACKETS)
+        start_action = get(raw, "start_action", path, "str", child_defaults.DEFAULT_START_ACTION)
+        close_action = get(raw, "close_action", path, "str", child_defaults.DEFAULT_CLOSE_ACTION)
+        rekey_time = get(raw, "rekey_time", path, "int", child_defaults.DEFAULT_CHILD_REKEY_TIME)
+        life_bytes = get(raw, "life_bytes", path, "int", child_defaults.DEFAULT_LIFE_BYTES)
+        life_packets = get(raw, "life_packets", path, "int", child_defaults.DEFAULT_LIFE_PACKETS)
+        rekey_bytes = get(raw, "rekey_bytes", path, "int", child_defaults.DEFAULT_REKEY_BYTES)
+        rekey_packets = get(raw, "rekey_packets", path, "int", child_defaults.DEFAULT_REKEY_PACKETS)
         ok = None not in (local_ts, remote_ts, esp_proposals)
         for unit, rekey, life in (
             ("bytes", rekey_bytes, life_bytes),

@@ -25,6 +25,7 @@ from ..crypto.transforms import is_supported, transform_name
 from ..ids import DhId, ProtocolId, TransformType
 from ..selectors import SelectorError, TrafficSelector
 from . import schema as defaults
+from . import schema_child as child_defaults
 from .identity import Identity, IdentityError, parse_identity
 from .secret import Secret
 
@@ -53,7 +54,7 @@ __all__ = [
 
 _PROTOCOL_DEFAULTS = {
     ProtocolId.IKE: defaults.DEFAULT_IKE_PROPOSAL_STRINGS,
-    ProtocolId.ESP: defaults.DEFAULT_ESP_PROPOSAL_STRINGS,
+    ProtocolId.ESP: child_defaults.DEFAULT_ESP_PROPOSAL_STRINGS,
 }
 
 
@@ -180,13 +181,13 @@ class ChildConfig:
     local_ts: Tuple[TrafficSelector, ...]
     remote_ts: Tuple[TrafficSelector, ...]
     esp_proposals: Tuple[ProposalSpec, ...]
-    start_action: str = defaults.DEFAULT_START_ACTION
-    close_action: str = defaults.DEFAULT_CLOSE_ACTION
-    rekey_time: int = defaults.DEFAULT_CHILD_REKEY_TIME
-    life_bytes: int = defaults.DEFAULT_LIFE_BYTES
-    life_packets: int = defaults.DEFAULT_LIFE_PACKETS
-    rekey_bytes: int = defaults.DEFAULT_REKEY_BYTES
-    rekey_packets: int = defaults.DEFAULT_REKEY_PACKETS
+    start_action: str = child_defaults.DEFAULT_START_ACTION
+    close_action: str = child_defaults.DEFAULT_CLOSE_ACTION
+    rekey_time: int = child_defaults.DEFAULT_CHILD_REKEY_TIME
+    life_bytes: int = child_defaults.DEFAULT_LIFE_BYTES
+    life_packets: int = child_defaults.DEFAULT_LIFE_PACKETS
+    rekey_bytes: int = child_defaults.DEFAULT_REKEY_BYTES
+    rekey_packets: int = child_defaults.DEFAULT_REKEY_PACKETS
 
     @property
     def pfs(self) -> bool:

@@ -19,24 +19,7 @@ from typing import Any, Dict, List
 
 from .peer_name import MAX_NAME_LENGTH
 from .peer_name import NAME_PATTERN as DNS_NAME_PATTERN
-from .schema_child import (  # noqa: F401 - defaults of Child SAs, read as schema.DEFAULT_* by the loader
-    CHILD_SCHEMA,
-    CLOSE_ACTIONS,
-    DEFAULT_CHILD_REKEY_TIME,
-    DEFAULT_CLOSE_ACTION,
-    DEFAULT_ESP_PROPOSAL_STRINGS,
-    DEFAULT_ESP_PROPOSALS,
-    DEFAULT_LIFE_BYTES,
-    DEFAULT_LIFE_PACKETS,
-    DEFAULT_REKEY_BYTES,
-    DEFAULT_REKEY_PACKETS,
-    DEFAULT_START_ACTION,
-    MAX_COUNT,
-    MAX_SECONDS,
-    START_ACTIONS,
-    proposals_field,
-    seconds_field,
-)
+from .schema_child import CHILD_SCHEMA, proposals_field, seconds_field
 
 SCHEMA_ID = "urn:pyike:ipsec:schema:pyike-config:1"
 
