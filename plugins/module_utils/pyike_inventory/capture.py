@@ -76,13 +76,16 @@ def _check(inv: Inventory, tunnel: Tunnel, child: Child, side: str, mine: End, o
     remote_ranges = merged(ranges_of(parsed(remote)))
     if not remote_ranges:
         return
-    own = merged(ranges_of(parsed(mine.subnets)) + ranges_of(parsed(local)))
+    # What lies behind the gateway: its LAN, or without one the networks its side of this child names.
+    behind = mine.subnets if mine.subnets else local
+    own = merged(ranges_of(parsed(behind)))
     hits: List[Tuple[str, str, Range]] = []  # (kind, what, the range it is about)
     captured = common(remote_ranges, own, inv.comparisons)
     if captured:
         more = " and %d more ranges" % (len(captured) - 1) if len(captured) > 1 else ""
-        hits.append(("lan", "its own LAN %s%s" % (address_text(captured[0]), more), captured[0]))
-    for kind, texts in (("own", mine.own_addresses()), ("peer", [other.address] if other.reachable else [])):
+        hits.append(("lan", _lan_text(captured[0], behind) + more, captured[0]))
+    peer = [other.address] if other.reachable and not _inside_own_lan(other) else []
+    for kind, texts in (("own", mine.own_addresses()), ("peer", peer)):
         for text in texts:
             item = address_range(text or "")
             if item is not None and common(remote_ranges, [item], inv.comparisons):
@@ -111,6 +114,23 @@ def _check(inv: Inventory, tunnel: Tunnel, child: Child, side: str, mine: End, o
             consequence,
         ),
     )
+
+
+def _lan_text(captured: Range, behind: List[str]) -> str:
+    """``its own LAN 10.1.0.0/24``, or ``10.1.0.0/24 of its own LAN 10.1.0.0/16`` for a part of it."""
+    for text in behind:
+        ts = parse(text)
+        if ts is not None and ts.version == captured[0] and ts.start <= captured[1] and captured[2] <= ts.end:
+            if (ts.start, ts.end) == captured[1:]:
+                return "its own LAN %s" % text
+            return "%s of its own LAN %s" % (address_text(captured), text)
+    return "its own LAN %s" % address_text(captured)
+
+
+def _inside_own_lan(end: End) -> bool:
+    """A peer whose address lies in its own LAN: gateways.py reports that at the peer."""
+    item = address_range(end.address or "")
+    return item is not None and bool(end.managed and common(merged(ranges_of(parsed(end.subnets))), [item]))
 
 
 def _overlaps(text: str, version: int, start: int, end: int) -> bool:

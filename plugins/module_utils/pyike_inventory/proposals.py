@@ -89,8 +89,8 @@ def _lifetimes(inv: Inventory, path: Path, group: Dict[str, Any], protocol: int)
         if value and value < MIN_REKEY_SECONDS:
             inv.add(
                 (*path, key),
-                "%d seconds is too short: at least %d (or 0 for never); a tunnel that rekeys every few seconds "
-                "spends its time rekeying" % (value, MIN_REKEY_SECONDS),
+                "%d second%s is too short: at least %d (0 means never); a tunnel that rekeys every few seconds "
+                "spends its time rekeying" % (value, "" if value == 1 else "s", MIN_REKEY_SECONDS),
             )
     if protocol == ProtocolId.IKE:
         _dpd(inv, path, group)
@@ -103,8 +103,9 @@ def _lifetimes(inv: Inventory, path: Path, group: Dict[str, Any], protocol: int)
                 bad.append(key)
                 inv.add(
                     (*path, key),
-                    "%d %s is too few: at least %d (or 0 for unlimited); a Child SA that ends after so little "
-                    "traffic spends its time rekeying" % (value, unit, minimum),
+                    "%d %s too few: at least %d %s (0 means unlimited); a Child SA that ends after so little "
+                    "traffic spends its time rekeying"
+                    % (value, "is" if value == 1 else "are", minimum, unit),
                 )
         if rekey and life and life <= rekey and not bad:
             inv.add(
@@ -119,6 +120,8 @@ def _dpd(inv: Inventory, path: Path, group: Dict[str, Any]) -> None:
         return
     delay = _number(group, "dpd_delay")
     rekey = _number(group, "rekey_time")
+    if rekey and rekey < MIN_REKEY_SECONDS:
+        return  # the rekey time is refused already
     delay = ENGINE_DPD_DELAY if delay is None else delay
     rekey = ENGINE_IKE_REKEY_TIME if rekey is None else rekey
     if delay and rekey and delay >= rekey:

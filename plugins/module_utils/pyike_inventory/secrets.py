@@ -117,8 +117,8 @@ def psk_problem(text: str, allow_weak: bool) -> Optional[str]:
     weakness = psk_weakness(value)
     if weakness:
         return (
-            "the pre-shared key %s: a peer, or anyone posing as one, can guess a weak key offline; use a random "
-            "key of at least %d octets (for example the output of 'openssl rand -base64 32'), or set "
-            "allow_weak_psk: true to accept it anyway" % (weakness, MIN_PSK_OCTETS)
+            "the pre-shared key %s: whoever takes part in one IKE exchange can guess a weak key offline; use a "
+            "random key of at least %d octets (e.g. 'openssl rand -base64 32'), or set allow_weak_psk: true"
+            % (weakness, MIN_PSK_OCTETS)
         )
     return None

@@ -203,6 +203,7 @@ def _hub_and_spoke(inv: Inventory, path: Path, raw: Dict[str, Any]) -> None:
                 path,
                 default_route=spoke.options.get("default_route") is True,
             )
+            _check_sides(inv, spoke.path, child, "spoke %r" % spoke.host, "hub %r" % hub.host)
             _generate(
                 inv,
                 path,
@@ -213,6 +214,7 @@ def _hub_and_spoke(inv: Inventory, path: Path, raw: Dict[str, Any]) -> None:
                 hub,
                 child,
                 Redundancy(path, spoke.host) if several else None,
+                (hub.host or "", spoke.host) if several else (spoke.host,),
             )
 
 
@@ -321,7 +323,15 @@ def _full_mesh(inv: Inventory, path: Path, raw: Dict[str, Any]) -> None:
                 right.end,
                 child,
                 None,
+                (members[first].host, members[second].host),
             )
+
+
+def _check_sides(inv: Inventory, path: Path, child: Child, left: str, right: str) -> None:
+    """A generated tunnel carries each IP family on both sides, or that traffic never matches."""
+    parts.check_families(
+        inv, path, child.left_ts, child.right_ts, ("the side of %s" % left, "the side of %s" % right)
+    )
 
 
 def _generate(
@@ -334,6 +344,7 @@ def _generate(
     right: End,
     child: Child,
     redundancy: Optional[Redundancy],
+    names: Tuple[str, ...],
 ) -> None:
     if isinstance(raw.get("name"), str) and not _NAME.match(name):
         inv.add(
@@ -376,7 +387,7 @@ def _generate(
             psk_file=psk_file,
             psk_path=psk_path,
             allow_weak_psk=weak,
-            hosts=tuple(h for h in pair if h),
+            hosts=names,
             redundancy=redundancy,
         )
     )
