@@ -23,6 +23,7 @@ def resolve(inv: Inventory) -> None:
     for name, values in inv.raw_hosts.items():
         inv.gateways[name] = _gateway(inv, name, values)
     _check_duplicate_addresses(inv)
+    _check_duplicate_ids(inv)
 
 
 def _gateway(inv: Inventory, name: str, values: Dict[str, Any]) -> Gateway:
@@ -177,4 +178,22 @@ def _check_duplicate_addresses(inv: Inventory) -> None:
                 "%s is also the ipsec_public_address of %s: a copy-pasted address? Each gateway needs its own "
                 "public address: peers could not tell the two apart, and a tunnel between them would join a "
                 "host to itself" % (address, first),
+            )
+
+
+def _check_duplicate_ids(inv: Inventory) -> None:
+    """Two gateways with one ipsec_id: a copy-pasted host entry again; a peer picks the connection
+    and the key by the identity it is shown, so it would take one gateway for the other."""
+    owners: Dict[str, List[str]] = {}
+    for name, gateway in inv.gateways.items():
+        if gateway.id:
+            owners.setdefault(gateway.id, []).append(name)
+    for identity, names in owners.items():
+        first, *others = sorted(names)
+        for name in others:
+            inv.add(
+                (HOSTVARS, name, "ipsec_id"),
+                "%r is also the ipsec_id of %s: a copy-pasted identity? Each gateway needs its own: a peer "
+                "finds the connection and its key by the identity it is shown, so it would take one gateway "
+                "for the other" % (identity, first),
             )

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Selectors of different tunnels of one host that overlap: the host could not tell which tunnel a
+"""Selectors of different tunnels (or children of one tunnel) of one host that overlap: the host could not tell which tunnel a
 packet belongs to.
 
 Two children of one host overlap when their local selectors and their remote selectors both
@@ -29,7 +29,7 @@ def run(inv: Inventory) -> None:
     reported: Set[Tuple[str, ...]] = set()
     for host in inv.gateways:
         entries = inv.host_tunnels(host)
-        if len(entries) > 1:
+        if len(entries) > 1 or any(len(tunnel.children) > 1 for tunnel, _side in entries):
             _check_host(inv, host, entries, reported)
 
 
@@ -72,8 +72,10 @@ def _check_host(inv: Inventory, host: str, entries, reported: Set[Tuple[str, ...
     for i, j in candidates([remote for _t, _c, _l, remote in policies], inv.comparisons):
         tunnel_a, child_a, local_a, remote_a = policies[i]
         tunnel_b, child_b, local_b, remote_b = policies[j]
-        if tunnel_a is tunnel_b or (
-            tunnel_a.redundancy is not None and tunnel_a.redundancy == tunnel_b.redundancy
+        if child_a is child_b or (  # a tunnel from a host to itself lists its children twice
+            tunnel_a is not tunnel_b
+            and tunnel_a.redundancy is not None
+            and tunnel_a.redundancy == tunnel_b.redundancy
         ):
             continue
         mark = ("overlap", tunnel_a.name, child_a.name, tunnel_b.name, child_b.name)
@@ -93,6 +95,22 @@ def _check_host(inv: Inventory, host: str, entries, reported: Set[Tuple[str, ...
                 % (host, MAX_REPORTED_PER_HOST),
             )
             return
+        if tunnel_a is tunnel_b:
+            inv.add(
+                child_b.path,
+                "the selectors of tunnel %r child %r overlap those of its child %r (%s): traffic %s <-> %s "
+                "would match both, and the gateways could not tell which Child SA carries it; give the children "
+                "disjoint selectors (protocols or ports may tell them apart)"
+                % (
+                    tunnel_b.name,
+                    child_b.name,
+                    child_a.name,
+                    format_path(child_a.path),
+                    common_local[0],
+                    common_remote[0],
+                ),
+            )
+            continue
         inv.add(
             child_b.path,
             "on %s, the selectors of tunnel %r child %r overlap those of tunnel %r child %r (%s): "

@@ -20,6 +20,8 @@ the input is scrubbed from them.
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import capture, crosscheck, gateways, overlaps, proposals, secrets, topologies, tunnels
@@ -29,6 +31,16 @@ from .model import Gateway, Path, Problem, Tunnel
 from .schema import SCHEMA, VARIABLE_PREFIX
 
 HOSTVARS = "hostvars"
+_UNKNOWN_FIELD = re.compile(r"^unknown field \(allowed: (.*)\)$")
+
+
+def _suggest(path: Path, message: str) -> str:
+    """``unknown field (allowed: ...)`` with the allowed name closest to a misspelt one, if any."""
+    match = _UNKNOWN_FIELD.match(message)
+    if not match or not path or not isinstance(path[-1], str):
+        return message
+    close = difflib.get_close_matches(path[-1], match.group(1).split(", "), n=1, cutoff=0.75)
+    return "%s; did you mean %s?" % (message, close[0]) if close else message
 
 
 class Inventory:
@@ -144,7 +156,7 @@ class Inventory:
             for path, message in schema_violations(document, SCHEMA, self.engine):
                 full = (*prefix, *path)
                 if format_path(full) not in templated:
-                    self._add(full, secrets.schema_message(document, path, message))
+                    self._add(full, _suggest(path, secrets.schema_message(document, path, message)))
                 self._flagged.add(format_path(full))
 
     # -- groups of hosts ------------------------------------------------------------------------------

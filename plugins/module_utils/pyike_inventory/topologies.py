@@ -355,15 +355,16 @@ def _generate(
     psk_path: Path = (*path, "psk")
     key = raw.get("psk")
     psks = raw.get("psks") if isinstance(raw.get("psks"), dict) else {}
+    listed = False  # psks has an entry for the pair (None when it could not be templated)
     for entry in ("%s-%s" % pair, "%s-%s" % pair[::-1]):
         if entry in psks:
-            key, psk_path = psks[entry], (*path, "psks", entry)
+            key, psk_path, listed = psks[entry], (*path, "psks", entry), True
             break
     psk_file = raw.get("psk_file") if isinstance(raw.get("psk_file"), str) else None
     method = "pubkey" if raw.get("auth") == "pubkey" else "psk"
     if method == "pubkey":
         key = psk_file = None
-    elif key is None and psk_file is None and "psks" in raw:
+    elif key is None and psk_file is None and "psks" in raw and not listed:
         inv.add(
             path,
             "no pre-shared key for the tunnel between %s and %s: give psk, psks[%r] or psk_file"
