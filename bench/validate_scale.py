@@ -47,6 +47,16 @@ def _spoke_lan(index: int) -> str:
     return "10.%d.%d.0/24" % (index >> 8, index & 0xFF)
 
 
+def _global_vars(topology: Dict[str, Any]) -> Dict[str, Any]:
+    """all.vars: the proposal groups and one topology, its key from a variable as in production."""
+    return {
+        "vault_psk": PSK,
+        "ipsec_ike_groups": IKE,
+        "ipsec_esp_groups": ESP,
+        "ipsec_topologies": [{**topology, "ike_group": "ike", "esp_group": "esp", "psk": "{{ vault_psk }}"}],
+    }
+
+
 def hub_and_spoke(spokes: int) -> Dict[str, Any]:
     """An inventory: hub (192.0.2.1, 172.16.0.0/24) and spokes s1..sN in group spokes."""
     hosts = {
@@ -55,22 +65,9 @@ def hub_and_spoke(spokes: int) -> Dict[str, Any]:
     }
     return {
         "all": {
-            "vars": {
-                "vault_psk": PSK,
-                "ipsec_ike_groups": IKE,
-                "ipsec_esp_groups": ESP,
-                "ipsec_topologies": [
-                    {
-                        "name": "star",
-                        "type": "hub_and_spoke",
-                        "hub": "hub",
-                        "spokes_group": "spokes",
-                        "ike_group": "ike",
-                        "esp_group": "esp",
-                        "psk": "{{ vault_psk }}",
-                    }
-                ],
-            },
+            "vars": _global_vars(
+                {"name": "star", "type": "hub_and_spoke", "hub": "hub", "spokes_group": "spokes"}
+            ),
             "children": {
                 "gateways": {
                     "children": {
@@ -101,21 +98,7 @@ def full_mesh(members: int) -> Dict[str, Any]:
     }
     return {
         "all": {
-            "vars": {
-                "vault_psk": PSK,
-                "ipsec_ike_groups": IKE,
-                "ipsec_esp_groups": ESP,
-                "ipsec_topologies": [
-                    {
-                        "name": "mesh",
-                        "type": "full_mesh",
-                        "members_group": "gateways",
-                        "ike_group": "ike",
-                        "esp_group": "esp",
-                        "psk": "{{ vault_psk }}",
-                    }
-                ],
-            },
+            "vars": _global_vars({"name": "mesh", "type": "full_mesh", "members_group": "gateways"}),
             "children": {"gateways": {"hosts": hosts}},
         }
     }

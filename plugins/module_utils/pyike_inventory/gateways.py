@@ -6,7 +6,7 @@ listen addresses and engine settings, with the checks that need only the hosts t
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from ._engine import IdentityError, parse_identity
 from .model import Gateway, Path
@@ -166,34 +166,37 @@ def _listen(inv: Inventory, prefix: Path, gateway: Gateway, listen: List[Any]) -
 
 def _check_duplicate_addresses(inv: Inventory) -> None:
     """Two gateways with one public address: almost always a copy-pasted host entry."""
-    owners: Dict[str, List[str]] = {}
-    for name, gateway in inv.gateways.items():
-        if gateway.address and not gateway.dynamic:
-            owners.setdefault(str(ipaddress.ip_address(gateway.address)), []).append(name)
-    for address, names in owners.items():
-        first, *others = sorted(names)
-        for name in others:
-            inv.add(
-                (HOSTVARS, name, "ipsec_public_address"),
-                "%s is also the ipsec_public_address of %s: a copy-pasted address? Each gateway needs its own "
-                "public address: peers could not tell the two apart, and a tunnel between them would join a "
-                "host to itself" % (address, first),
-            )
+    _check_unique(
+        inv,
+        "ipsec_public_address",
+        lambda g: str(ipaddress.ip_address(g.address)) if g.address and not g.dynamic else None,
+        "%s is also the ipsec_public_address of %s: a copy-pasted address? Each gateway needs its own public "
+        "address: peers could not tell the two apart, and a tunnel between them would join a host to itself",
+    )
 
 
 def _check_duplicate_ids(inv: Inventory) -> None:
     """Two gateways with one ipsec_id: a copy-pasted host entry again; a peer picks the connection
     and the key by the identity it is shown, so it would take one gateway for the other."""
+    _check_unique(
+        inv,
+        "ipsec_id",
+        lambda g: repr(g.id) if g.id else None,
+        "%s is also the ipsec_id of %s: a copy-pasted identity? Each gateway needs its own: a peer finds the "
+        "connection and its key by the identity it is shown, so it would take one gateway for the other",
+    )
+
+
+def _check_unique(
+    inv: Inventory, variable: str, value_of: Callable[[Gateway], Optional[str]], message: str
+) -> None:
+    """Every gateway after the first (in name order) that shares a value is reported, naming the first."""
     owners: Dict[str, List[str]] = {}
     for name, gateway in inv.gateways.items():
-        if gateway.id:
-            owners.setdefault(gateway.id, []).append(name)
-    for identity, names in owners.items():
+        value = value_of(gateway)
+        if value is not None:
+            owners.setdefault(value, []).append(name)
+    for value, names in owners.items():
         first, *others = sorted(names)
         for name in others:
-            inv.add(
-                (HOSTVARS, name, "ipsec_id"),
-                "%r is also the ipsec_id of %s: a copy-pasted identity? Each gateway needs its own: a peer "
-                "finds the connection and its key by the identity it is shown, so it would take one gateway "
-                "for the other" % (identity, first),
-            )
+            inv.add((HOSTVARS, name, variable), message % (value, first))
