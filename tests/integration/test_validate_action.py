@@ -264,10 +264,12 @@ def test_variables_that_cannot_be_templated_are_problems_too(playbook, tmp_path)
     rc, result, output = run_playbook(playbook, inventory)
     assert rc != 0, output
     check = next(iter(task_results(result, CHECK).values()))
-    # Every variable that cannot be templated is named, and the rest is still checked.
+    # Every value that cannot be templated is named with its full path, and the rest is still checked.
     assert check["problems"] == [
-        "ipsec_tunnels: cannot be templated: 'vault_psk_missing' is undefined",
-        "hostvars.gw1.ipsec_lan_subnets: cannot be templated: 'lan_of_gw1' is undefined",
-        "ipsec_topologies[0].members[0]: host 'gw1' has no ipsec_lan_subnets, so its tunnels would carry no traffic",
+        "ipsec_tunnels[0].psk: cannot be templated: 'vault_psk_missing' is undefined",
+        "hostvars.gw1.ipsec_lan_subnets[0]: cannot be templated: 'lan_of_gw1' is undefined",
+        "ipsec_tunnels[0].esp_group: unknown ESP group 'nope' (ipsec_esp_groups defines: esp)",
+        "ipsec_topologies[0]: tunnel 'm-gw1-gw2' joins the same addresses and identities as tunnel 'a' "
+        "(ipsec_tunnels[0]) on gw1, so the engine could not tell them apart; make them children of one tunnel",
     ]
     assert "topology-literal-secret" not in output

@@ -3,6 +3,7 @@
 """Inventory variables -> checked VPN model -> per-host engine configurations (no Ansible imports).
 
 ``validate_inventory(data, hosts)`` lists every problem as ``path: message``;
+``check_views(views, groups)`` does it for the variables as every host sees them (the action);
 ``engine_configs(data, hosts)`` gives ``{host: engine configuration}`` in the form of
 schemas/pyike-config.schema.json, or raises :class:`InventoryError`.  The data model is
 schemas/inventory.schema.json (:data:`SCHEMA`).
@@ -10,6 +11,7 @@ schemas/inventory.schema.json (:data:`SCHEMA`).
 
 from __future__ import annotations
 
+from ._engine import format_path
 from .build import (
     CREDENTIAL_FILES,
     build_configs,
@@ -27,23 +29,29 @@ from .schema import (
     GLOBAL_VARIABLES,
     HOST_VARIABLES,
     SCHEMA,
+    SETTINGS_VARIABLES,
     VARIABLE_PREFIX,
     global_names,
     host_names,
     schema_json,
 )
+from .secrets import is_secret, templating_message
+from .views import HostView, Outcome, check_views, named_hosts
 
 __all__ = [
     "CREDENTIAL_FILES",
     "GLOBAL_VARIABLES",
     "HOST_VARIABLES",
     "SCHEMA",
+    "SETTINGS_VARIABLES",
     "VARIABLE_PREFIX",
     "Child",
     "End",
     "Gateway",
+    "HostView",
     "Inventory",
     "InventoryError",
+    "Outcome",
     "Problem",
     "Tunnel",
     "build_configs",
@@ -51,10 +59,15 @@ __all__ = [
     "build_private_keys",
     "build_secrets",
     "check",
+    "check_views",
     "engine_configs",
+    "format_path",
     "global_names",
     "host_names",
+    "is_secret",
+    "named_hosts",
     "psk_refs",
     "schema_json",
+    "templating_message",
     "validate_inventory",
 ]

@@ -13,8 +13,9 @@ try:
     from ..pyike.config import ConfigError, parse_config
     from ..pyike.config.errors import format_path
     from ..pyike.config.identity import IdentityError, parse_identity
-    from ..pyike.config.load import decode_psk
-    from ..pyike.config.validate import schema_violations
+    from ..pyike.config.load import decode_psk, psk_weakness
+    from ..pyike.config.schema import MIN_PSK_OCTETS
+    from ..pyike.config.validate import schema_violations, type_phrase
     from ..pyike.crypto.certs import (
         CertError,
         LocalCredential,
@@ -26,14 +27,15 @@ try:
     from ..pyike.crypto.certs_verify import identity_matches, verify_peer
     from ..pyike.crypto.errors import ProposalError
     from ..pyike.crypto.proposals import parse_proposal
-    from ..pyike.ids import ProtocolId
+    from ..pyike.ids import DhId, IntegId, PrfId, ProtocolId, TransformType
     from ..pyike.selectors import SelectorError, TrafficSelector, narrow
 except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a top-level package
     from pyike.config import ConfigError, parse_config  # type: ignore[no-redef]
     from pyike.config.errors import format_path  # type: ignore[no-redef]
     from pyike.config.identity import IdentityError, parse_identity  # type: ignore[no-redef]
-    from pyike.config.load import decode_psk  # type: ignore[no-redef]
-    from pyike.config.validate import schema_violations  # type: ignore[no-redef]
+    from pyike.config.load import decode_psk, psk_weakness  # type: ignore[no-redef]
+    from pyike.config.schema import MIN_PSK_OCTETS  # type: ignore[no-redef]
+    from pyike.config.validate import schema_violations, type_phrase  # type: ignore[no-redef]
     from pyike.crypto.certs import (  # type: ignore[no-redef]
         CertError,
         LocalCredential,
@@ -45,18 +47,23 @@ except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a to
     from pyike.crypto.certs_verify import identity_matches, verify_peer  # type: ignore[no-redef]
     from pyike.crypto.errors import ProposalError  # type: ignore[no-redef]
     from pyike.crypto.proposals import parse_proposal  # type: ignore[no-redef]
-    from pyike.ids import ProtocolId  # type: ignore[no-redef]
+    from pyike.ids import DhId, IntegId, PrfId, ProtocolId, TransformType  # type: ignore[no-redef]
     from pyike.selectors import SelectorError, TrafficSelector, narrow  # type: ignore[no-redef]
 
 __all__ = [
+    "MIN_PSK_OCTETS",
     "CertError",
     "ConfigError",
+    "DhId",
     "IdentityError",
+    "IntegId",
     "LocalCredential",
+    "PrfId",
     "ProposalError",
     "ProtocolId",
     "SelectorError",
     "TrafficSelector",
+    "TransformType",
     "decode_psk",
     "format_path",
     "identity_matches",
@@ -66,8 +73,10 @@ __all__ = [
     "parse_identity",
     "parse_private_key",
     "parse_proposal",
+    "psk_weakness",
     "schema_violations",
     "subject_text",
     "to_der",
+    "type_phrase",
     "verify_peer",
 ]

@@ -31,10 +31,17 @@ CREDENTIAL_FILES = {
 
 
 def _endpoint(end: End, remote: bool, auth: str) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"address": end.address}
+    if remote:
+        out: Dict[str, Any] = {"address": end.address}
+    else:  # behind 1:1 NAT (or with a dynamic public address) the engine binds the local address
+        out = {"address": end.local_address or end.address}
     if end.id is not None:
         out["id"] = end.id
-    elif auth == "pubkey" and end.address not in (None, "%any"):
+    elif end.local_address and end.reachable and not remote:
+        # Peers send to the public address and expect it as the identity (their default for remote.id);
+        # the engine's default would be the local address.
+        out["id"] = end.address
+    elif auth == "pubkey" and end.reachable:
         # Both ends must agree on the identity; the engine's default for the local end would be
         # the certificate's subject DN, for the remote one the address.
         out["id"] = end.address
@@ -43,10 +50,16 @@ def _endpoint(end: End, remote: bool, auth: str) -> Dict[str, Any]:
     return out
 
 
+def _dpd_action(tunnel: Tunnel, side: str, ike: Dict[str, Any]) -> str:
+    """The initiating (left) end restarts a dead tunnel by default; the responder waits for it."""
+    if side != "left" or not tunnel.right.reachable:
+        return "clear"
+    return ike.get("dpd_action") or ("restart" if tunnel.start_action == "start" else "clear")
+
+
 def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets: bool) -> Dict[str, Any]:
     mine, other = (tunnel.left, tunnel.right) if side == "left" else (tunnel.right, tunnel.left)
     ike = inventory.ike_groups.get(tunnel.ike_group or "", {})
-    esp = inventory.esp_groups.get(tunnel.esp_group or "", {})
     conn: Dict[str, Any] = {
         "local": _endpoint(mine, remote=False, auth=tunnel.auth),
         "remote": _endpoint(other, remote=True, auth=tunnel.auth),
@@ -60,21 +73,26 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
         conn["psk_file"] = tunnel.psk_file
     elif include_secrets:
         conn["psk"] = tunnel.psk
+    if tunnel.auth == "psk" and tunnel.allow_weak_psk:
+        conn["allow_weak_psk"] = True
     conn["ike_proposals"] = list(ike.get("proposals") or ["default"])
-    for key in ("rekey_time", "dpd_delay"):
+    for key in ("rekey_time", "reauth_time", "dpd_delay"):
         if key in ike:
             conn[key] = ike[key]
+    if _dpd_action(tunnel, side, ike) == "restart":
+        conn["dpd_action"] = "restart"
     if tunnel.encap is not None:
         conn["encap"] = tunnel.encap
     children: Dict[str, Any] = {}
     for child in tunnel.children:
+        esp = inventory.esp_groups.get(child.esp_group or tunnel.esp_group or "", {})
         entry: Dict[str, Any] = {
             "local_ts": list(child.left_ts if side == "left" else child.right_ts),
             "remote_ts": list(child.right_ts if side == "left" else child.left_ts),
             "esp_proposals": list(esp.get("proposals") or ["default"]),
             "start_action": tunnel.start_action if side == "left" else "none",
         }
-        for key in ("rekey_time", "life_bytes", "life_packets"):
+        for key in ("rekey_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets"):
             if key in esp:
                 entry[key] = esp[key]
         children[child.name] = entry
@@ -84,11 +102,6 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
 
 def _hosts(inventory: Inventory, limit: Optional[Sequence[str]]) -> List[str]:
     return [host for host in inventory.managed_hosts() if limit is None or host in limit]
-
-
-def _host_tunnels(inventory: Inventory, host: str) -> List[Any]:
-    """(tunnel, side) for every tunnel that ``host`` is an end of, in inventory order."""
-    return [(t, side) for t in inventory.tunnels for side, end, _other in t.ends() if end.host == host]
 
 
 def build_configs(
@@ -103,12 +116,12 @@ def build_configs(
     for host in _hosts(inventory, limit):
         gateway = inventory.gateways[host]
         connections: Dict[str, Any] = {}
-        for tunnel, side in _host_tunnels(inventory, host):
+        for tunnel, side in inventory.host_tunnels(host):
             connections[tunnel.name] = _connection(inventory, tunnel, side, include_secrets)
-        listen = gateway.listen or ([gateway.address] if gateway.address else None)
-        config: Dict[str, Any] = {}
-        if listen:
-            config["settings"] = {"listen": list(listen)}
+        listen = gateway.listen or ([gateway.bind_address] if gateway.bind_address else None)
+        settings: Dict[str, Any] = {"listen": list(listen)} if listen else {}
+        settings.update(gateway.settings)
+        config: Dict[str, Any] = {"settings": settings} if settings else {}
         config["connections"] = connections
         configs[host] = config
     return configs
@@ -117,7 +130,7 @@ def build_configs(
 def build_secrets(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, str]]:
     """Per host, the pre-shared key of each of its connections (not those with psk_file)."""
     return {
-        host: {t.name: t.psk for t, _side in _host_tunnels(inventory, host) if t.psk_file is None and t.psk}
+        host: {t.name: t.psk for t, _side in inventory.host_tunnels(host) if t.psk_file is None and t.psk}
         for host in _hosts(inventory, limit)
     }
 
@@ -149,7 +162,7 @@ def psk_refs(inventory: Inventory, limit: Optional[Sequence[str]] = None) -> Dic
     return {
         host: {
             t.name: ("psk_file:%s" % t.psk_file) if t.psk_file is not None else format_path(t.psk_path)
-            for t, _side in _host_tunnels(inventory, host)
+            for t, _side in inventory.host_tunnels(host)
             if t.auth == "psk"
         }
         for host in _hosts(inventory, limit)
@@ -174,9 +187,12 @@ def _write_credentials(directory: str, credential: Any) -> None:
 def _engine_problems(inventory: Inventory) -> List[Problem]:
     """Last check: would the engine load each generated configuration?  (psk_file is not read.)
 
-    A host with certificates gets its files in a private temporary directory (0700, removed
-    right after), laid out as on the gateway, because the engine reads them at load time."""
+    What the engine refuses is reported at the inventory path that generated it (the tunnel or
+    topology of the connection, the host for its settings).  A host with certificates gets its
+    files in a private temporary directory (0700, removed right after), laid out as on the
+    gateway, because the engine reads them at load time."""
     problems: List[Problem] = []
+    origin = {tunnel.name: tunnel for tunnel in inventory.tunnels}
     for host, config in build_configs(inventory, include_secrets=True).items():
         trial = copy.deepcopy(config)
         for conn in trial["connections"].values():
@@ -187,18 +203,43 @@ def _engine_problems(inventory: Inventory) -> List[Problem]:
             if host in inventory.credentials:
                 _write_credentials(directory, inventory.credentials[host])
             try:
-                parse_config(
-                    trial,
-                    source="engine configuration of %s" % host,
-                    base_dir=directory,
-                    engine=inventory.engine,
-                )
+                # The built-in schema validator, as on the gateways (which rarely have jsonschema): the
+                # same verdict, in half the time of jsonschema on a thousand connections.
+                parse_config(trial, source=host, base_dir=directory, engine="builtin")
             except ConfigError as error:
                 problems.extend(
-                    Problem(inventory.scrub(p.source), inventory.scrub("%s: %s" % (p.path, p.message)))
-                    for p in error.problems
+                    _engine_problem(inventory, host, origin, p.path, p.message) for p in error.problems
                 )
     return problems
+
+
+def _parse_as_on_the_gateway(inventory: Inventory, host: str, config: Dict[str, Any]) -> None:
+    """The engine's parse_config, with the built-in schema validator as on the gateways (which rarely have
+    jsonschema: the same verdict, in half the time on a thousand connections)."""
+    if host not in inventory.credentials:
+        parse_config(config, source=host, base_dir=os.sep, engine="builtin")  # no file is read
+        return
+    with tempfile.TemporaryDirectory(prefix="pyike-validate-") as directory:
+        _write_credentials(directory, inventory.credentials[host])
+        parse_config(config, source=host, base_dir=directory, engine="builtin")
+
+
+def _engine_problem(
+    inventory: Inventory, host: str, origin: Dict[str, Tunnel], path: str, message: str
+) -> Problem:
+    parts = path.split(".", 2)
+    if parts[0] == "connections" and len(parts) > 1 and parts[1] in origin:
+        tunnel = origin[parts[1]]
+        where = ".".join(parts[2:]) or "the connection"
+        text = "on %s, the engine refuses the connection of tunnel %r: %s: %s" % (
+            host,
+            tunnel.name,
+            where,
+            message,
+        )
+        return Problem(inventory.scrub(format_path(tunnel.path)), inventory.scrub(text))
+    text = "the engine refuses the configuration generated for %s: %s: %s" % (host, path, message)
+    return Problem(inventory.scrub(format_path(("hostvars", host))), inventory.scrub(text))
 
 
 def validate_inventory(

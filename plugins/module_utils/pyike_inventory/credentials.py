@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ._engine import (
     CertError,
     LocalCredential,
+    format_path,
     identity_matches,
     parse_certificates,
     parse_identity,
@@ -139,3 +140,63 @@ def trust_problem(
     except CertError as error:
         return str(error)
     return None
+
+
+def check_credentials(inv: Any) -> None:
+    """Every gateway of a pubkey tunnel has a usable certificate, and each peer trusts it
+    (``inv`` is the :class:`~.resolve.Inventory` being checked)."""
+    users: Dict[str, Any] = {}
+    for tunnel in inv.tunnels:
+        for end in (tunnel.left, tunnel.right):
+            if tunnel.auth == "pubkey" and end.managed and end.host in inv.gateways:
+                users.setdefault(end.host or "", tunnel)
+    for host, tunnel in users.items():
+        values = inv.raw_hosts.get(host, {})
+        prefix: Tuple[Any, ...] = ("hostvars", host)
+        missing = [name for name in VARIABLES if name not in values]
+        if missing:
+            inv.add(
+                prefix,
+                "%s %s required: tunnel %r (%s) uses auth: pubkey"
+                % (
+                    " and ".join(missing),
+                    "is" if len(missing) == 1 else "are",
+                    tunnel.name,
+                    format_path(tunnel.path),
+                ),
+            )
+            continue
+        authorities = values["ipsec_ca_certificates"]
+        if not (
+            isinstance(values["ipsec_certificate"], str)
+            and isinstance(values["ipsec_private_key"], str)
+            and isinstance(authorities, list)
+            and authorities
+            and all(isinstance(item, str) and item for item in authorities)
+        ):
+            continue  # the schema has said what is wrong
+        try:
+            credential = load_host(values, prefix, inv.read_file)
+        except CredentialProblem as problem:
+            inv.add(problem.path, problem.message)
+            continue
+        inv.secrets.append(credential.private_key_pem)
+        gateway = inv.gateways[host]
+        identity = gateway.id or gateway.address
+        problem_text = identity_problem(credential, identity) if identity else None
+        if problem_text:
+            inv.add((*prefix, "ipsec_certificate"), problem_text)
+            continue
+        inv.credentials[host] = credential
+    for tunnel in inv.tunnels:
+        for _side, mine, other in tunnel.ends() if tunnel.auth == "pubkey" else ():
+            subject, verifier = inv.credentials.get(mine.host or ""), inv.credentials.get(other.host or "")
+            identity = mine.id or mine.address
+            if subject is None or verifier is None or not identity:
+                continue
+            problem_text = trust_problem(subject, identity, verifier, inv.now)
+            if problem_text:
+                inv.add(
+                    tunnel.path,
+                    "%s would refuse the certificate of %s: %s" % (other.host, mine.host, problem_text),
+                )

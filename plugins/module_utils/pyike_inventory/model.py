@@ -43,6 +43,18 @@ class Gateway:
     subnets_given: bool = False  # ipsec_lan_subnets is set (possibly with invalid entries)
     listen: Optional[List[str]] = None
     address_given: bool = False  # ipsec_public_address is set (possibly invalid)
+    local_address: Optional[str] = None  # ipsec_local_address: the address it binds, behind 1:1 NAT
+    settings: Dict[str, Any] = field(default_factory=dict)  # engine settings (tun_mtu, retransmit_*)
+
+    @property
+    def dynamic(self) -> bool:
+        """Its public address is not known (``%any``): peers accept it from anywhere, by its id."""
+        return self.address == "%any"
+
+    @property
+    def bind_address(self) -> Optional[str]:
+        """The address its engine binds and sends from: ipsec_local_address, else the public one."""
+        return self.local_address or (None if self.dynamic else self.address)
 
 
 @dataclass
@@ -57,15 +69,32 @@ class End:
     subnets_given: bool = False
     port: Optional[int] = None
     known: bool = True  # False: a host name that is not in the inventory
+    local_address: Optional[str] = None  # a managed end behind 1:1 NAT: the address it binds
 
     @property
     def managed(self) -> bool:
         return self.host is not None
 
+    @property
+    def reachable(self) -> bool:
+        """Whether the other end can send to it: a known address that is not %any."""
+        return self.address is not None and self.address != "%any"
+
+    def own_addresses(self) -> List[str]:
+        """Its public address and, behind NAT, the local one (where it receives IKE and ESP)."""
+        return [a for a in (self.address, self.local_address) if a is not None and a != "%any"]
+
     def label(self) -> str:
         if self.host is not None:
             return self.host
         return "the unmanaged peer"
+
+    def describe(self) -> str:
+        """``hub (192.0.2.1)`` or ``unmanaged 192.0.2.2 (moon.example.com)``, for one-line summaries."""
+        if self.host is not None:
+            return "%s (%s)" % (self.host, self.address) if self.address else self.host
+        text = "unmanaged %s" % (self.address or "?")
+        return "%s (%s)" % (text, self.id) if self.id else text
 
 
 @dataclass
@@ -74,6 +103,16 @@ class Child:
     left_ts: List[str]
     right_ts: List[str]
     path: Path
+    esp_group: Optional[str] = None  # its own ESP group, else the tunnel's
+    default_route: bool = False  # deliberately captures everything: own addresses are left out
+
+
+@dataclass(frozen=True)
+class Redundancy:
+    """Tunnels of one spoke to the hubs of one topology: meant to overlap (a hub and its backups)."""
+
+    topology: Path
+    spoke: str
 
 
 @dataclass
@@ -93,6 +132,9 @@ class Tunnel:
     psk: Optional[str] = field(default=None, repr=False)
     psk_file: Optional[str] = None
     psk_path: Path = ()  # where the pre-shared key is defined (for psk_ref)
+    allow_weak_psk: bool = False
+    hosts: Tuple[str, ...] = ()  # a generated tunnel: the hosts its name was made from
+    redundancy: Optional[Redundancy] = None
 
     def ends(self) -> Tuple[Tuple[str, End, End], ...]:
         """``(side, this end, the other end)`` for both sides."""
@@ -105,6 +147,7 @@ class Tunnel:
             out: Dict[str, Any] = {"host": value.host, "address": value.address}
             if value.id is not None:
                 out["id"] = value.id
+            out["label"] = value.describe()
             return out
 
         out: Dict[str, Any] = {
@@ -119,6 +162,7 @@ class Tunnel:
                 {"name": c.name, "left_ts": list(c.left_ts), "right_ts": list(c.right_ts)}
                 for c in self.children
             ],
+            "line": "%s: %s <-> %s" % (self.name, self.left.describe(), self.right.describe()),
         }
         out["auth"] = self.auth
         if self.auth == "pubkey":

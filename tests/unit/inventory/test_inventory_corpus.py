@@ -1,14 +1,18 @@
 """The example inventories: every bad one gives exactly its expected problems, every good one is
-valid and its engine configurations load with the engine's own parse_config."""
+valid and its engine configurations load with the engine's own parse_config.  The corpus
+(tests/unit/inventory/corpus: the cases of issue 12 and our own) is checked the way validate.yml
+checks it, from every host's view, with both schema validators; tests/integration/
+test_validate_corpus.py runs the same cases through ansible-playbook."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
-from inventory_cases import BAD, GOOD, expected_problems, load_inventory
+from inventory_cases import BAD, CORPUS, GOOD, case_id, expected_problems, host_views, load_inventory, marks
 from pyike.config import parse_config
-from pyike_inventory import engine_configs, validate_inventory
+from pyike_inventory import check_views, engine_configs, validate_inventory
 
 ENGINES = ["builtin", "jsonschema"]
 
@@ -84,3 +88,45 @@ def test_good_inventory_configs_load_in_the_engine(path, tmp_path):
                 conn["psk_file"] = str(key_file)
         loaded = parse_config(config, source="%s:%s" % (path.name, host))
         assert sorted(loaded.connections) == sorted(config["connections"])
+
+
+# Cases that need Ansible (Jinja filters, vault) run only in the integration test.
+UNIT_CORPUS = [path for path in CORPUS if not marks(path)["action-only"]]
+
+
+def test_the_issue_corpus_and_ours_are_there():
+    issue = [path for path in CORPUS if path.parent.name == "issue"]
+    assert len(issue) >= 34
+    assert len(CORPUS) - len(issue) >= 85
+
+
+def _corpus_secrets(path, views):
+    """Every pre-shared key and private key the hosts see, and the case's ``# secret:`` texts."""
+    texts = list(marks(path)["secret"])
+    for view in views:
+        texts.extend(_secret_texts(view.view, {view.name: view.own}))
+    return [text for text in texts if text.strip()]
+
+
+def _shown(secret, text):
+    return re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(secret), text) is not None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("path", UNIT_CORPUS, ids=case_id)
+def test_corpus_case_gives_exactly_its_problems_and_warnings(path, engine):
+    need_engine(engine)
+    views, groups = host_views(path)
+    outcome = check_views(views, groups, engine=engine, require_tunnels=True)
+    expected = marks(path)
+    assert len(outcome.problems) == len(set(outcome.problems)), "a problem is reported twice"
+    assert sorted(outcome.problems) == sorted(expected["expect"]), "\n".join(
+        ["found:", *outcome.problems, "expected:", *expected["expect"]]
+    )
+    assert sorted(outcome.warnings) == sorted(expected["warn"]), "\n".join(
+        ["found:", *outcome.warnings, "expected:", *expected["warn"]]
+    )
+    assert (outcome.inventory is None) == bool(expected["expect"])
+    text = "\n".join(outcome.problems + outcome.warnings)
+    for secret in _corpus_secrets(path, views):
+        assert not _shown(secret, text), "a secret reached a message"

@@ -111,6 +111,7 @@ def test_hub_and_spoke_connection_is_exactly_the_engine_config():
                 "ike_proposals": ["aes256gcm16-prfsha256-x25519"],
                 "rekey_time": 7200,
                 "dpd_delay": 10,
+                "dpd_action": "restart",  # the initiating end brings a dead tunnel back
                 "children": {
                     "lan": {
                         "local_ts": ["10.2.0.0/24"],
@@ -196,6 +197,7 @@ def test_unmanaged_peer():
                     "ike_proposals": ["aes256gcm16-prfsha256-x25519"],
                     "rekey_time": 7200,
                     "dpd_delay": 10,
+                    "dpd_action": "restart",  # the initiating end brings a dead tunnel back
                     "encap": True,
                     "children": {
                         "lan": {
@@ -396,4 +398,8 @@ def test_what_only_the_engine_refuses_is_still_reported(monkeypatch):
 
     monkeypatch.setattr(build, "build_configs", broken)
     problems = [str(p) for p in validate_inventory(data(topologies=[STAR]), HOSTS)]
-    assert problems == ["engine configuration of s2: settings.tun_mtu: must be at least 576, got 10"]
+    # Reported where it comes from: the host's settings; a connection's problem at its tunnel's path.
+    assert problems == [
+        "hostvars.s2: the engine refuses the configuration generated for s2: settings.tun_mtu: must be at least "
+        "576, got 10"
+    ]
