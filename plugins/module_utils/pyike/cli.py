@@ -44,9 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ctl.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the daemon")
     actions = ctl.add_subparsers(dest="action", required=True)
-    actions.add_parser("list-conns", help="configured connections")
-    list_sas = actions.add_parser("list-sas", help="IKE and Child SAs")
-    list_sas.add_argument("--json", action="store_true", help="machine-readable output")
+    list_conns = actions.add_parser("list-conns", help="configured connections")
+    list_conns.add_argument("--json", action="store_true", help="machine-readable output")
+    list_sas = actions.add_parser("list-sas", help="IKE and Child SAs (and the traps, in text)")
+    list_sas.add_argument("--json", action="store_true", help="machine-readable output (SAs only)")
+    list_traps = actions.add_parser("list-traps", help="traps: Child SAs that traffic brings up")
+    list_traps.add_argument("--json", action="store_true", help="machine-readable output")
     initiate = actions.add_parser("initiate", help="bring a connection (or one of its children) up")
     initiate.add_argument("target", metavar="CONN[/CHILD]")
     initiate.add_argument(
@@ -100,18 +103,63 @@ def format_sas(sas: List[Dict[str, Any]]) -> str:
     return "\n".join(lines) if lines else "no SAs"
 
 
+def format_traps(traps: List[Dict[str, Any]]) -> str:
+    lines = []
+    for trap in traps:
+        state = trap.get("state", "")
+        if state == "backoff":
+            state = "backoff %ss after: %s" % (trap.get("backoff_seconds"), trap.get("last_failure", ""))
+        lines.append(
+            "trap %s/%s (%s): %s === %s, %s; %d acquire(s), %d packet(s) held, %d dropped"
+            % (trap["conn"], trap["child"], trap.get("origin", ""), ", ".join(trap.get("local_ts", [])),
+               ", ".join(trap.get("remote_ts", [])), state, trap.get("acquires", 0), trap.get("held", 0),
+               trap.get("dropped", 0))
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
+def format_conns(conns: List[Dict[str, Any]]) -> str:
+    lines = []
+    for conn in conns:
+        remote = conn["remote_address"]
+        if conn.get("remote_host"):
+            remote += " (%s)" % (", ".join(conn.get("peer_addresses") or []) or "not resolved yet")
+        actions = conn.get("child_actions") or {}
+        children = []
+        for name in conn.get("children", []):
+            extra = [
+                "%s %s" % (key, actions.get(name, {}).get(key))
+                for key in ("start_action", "close_action")
+                if actions.get(name, {}).get(key) not in (None, "none")
+            ]
+            if actions.get(name, {}).get("trap"):
+                extra.append("trap %s" % actions[name]["trap"])
+            children.append("%s%s" % (name, " (%s)" % ", ".join(extra) if extra else ""))
+        lines.append(
+            "%s: %s -> %s, children: %s" % (conn["name"], conn["local_address"], remote, ", ".join(children))
+        )
+    return "\n".join(lines)
+
+
 def _ctl(args: argparse.Namespace) -> int:
     try:
         if args.action == "list-conns":
-            for conn in call(args.socket, "list-conns", timeout=args.timeout):
-                children = ", ".join(conn.get("children", []))
-                _out(
-                    "%s: %s -> %s, children: %s"
-                    % (conn["name"], conn["local_address"], conn["remote_address"], children)
-                )
+            conns = call(args.socket, "list-conns", timeout=args.timeout)
+            _out(json.dumps(conns, indent=2, sort_keys=True) if args.json else format_conns(conns))
         elif args.action == "list-sas":
             sas = call(args.socket, "list-sas", timeout=args.timeout)
-            _out(json.dumps(sas, indent=2, sort_keys=True) if args.json else format_sas(sas))
+            if args.json:
+                _out(json.dumps(sas, indent=2, sort_keys=True))
+            else:
+                traps = format_traps(call(args.socket, "list-traps", timeout=args.timeout))
+                _out(format_sas(sas) + ("\n" + traps if traps else ""))
+        elif args.action == "list-traps":
+            traps = call(args.socket, "list-traps", timeout=args.timeout)
+            _out(
+                json.dumps(traps, indent=2, sort_keys=True)
+                if args.json
+                else format_traps(traps) or "no traps"
+            )
         elif args.action == "initiate":
             conn, _sep, child = args.target.partition("/")
             result = call(

@@ -28,11 +28,18 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import ids as engine_ids
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import selectors as engine_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import text as engine_text
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import build_base as engine_config_build_base
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import build_child as engine_config_build_child
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import credentials as engine_config_credentials
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import documents as engine_config_documents
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import errors as engine_config_errors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import identity as engine_config_identity
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import load as engine_config_load
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import model as engine_config_model
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import peer_name as engine_config_peer_name
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import psk as engine_config_psk
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema as engine_config_schema
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema_child as engine_config_schema_child
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import secret as engine_config_secret
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import validate as engine_config_validate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.crypto import auth as engine_crypto_auth
@@ -60,6 +67,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import admission as engine_ike_admission
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import authenticate as engine_ike_authenticate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import cookies as engine_ike_cookies
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import describe as engine_ike_describe
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import duplicates as engine_ike_duplicates
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import engine as engine_ike_engine
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import events as engine_ike_events
@@ -71,6 +79,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import natd as engine_ike_natd
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import negotiate as engine_ike_negotiate
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import policy as engine_ike_policy
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import restarts as engine_ike_restarts
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import sa as engine_ike_sa
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike import timers as engine_ike_timers
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import base as engine_ike_tasks_base
@@ -86,15 +95,22 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_reauth as engine_ike_tasks_ike_reauth
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import ike_rekey as engine_ike_tasks_ike_rekey
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import informational as engine_ike_tasks_informational
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import actions as engine_runtime_actions
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import children as engine_runtime_children
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import commands as engine_runtime_commands
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import dataplane as engine_runtime_dataplane
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import early as engine_runtime_early
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import errors as engine_runtime_errors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import installer as engine_runtime_installer
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import resolver as engine_runtime_resolver
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import routes as engine_runtime_routes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import static_tunnel as engine_runtime_static_tunnel
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import traps as engine_runtime_traps
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import tun as engine_runtime_tun
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import udp as engine_runtime_udp
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import codec as engine_wire_codec

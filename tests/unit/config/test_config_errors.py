@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 from config_cases import ENGINES, SOURCE, base_config, need_engine, problems
 from pyike.config import ConfigError, load_config, parse_config
-from pyike.config import load as load_module
+from pyike.config import documents as documents_module
 from pyike.crypto import features
 
 Mutation = Callable[[Dict[str, Any]], None]
@@ -265,8 +265,8 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     ),
     (
         "enum-start-action",
-        set_((*CHILD, "start_action"), "trap"),
-        "connections.hq.children.lan.start_action: must be one of none, start, got 'trap'",
+        set_((*CHILD, "start_action"), "route"),
+        "connections.hq.children.lan.start_action: must be one of none, start, trap, got 'route'",
     ),
     (
         "enum-log-level",
@@ -298,9 +298,10 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
         "connections.hq.children[\"a.b\"]: invalid name 'a.b'",
     ),
     (
-        "remote-hostname",
-        set_((*CONN, "remote", "address"), "gw2.example.com"),
-        "connections.hq.remote.address: 'gw2.example.com' is not valid: peer IKE address, or %any",
+        "remote-bad-hostname",
+        set_((*CONN, "remote", "address"), "gw2_example.com"),
+        "connections.hq.remote.address: 'gw2_example.com' is not valid: peer IKE address: an IPv4 or IPv6 "
+        "address, a DNS name (with remote.id), or %any",
     ),
     (
         "remote-unspecified",
@@ -310,7 +311,8 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     (
         "remote-bad-address",
         set_((*CONN, "remote", "address"), "198.51.100.300"),
-        "connections.hq.remote.address: '198.51.100.300' is not an IPv4 or IPv6 address",
+        "connections.hq.remote.address: '198.51.100.300' is not an IP address, and as a DNS name its last "
+        "label is all digits",
     ),
     (
         "local-any",
@@ -626,7 +628,7 @@ def test_missing_file(tmp_path):
 
 
 def test_yaml_without_pyyaml_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(load_module, "yaml", None)
+    monkeypatch.setattr(documents_module, "yaml", None)
     path = tmp_path / "pyike.yaml"
     path.write_text("connections: {}\n")
     with pytest.raises(ConfigError) as caught:

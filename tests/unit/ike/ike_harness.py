@@ -88,6 +88,19 @@ class Net:
     def of(self, ip, kind):
         return [e for e in self.events[ip] if isinstance(e, kind)]
 
+    def peer_dies(self, engine, dpd_action="clear", until=200.0):
+        """Lose every datagram and tick `engine` (dpd_delay 10 s) until dead peer detection ends its
+        IKE SAs; returns the time reached."""
+        engine.policies["s2s"].dpd_delay = 10.0
+        engine.policies["s2s"].dpd_action = dpd_action
+        self.drop = lambda datagram: True
+        now = 0.0
+        while engine.sas and now < until:
+            now = engine.next_deadline()
+            engine.tick(now)
+            self.run(now=now)
+        return now
+
 
 # Private value sizes that are always valid: raw X25519/X448 scalars, ECP scalars one byte shorter than
 # the group order, short MODP exponents.

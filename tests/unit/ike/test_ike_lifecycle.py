@@ -171,13 +171,7 @@ def test_simultaneous_ike_rekey_ends_with_one_ike_sa():
 
 def test_dead_peer_is_detected_and_cleared():
     net, left, _right = established()
-    left.policies["s2s"].dpd_delay = 10.0
-    net.drop = lambda datagram: True  # the peer dies
-    now = 0.0
-    while left.sas and now < 200:
-        now = left.next_deadline()
-        left.tick(now)
-        net.run(now=now)
+    now = net.peer_dies(left)
     assert not left.sas
     assert any("no answer" in f.reason for f in net.of(LEFT, Failure))
     assert net.of(LEFT, IkeSaDown) and net.of(LEFT, ChildSaDown)
@@ -186,14 +180,7 @@ def test_dead_peer_is_detected_and_cleared():
 
 def test_dead_peer_with_restart_comes_back():
     net, left, right = established()
-    left.policies["s2s"].dpd_delay = 10.0
-    left.policies["s2s"].dpd_action = "restart"
-    net.drop = lambda datagram: True
-    now = 0.0
-    while left.sas and now < 200:
-        now = left.next_deadline()
-        left.tick(now)
-        net.run(now=now)
+    now = net.peer_dies(left, "restart")
     # The peer restarts with no state and the network comes back.
     right.sas.clear()
     right.half_open.clear()

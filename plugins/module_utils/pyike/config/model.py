@@ -25,6 +25,7 @@ from ..crypto.transforms import is_supported, transform_name
 from ..ids import DhId, ProtocolId, TransformType
 from ..selectors import SelectorError, TrafficSelector
 from . import schema as defaults
+from . import schema_child as child_defaults
 from .identity import Identity, IdentityError, parse_identity
 from .secret import Secret
 
@@ -53,7 +54,7 @@ __all__ = [
 
 _PROTOCOL_DEFAULTS = {
     ProtocolId.IKE: defaults.DEFAULT_IKE_PROPOSAL_STRINGS,
-    ProtocolId.ESP: defaults.DEFAULT_ESP_PROPOSAL_STRINGS,
+    ProtocolId.ESP: child_defaults.DEFAULT_ESP_PROPOSAL_STRINGS,
 }
 
 
@@ -143,19 +144,26 @@ class Settings:
 @dataclass(frozen=True)
 class Endpoint:
     """One end of a connection.  ``address`` None is ``%any`` and ``id`` None accepts any
-    identity (both only on the remote end)."""
+    identity (both only on the remote end); ``dns_name`` is a remote address given as a DNS name
+    (then ``address`` is None), resolved by the daemon when it initiates."""
 
     address: Optional[IPAddress]
     id: Optional[Identity]
     port: int = defaults.DEFAULT_IKE_PORT
+    dns_name: Optional[str] = None
 
     @property
     def is_any(self) -> bool:
-        return self.address is None
+        return self.address is None and self.dns_name is None
+
+    @property
+    def address_text(self) -> str:
+        """The configured address: an IP address, a DNS name or %any."""
+        return self.dns_name or ("%any" if self.address is None else str(self.address))
 
     def as_dict(self, exact: bool = False) -> Dict[str, Any]:
         result: Dict[str, Any] = {
-            "address": "%any" if self.address is None else str(self.address),
+            "address": self.address_text,
             "id": "%any" if self.id is None else str(self.id),
             "id_type": None if self.id is None else self.id.id_type.name,
             "port": self.port,
@@ -173,12 +181,13 @@ class ChildConfig:
     local_ts: Tuple[TrafficSelector, ...]
     remote_ts: Tuple[TrafficSelector, ...]
     esp_proposals: Tuple[ProposalSpec, ...]
-    start_action: str = defaults.DEFAULT_START_ACTION
-    rekey_time: int = defaults.DEFAULT_CHILD_REKEY_TIME
-    life_bytes: int = defaults.DEFAULT_LIFE_BYTES
-    life_packets: int = defaults.DEFAULT_LIFE_PACKETS
-    rekey_bytes: int = defaults.DEFAULT_REKEY_BYTES
-    rekey_packets: int = defaults.DEFAULT_REKEY_PACKETS
+    start_action: str = child_defaults.DEFAULT_START_ACTION
+    close_action: str = child_defaults.DEFAULT_CLOSE_ACTION
+    rekey_time: int = child_defaults.DEFAULT_CHILD_REKEY_TIME
+    life_bytes: int = child_defaults.DEFAULT_LIFE_BYTES
+    life_packets: int = child_defaults.DEFAULT_LIFE_PACKETS
+    rekey_bytes: int = child_defaults.DEFAULT_REKEY_BYTES
+    rekey_packets: int = child_defaults.DEFAULT_REKEY_PACKETS
 
     @property
     def pfs(self) -> bool:
@@ -193,6 +202,7 @@ class ChildConfig:
             "remote_ts": [str(ts) for ts in self.remote_ts],
             "esp_proposals": [str(p) for p in self.esp_proposals],
             "start_action": self.start_action,
+            "close_action": self.close_action,
             "rekey_time": self.rekey_time,
             "rekey_bytes": self.rekey_bytes,
             "life_bytes": self.life_bytes,

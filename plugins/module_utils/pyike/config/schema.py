@@ -17,6 +17,10 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List
 
+from .peer_name import MAX_NAME_LENGTH
+from .peer_name import NAME_PATTERN as DNS_NAME_PATTERN
+from .schema_child import CHILD_SCHEMA, proposals_field, seconds_field
+
 SCHEMA_ID = "urn:pyike:ipsec:schema:pyike-config:1"
 
 # Defaults: the loader applies exactly these, and the schema documents them as "default".
@@ -31,25 +35,17 @@ DEFAULT_AUTH = "psk"
 MIN_PSK_OCTETS = 20  # shorter keys, or one character repeated, need allow_weak_psk
 DEFAULT_ALLOW_WEAK_PSK = False
 DEFAULT_IKE_PROPOSALS: List[str] = ["default"]
-DEFAULT_ESP_PROPOSALS: List[str] = ["default"]
 DEFAULT_ENCAP = False
 DEFAULT_DPD_DELAY = 30
 DEFAULT_DPD_ACTION = "clear"
 DEFAULT_RETRANSMIT_TIMEOUT = 2.0
 DEFAULT_RETRANSMIT_BASE = 1.8
 DEFAULT_RETRANSMIT_TRIES = 5
-DPD_ACTIONS = ["clear", "restart"]
+DPD_ACTIONS = ["clear", "restart", "trap"]
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
-DEFAULT_START_ACTION = "none"
-DEFAULT_CHILD_REKEY_TIME = 3600  # strongSwan: 1 h
-DEFAULT_LIFE_BYTES = 0
-DEFAULT_LIFE_PACKETS = 0
-DEFAULT_REKEY_BYTES = 0
-DEFAULT_REKEY_PACKETS = 0
 DEFAULT_REAUTH_TIME = 0  # strongSwan: reauthentication is off by default
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-START_ACTIONS = ["none", "start"]
 AUTH_METHODS = ["psk", "pubkey"]
 SIGNATURE_METHODS = ["signature", "classic"]
 DEFAULT_SIGNATURE_METHOD = "signature"
@@ -60,45 +56,8 @@ DEFAULT_IKE_PROPOSAL_STRINGS = [
     "aes256gcm16-aes128gcm16-prfsha256-prfsha384-prfsha512-x25519-ecp256-ecp384-modp3072-modp2048",
     "aes256-aes128-sha256-sha384-sha512-x25519-ecp256-ecp384-modp3072-modp2048",
 ]
-DEFAULT_ESP_PROPOSAL_STRINGS = [
-    "aes256gcm16-aes128gcm16",
-    "aes256-aes128-sha256-sha384-sha512",
-]
 
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-MAX_SECONDS = 2**31 - 1
-MAX_COUNT = 2**64 - 1
-
-
-def _seconds(description: str, default: int) -> Dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_SECONDS,
-        "default": default,
-        "description": description,
-    }
-
-
-def _count(description: str, default: int) -> Dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_COUNT,
-        "default": default,
-        "description": description,
-    }
-
-
-def _proposals(description: str, default: List[str]) -> Dict[str, Any]:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "uniqueItems": True,
-        "items": {"$ref": "#/$defs/proposal"},
-        "default": default,
-        "description": description,
-    }
 
 
 SCHEMA: Dict[str, Any] = {
@@ -280,22 +239,34 @@ SCHEMA: Dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["address"],
-            "description": "The peer's end of the IKE SA.",
+            "description": (
+                "The peer's end of the IKE SA. An address given as a DNS name (vpn.example.com) is resolved, "
+                "off the daemon's event loop and within 5 s, whenever an IKE SA is initiated (initiate, "
+                "start_action, close_action start, dpd_action restart, a trap's acquire), so a changed "
+                "address is followed; only addresses of local.address's family count, the first is "
+                "initiated to, at most 8 are kept. As a responder the connection accepts IKE_SA_INIT only "
+                "from the addresses of its last resolution (at load and reload, at each initiation, and "
+                "at most every 30 s when a request comes from an address that no connection names). A "
+                "failed resolution is logged and listed by `pyikectl stats` with the connection and the "
+                "name, and tried again after 2 s, doubling up to 60 s, until it works or the connection "
+                "is terminated."
+            ),
             "properties": {
                 "address": {
                     "type": "string",
-                    "minLength": 2,
-                    "maxLength": 45,
-                    "pattern": "^(%any|[0-9A-Fa-f.:]+)$",
+                    "minLength": 1,
+                    "maxLength": MAX_NAME_LENGTH + 1,
+                    "pattern": "^(%%any|[0-9A-Fa-f.:]+|%s)$" % DNS_NAME_PATTERN,
                     "description": (
-                        "peer IKE address, or %any for a responder-only connection that accepts any peer "
-                        "(host names are not resolved)"
+                        "peer IKE address: an IPv4 or IPv6 address, a DNS name (with remote.id), or %any "
+                        "for a responder-only connection"
                     ),
                 },
                 "id": {
                     "$ref": "#/$defs/identity",
                     "description": (
-                        "identity the peer must authenticate as; defaults to the address; %any accepts any"
+                        "identity the peer must authenticate as; defaults to the address (required when the "
+                        "address is a DNS name); %any accepts any"
                     ),
                 },
                 "port": {
@@ -411,7 +382,7 @@ SCHEMA: Dict[str, Any] = {
                         "4754); only then is the SHA-1 RSA method accepted from the peer too."
                     ),
                 },
-                "ike_proposals": _proposals(
+                "ike_proposals": proposals_field(
                     "IKE proposals in order of preference (strongSwan syntax); 'default' is "
                     + ", ".join(DEFAULT_IKE_PROPOSAL_STRINGS)
                     + " (restricted to what the installed cryptography supports)",
@@ -422,7 +393,7 @@ SCHEMA: Dict[str, Any] = {
                     "default": DEFAULT_ENCAP,
                     "description": "force UDP encapsulation of ESP (RFC 3948) even without a NAT",
                 },
-                "dpd_delay": _seconds(
+                "dpd_delay": seconds_field(
                     "seconds without traffic from the peer before a liveness check (RFC 7296 §2.4); "
                     "0 turns dead peer detection off",
                     DEFAULT_DPD_DELAY,
@@ -431,14 +402,17 @@ SCHEMA: Dict[str, Any] = {
                     "type": "string",
                     "enum": DPD_ACTIONS,
                     "default": DEFAULT_DPD_ACTION,
-                    "description": "when the peer is found dead: clear (remove its SAs) or restart "
-                    "(remove them and initiate again until the peer answers)",
+                    "description": "when the peer stops answering (DPD, or any request retransmitted "
+                    "retransmit_tries times; RFC 7296 §2.4): clear (remove its SAs), restart (remove them "
+                    "and initiate again, 2 s later, until the peer answers) or trap (remove them and install "
+                    "a trap for each Child SA that was up, as start_action trap does: the next packet for "
+                    "it initiates again)",
                 },
-                "rekey_time": _seconds(
+                "rekey_time": seconds_field(
                     "seconds after which the IKE SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
                     DEFAULT_IKE_REKEY_TIME,
                 ),
-                "reauth_time": _seconds(
+                "reauth_time": seconds_field(
                     "seconds after which the IKE SA is reauthenticated (RFC 7296 §2.8.3): a new IKE SA with "
                     "IKE_SA_INIT and IKE_AUTH and new Child SAs for the same traffic selectors is built "
                     "first, then the old IKE SA and its Child SAs are deleted (make-before-break, traffic "
@@ -458,73 +432,7 @@ SCHEMA: Dict[str, Any] = {
             "then": {"required": ["cert", "private_key", "ca_certs"]},
             "else": {"oneOf": [{"required": ["psk"]}, {"required": ["psk_file"]}]},
         },
-        "child": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["local_ts", "remote_ts"],
-            "description": "One Child SA: the traffic it protects and how.",
-            "properties": {
-                "local_ts": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"$ref": "#/$defs/trafficSelector"},
-                    "description": "traffic selectors on this side (TSi when initiating)",
-                },
-                "remote_ts": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {"$ref": "#/$defs/trafficSelector"},
-                    "description": "traffic selectors on the peer's side (TSr when initiating)",
-                },
-                "esp_proposals": _proposals(
-                    "ESP proposals in order of preference (strongSwan syntax); a key exchange method such "
-                    "as x25519 or modp2048 in a proposal means PFS; 'default' is "
-                    + ", ".join(DEFAULT_ESP_PROPOSAL_STRINGS)
-                    + " (no PFS)",
-                    DEFAULT_ESP_PROPOSALS,
-                ),
-                "start_action": {
-                    "type": "string",
-                    "enum": START_ACTIONS,
-                    "default": DEFAULT_START_ACTION,
-                    "description": (
-                        "none: wait for the peer or an explicit initiate; start: initiate when the "
-                        "configuration is loaded (needs a remote address other than %any)"
-                    ),
-                },
-                "rekey_time": _seconds(
-                    "seconds after which the Child SA is rekeyed (RFC 7296 §2.8); 0 never rekeys",
-                    DEFAULT_CHILD_REKEY_TIME,
-                ),
-                "rekey_bytes": _count(
-                    "bytes (of inner packets, RFC 4301 §4.4.2.1) that either ESP SA of the Child SA may carry "
-                    "before the Child SA is rekeyed, up to 10% fewer at random so that both ends do not "
-                    "rekey at once (like rekey_time); 0 (the default) rekeys on time only, unless "
-                    "life_bytes is set",
-                    DEFAULT_REKEY_BYTES,
-                ),
-                "life_bytes": _count(
-                    "hard byte limit: an ESP SA that has carried this many bytes is deleted with its "
-                    "Child SA (when rekeying did not happen in time). Defaults to rekey_bytes + 10%; must "
-                    "be greater than rekey_bytes. Given alone, the Child SA is rekeyed at rekey_bytes = "
-                    "life_bytes / 1.1 (so a tunnel is replaced, not cut). 0 is unlimited",
-                    DEFAULT_LIFE_BYTES,
-                ),
-                "rekey_packets": _count(
-                    "packets that either ESP SA may carry before the Child SA is rekeyed (with jitter as "
-                    "rekey_bytes); 0 (the default) is unlimited. Without extended sequence numbers an ESP "
-                    "SA is rekeyed anyway well before its 32-bit sequence number would wrap (RFC 4303 "
-                    "§3.3.3)",
-                    DEFAULT_REKEY_PACKETS,
-                ),
-                "life_packets": _count(
-                    "hard packet limit, as life_bytes: defaults to rekey_packets + 10%, must be greater "
-                    "than rekey_packets; given alone, the Child SA is rekeyed at life_packets / 1.1. 0 is "
-                    "unlimited",
-                    DEFAULT_LIFE_PACKETS,
-                ),
-            },
-        },
+        "child": CHILD_SCHEMA,
     },
 }
 

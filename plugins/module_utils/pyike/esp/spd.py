@@ -7,9 +7,13 @@ pair and searches the entries in this order (first match wins):
 1. lower ``priority`` value first (an explicit override, default 0);
 2. then the most specific pair: smaller remote address range, then smaller local address range,
    then a specific IP protocol before "any", then smaller remote and local port ranges;
-3. then the order in which policies were added.
+3. then a policy with an SA before a trap of the same selectors;
+4. then the order in which policies were added.
 
-Packets that match no entry are discarded (RFC 4301 §5.1 default) and counted. Lookups are
+Packets that match no entry are discarded (RFC 4301 §5.1 default) and counted. A trap is a policy
+without an SA that calls for one (RFC 4301 §4.4.1: PROTECT, and §5.1: no SA yet, so key management
+is invoked): a packet that matches it goes to its ``acquire`` callback instead of being counted as
+dropped, and the callback starts IKE (and may hold the packet). Lookups are
 cached per flow (version, addresses, protocol, and ports only when some selector restricts
 ports); the cache is bounded and rebuilt whenever the policy set changes. The cache holds
 policies, not SAs, so switching a policy to a new SA (make-before-break rekey) needs no flush.
@@ -18,7 +22,7 @@ Changes publish a new immutable table in one assignment, so a reader never sees 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..selectors import TrafficSelector
 from .counters import SpdDrops
@@ -33,10 +37,16 @@ _MISSING = object()  # cache miss; None is a cached "no policy"
 _Entry = Tuple[TrafficSelector, TrafficSelector, "Policy"]
 
 
-class Policy:
-    """Traffic from ``local`` to ``remote`` selectors goes out through ``sa`` (None: not yet up)."""
+Acquire = Callable[["Policy", memoryview], None]
 
-    __slots__ = ("local", "name", "priority", "remote", "sa")
+
+class Policy:
+    """Traffic from ``local`` to ``remote`` selectors goes out through ``sa`` (None: not yet up).
+
+    ``acquire`` makes it a trap: called with the policy and each packet that matches it while it has
+    no SA (the packet is a view of a reused buffer: copy it to keep it)."""
+
+    __slots__ = ("acquire", "local", "name", "priority", "remote", "sa")
 
     def __init__(
         self,
@@ -45,6 +55,7 @@ class Policy:
         remote: Iterable[TrafficSelector],
         sa: Optional[OutboundSA] = None,
         priority: int = 0,
+        acquire: Optional[Acquire] = None,
     ):
         self.name = name
         self.local = tuple(local)
@@ -53,6 +64,7 @@ class Policy:
             raise ValueError(f"policy {name!r}: needs at least one local and one remote traffic selector")
         self.sa = sa
         self.priority = priority
+        self.acquire = acquire
 
     def __repr__(self) -> str:
         return f"<Policy {self.name!r} priority={self.priority} sa={self.sa!r}>"
@@ -88,6 +100,7 @@ def _specificity(entry: _Entry, order: int) -> tuple:
         0 if (local.protocol or remote.protocol) else 1,
         _port_span(remote),
         _port_span(local),
+        policy.acquire is not None,  # a trap yields to an SA policy of the same selectors
         order,
     )
 
@@ -190,7 +203,10 @@ class SPD:
             return None
         sa = policy.sa
         if sa is None:
-            self.drops.no_sa += 1
+            if policy.acquire is not None:
+                policy.acquire(policy, packet)
+            else:
+                self.drops.no_sa += 1
         return sa
 
     @staticmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..ids import ExchangeType, NotifyType, PayloadType
 from ..wire.errors import WireError
@@ -17,7 +17,7 @@ from ..wire.message import Message, encode_message, find_notifies, find_payload
 from ..wire.notify import NotifyPayload
 from ..wire.rules import check_payloads
 from .cookies import COOKIE, DROP
-from .events import Address, SendDatagram
+from .events import Address, PeerUnmatched, SendDatagram
 from .policy import IkePolicy
 from .tasks.base import Refused
 from .tasks.ike_init import ZERO_SPI, IkeInit
@@ -63,12 +63,14 @@ def on_init_request(engine, message: Message, local: Address, remote: Address, n
         cookie = engine.cookies.make(nonce, remote[0], header.spi_i, now)
         init_error(engine, header.spi_i, local, remote, NotifyType.COOKIE, cookie)
         return
-    policies = candidates(engine.policies.values(), local[0], remote[0])
+    policies = candidates(engine.policies.values(), local[0], remote[0], engine.peer_addresses)
     if not policies:
         engine.count("no_matching_connection")
         log.info(
             "IKE_SA_INIT from %s to %s: no connection configured for these addresses", remote[0], local[0]
         )
+        if any(p.remote_host for p in engine.policies.values()):
+            engine.emit(PeerUnmatched(local, remote))  # a peer's name may point elsewhere by now
         init_error(engine, header.spi_i, local, remote, NotifyType.NO_PROPOSAL_CHOSEN)
         return
     sa = engine.new_sa(policies[0], False, header.spi_i, engine.random_bytes(8), local, remote, now)
@@ -94,9 +96,12 @@ def init_error(engine, spi_i: bytes, local: Address, remote: Address, notify: in
     engine.emit(SendDatagram(encode_message(header, [NotifyPayload(notify, data)]), local, remote))
 
 
-def candidates(policies, local_ip: str, remote_ip: str) -> List[IkePolicy]:
+def candidates(policies, local_ip: str, remote_ip: str,
+               peer_addresses: Optional[Dict[str, Tuple[str, ...]]] = None) -> List[IkePolicy]:  # fmt: skip
     """The connections a peer at `remote_ip` reaching us at `local_ip` may be: those naming both
-    addresses first, then those for any peer (IDi in IKE_AUTH picks one, authenticate.policy_for_peer)."""
+    addresses first (a peer given as a DNS name: one of the addresses it resolved to last,
+    `peer_addresses` by connection), then those for any peer (IDi in IKE_AUTH picks one,
+    authenticate.policy_for_peer)."""
 
     def matches(configured: Optional[str], actual: str) -> bool:
         if configured in (None, "", "%any", "0.0.0.0", "::"):  # noqa: S104 - wildcards, not a bind
@@ -106,6 +111,12 @@ def candidates(policies, local_ip: str, remote_ip: str) -> List[IkePolicy]:
         except ValueError:
             return False
 
+    resolved = peer_addresses or {}
     ours = [p for p in policies if matches(p.local_address, local_ip)]
-    exact = [p for p in ours if p.remote_address and matches(p.remote_address, remote_ip)]
-    return exact + [p for p in ours if not p.remote_address]
+    exact = [
+        p
+        for p in ours
+        if (p.remote_address and matches(p.remote_address, remote_ip))
+        or (p.remote_host and any(matches(a, remote_ip) for a in resolved.get(p.name, ())))
+    ]
+    return exact + [p for p in ours if not p.can_initiate]

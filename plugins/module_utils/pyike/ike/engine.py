@@ -20,21 +20,20 @@ import logging
 import os
 import struct
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..crypto.ke import new_key_exchange
 from ..crypto.sk import IvStream
 from ..ids import ExchangeType
-from ..selectors import describe
 from ..text import printable
 from ..wire.codec import enum_name
 from ..wire.errors import WireError
 from ..wire.message import decode_message
-from . import admission, duplicates, lifetimes, timers
+from . import admission, duplicates, lifetimes, restarts, timers
 from .cookies import CookieJar, HalfOpenGuard
-from .events import Address, Failure, IkeSaDown, IkeSaUp, SendDatagram, SendKeepalive
+from .describe import describe_sa
+from .events import Address, Failure, IkeSaDown, IkeSaUp, ResolvePeer, SendDatagram, SendKeepalive
 from .fragments import FragmentBudget, Reassembler
-from .identity import identity_text
 from .impair import Impair
 from .manager import TaskManager
 from .policy import ChildPolicy, IkePolicy, policy_signature
@@ -43,6 +42,7 @@ from .tasks import ike_reauth
 from .tasks.child_create import ChildCreate
 from .tasks.child_delete import delete_child, remove_child
 from .tasks.child_rekey import ChildRekey
+from .tasks.ike_auth import IkeAuth
 from .tasks.ike_delete import delete_ike_sa
 from .tasks.ike_init import ZERO_SPI, IkeInit
 from .tasks.ike_rekey import IkeRekey
@@ -96,9 +96,15 @@ class Engine:
         self.half_open: Dict[Tuple[bytes, str], IkeSa] = {}  # responder: (SPIi, peer ip) -> SA
         self.events: List[object] = []
         self.counters: Dict[str, int] = {}
-        # (connection, child or None) -> when to initiate it again: dpd_action restart, a Child SA the peer
-        # refused for now (TEMPORARY_FAILURE, §2.25)
+        # (connection, child or None) -> when to initiate it again (restarts.py): dpd_action restart,
+        # close_action start, a Child SA the peer refused for now (TEMPORARY_FAILURE, §2.25), a peer's DNS
+        # name that did not resolve
         self.restarts: Dict[Tuple[str, Optional[str]], float] = {}
+        self.close_backoff = restarts.Backoff(restarts.RESTART_DELAY, restarts.MAX_CLOSE_DELAY)
+        self.resolve_backoff = restarts.Backoff(restarts.RESOLVE_RETRY, restarts.MAX_RESOLVE_RETRY)
+        # connection -> the addresses its peer's DNS name resolved to last (the runtime says); a responder
+        # accepts IKE_SA_INIT for it from these (admission.candidates)
+        self.peer_addresses: Dict[str, Tuple[str, ...]] = {}
         self.fragment_size = fragment_size  # RFC 7383 §2.5.1: 1280 is safe on every path
         self.fragment_budget = FragmentBudget()
         self.cookies = CookieJar(self.random_bytes, 0.0)
@@ -209,7 +215,7 @@ class Engine:
     def drop_sa(self, sa: IkeSa, reason: str, quiet: bool = False, now: Optional[float] = None) -> None:
         if sa.state == DEAD:
             return
-        timers.restart_after(self, sa, reason, now)
+        restarts.after_drop(self, sa, reason, now)
         ike_reauth.on_dropped(sa, now)
         was_up = sa.up
         for child in list(sa.children):
@@ -225,37 +231,68 @@ class Engine:
             self.emit(IkeSaDown(sa.policy.name, sa.key, reason))
 
     # --- commands ---------------------------------------------------------------------------------------
-    def initiate(self, conn: str, child: Optional[str], now: float) -> str:
-        """Start an IKE SA for `conn` (with its first Child SA); returns the IKE SA's key."""
+    def initiate(self, conn: str, child: Optional[str], now: float, remote_ip: Optional[str] = None) -> str:
+        """Start an IKE SA for `conn` (with its first Child SA, or `child`), or add `child` to the IKE SA
+        the connection has; returns the IKE SA's key. A peer given as a DNS name is resolved first: without
+        `remote_ip` the engine asks the runtime (ResolvePeer) and returns "", and the runtime calls again
+        with the address it found (or `resolve_failed`)."""
         self.clock = now
         policy = self.policies.get(conn)
         if policy is None:
             raise KeyError("no connection named %r" % conn)
-        if policy.remote_address is None:
+        if not policy.can_initiate:
             raise ValueError("connection %r has remote address %%any: it can only respond" % conn)
         child_policy = self._child_policy(policy, child)
+        sa = self.current_sa(conn)
+        if sa is not None:
+            # Already up or coming up: never a second IKE SA. A child that is not there yet is added with
+            # CREATE_CHILD_SA (§1.3.1), once the IKE SA is up if it is still coming up.
+            wanted = child_policy.name if child_policy is not None else None
+            if wanted and wanted not in self._children_of(sa) and (sa.state == ESTABLISHED or sa.initiator):
+                sa.tasks.initiate(ChildCreate(self, sa, child_policy), now)
+            return sa.key
+        if remote_ip is None and policy.remote_address is None:
+            self.emit(ResolvePeer(conn, child_policy.name if child_policy else None, policy.remote_host))
+            return ""
+        if remote_ip is not None and policy.remote_host:
+            restarts.resolved(self, conn)
+        return self.initiate_sa(policy, child_policy, now, remote_ip).key
+
+    def current_sa(self, conn: str) -> Optional[IkeSa]:
+        """The IKE SA that `initiate` would use for `conn` (the newest up or coming up), if any."""
         current = [sa for sa in self.sas.values() if sa.reauth_by is None and sa.retiring is None]
         for sa in sorted(current, key=lambda sa: sa.created_at, reverse=True):  # the newest first
             if sa.policy.name == conn and sa.state in (CONNECTING, AUTHENTICATING, ESTABLISHED):
-                # Already up or coming up: never a second IKE SA. A child that is not there yet is added
-                # with CREATE_CHILD_SA (§1.3.1).
-                wanted = child_policy.name if child_policy is not None else None
-                underway = [
-                    t.policy.name for t in sa.tasks.tasks() if isinstance(t, ChildCreate) and t.policy
-                ]
-                if (
-                    sa.state == ESTABLISHED
-                    and wanted
-                    and not any(c.name == wanted for c in sa.children)
-                    and wanted not in underway
-                ):
-                    sa.tasks.initiate(ChildCreate(self, sa, child_policy), now)
-                return sa.key
-        return self.initiate_sa(policy, child_policy, now).key
+                return sa
+        return None
+
+    @staticmethod
+    def _children_of(sa: IkeSa) -> List[str]:
+        """The Child SAs `sa` has or is negotiating (in IKE_SA_INIT/IKE_AUTH or CREATE_CHILD_SA)."""
+        names = [child.name for child in sa.children]
+        for task in sa.tasks.tasks():
+            if isinstance(task, ChildCreate) and task.policy is not None:
+                names.append(task.policy.name)
+            elif isinstance(task, IkeInit) and task.child is not None:
+                names.append(task.child.name)
+            elif isinstance(task, IkeAuth) and task.child is not None and task.child.policy is not None:
+                names.append(task.child.policy.name)
+        return names
+
+    def resolve_failed(self, conn: str, children: Iterable[Optional[str]], host: str, reason: str,
+                       now: float) -> None:  # fmt: skip
+        """The runtime could not resolve `host` (ResolvePeer) for `children`: a Failure, another try later."""
+        self.clock = now
+        restarts.resolve_failed(self, conn, children, host, reason, now)
+
+    def set_peer_addresses(self, conn: str, addresses: Tuple[str, ...]) -> None:
+        """What `conn`'s peer name resolved to last: the addresses a responder accepts it from."""
+        self.peer_addresses[conn] = tuple(addresses)
 
     def terminate(self, conn: str, now: float) -> int:
-        """Delete every IKE SA of `conn` (§1.4.1); returns how many were found."""
+        """Delete every IKE SA of `conn` (§1.4.1), and cancel its restarts; returns how many were found."""
         self.clock = now
+        restarts.cancel(self, conn)
         found = [sa for sa in self.sas.values() if sa.policy.name == conn and sa.state != DEAD]
         for sa in found:
             if sa.state == ESTABLISHED:
@@ -272,6 +309,8 @@ class Engine:
             new = policies.get(name)
             if new is None or policy_signature(new) != policy_signature(old):
                 self.terminate(name, now)
+            if new is None or new.remote_host != old.remote_host:
+                self.peer_addresses.pop(name, None)
         self.policies = dict(policies)
 
     def rekey_child(self, conn: str, child_name: Optional[str], now: float) -> int:
@@ -355,12 +394,7 @@ class Engine:
     def tick(self, now: float) -> None:
         self.clock = now
         self.events.extend(self.impair.release(now))
-        for (conn, child), at in list(self.restarts.items()):
-            if now >= at:
-                del self.restarts[(conn, child)]
-                policy = self.policies.get(conn)
-                if policy is not None and (child is None or child in policy.children):
-                    self.initiate(conn, child, now)
+        restarts.run(self, now)
         for sa in list(self.sas.values()):
             try:
                 self._tick_sa(sa, now)
@@ -424,7 +458,7 @@ class Engine:
             sa.tasks.on_request(message, local, remote, now)
 
     def responder_candidates(self, local_ip: str, remote_ip: str) -> List[IkePolicy]:
-        return admission.candidates(self.policies.values(), local_ip, remote_ip)
+        return admission.candidates(self.policies.values(), local_ip, remote_ip, self.peer_addresses)
 
     def _child_policy(self, policy: IkePolicy, child: Optional[str]) -> Optional[ChildPolicy]:
         if child is None:
@@ -435,39 +469,4 @@ class Engine:
 
     # --- introspection ----------------------------------------------------------------------------------
     def describe_sas(self, now: float) -> List[dict]:
-        return [_describe(sa, now) for sa in self.sas.values()]
-
-
-def _describe(sa: IkeSa, now: float) -> dict:
-    return {
-        "name": sa.policy.name,
-        "ike_sa": sa.key,
-        "state": str(sa.state),
-        "initiator": sa.initiator,
-        "local_address": "%s[%d]" % sa.local,
-        "remote_address": "%s[%d]" % sa.remote,
-        "local_id": identity_text(sa.policy.local_id),
-        "remote_id": identity_text(sa.peer_id) if sa.peer_id else "",
-        "auth": sa.policy.auth,
-        "remote_auth": sa.peer_auth,
-        "remote_cert": sa.peer_cert,
-        "spi_i": sa.spi_i.hex(),
-        "spi_r": sa.spi_r.hex(),
-        "proposal": sa.proposal_text,
-        "nat": {"local": sa.local_behind_nat, "remote": sa.remote_behind_nat, "encap": sa.encap},
-        "established_seconds": None if sa.established_at is None else round(now - sa.established_at, 3),
-        "children": [
-            {
-                "name": child.name,
-                "state": str(child.state),
-                "spi_in": "%08x" % child.spi_in,
-                "spi_out": "%08x" % child.spi_out,
-                "proposal": child.proposal,
-                "local_ts": describe(child.local_ts),
-                "remote_ts": describe(child.remote_ts),
-                "encap": child.encap,
-                "installed_seconds": round(now - child.established_at, 3),
-            }
-            for child in sa.children
-        ],
-    }
+        return [describe_sa(sa, now) for sa in self.sas.values()]

@@ -118,3 +118,33 @@ class Failure:
     conn: str
     what: str
     reason: str
+
+
+@dataclass
+class ResolvePeer:
+    """Connection `conn` (peer given as the DNS name `host`) is to initiate a new IKE SA for `child`: resolve
+    the name, then call `Engine.initiate(conn, child, now, remote_ip=...)`, or `Engine.resolve_failed`."""
+
+    conn: str
+    child: Optional[str]
+    host: str
+
+
+@dataclass
+class InstallTrap:
+    """Install a trap for `conn`/`child` (close_action or dpd_action trap): routes and a policy without an
+    SA, so that the next matching packet initiates the child again (RFC 4301 §4.4.1, §5.1)."""
+
+    conn: str
+    child: str
+    origin: str  # close_action or dpd_action
+    reason: str
+
+
+@dataclass
+class PeerUnmatched:
+    """An IKE_SA_INIT from `remote` to `local` matched no connection while some connection names its peer
+    by a DNS name: the runtime may resolve those names again (the peer's address may have changed)."""
+
+    local: Address
+    remote: Address

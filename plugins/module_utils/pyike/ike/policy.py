@@ -25,7 +25,8 @@ class ChildPolicy:
     local_ts: List[TrafficSelector]
     remote_ts: List[TrafficSelector]
     esp_proposals: List[ProposalSpec]
-    start_action: str = "none"
+    start_action: str = "none"  # none | start | trap (the runtime acts on it at load)
+    close_action: str = "none"  # none | trap | start: when the peer closes it (restarts.py)
     rekey_time: float = 3600.0  # seconds; 0 disables rekeying
     life_bytes: int = 0  # hard volume limits (RFC 4301 §4.4.2.1); 0: none, or rekey_* + 10%
     life_packets: int = 0
@@ -37,7 +38,7 @@ class ChildPolicy:
 class IkePolicy:
     name: str
     local_address: str
-    remote_address: Optional[str]  # None: any peer may connect (responder only)
+    remote_address: Optional[str]  # None: any peer may connect (responder only), or see remote_host
     local_id: Identity
     remote_id: Optional[Identity]  # None: accept any identity that authenticates
     psk: bytes = field(repr=False)
@@ -48,7 +49,10 @@ class IkePolicy:
     remote_port: int = 500
     rekey_time: float = 14400.0  # IKE SA, seconds; 0 disables rekeying
     reauth_time: float = 0.0  # seconds until a make-before-break reauthentication (§2.8.3); 0: never
-    dpd_action: str = "clear"  # clear | restart
+    dpd_action: str = "clear"  # clear | restart | trap
+    # A peer given as a DNS name (remote_address None): the runtime resolves it for each new IKE SA we
+    # initiate (events.ResolvePeer) and tells the engine what it found (Engine.peer_addresses).
+    remote_host: Optional[str] = None
     auth: str = "psk"  # psk (RFC 7296 §2.15 shared key MIC) | pubkey (certificates, RFC 7427)
     # auth pubkey: our crypto.certs.LocalCredential (certificate, chain, private key never shown),
     # the CA certificates that verify the peer, and how we sign (signature: RFC 7427 | classic).
@@ -57,7 +61,16 @@ class IkePolicy:
     auth_method: str = "signature"
 
     def __repr__(self) -> str:
-        return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_address or "%any")
+        return "IkePolicy(%s: %s -> %s)" % (self.name, self.local_address, self.remote_text)
+
+    @property
+    def remote_text(self) -> str:
+        """The configured peer: an address, a DNS name or %any."""
+        return self.remote_address or self.remote_host or "%any"
+
+    @property
+    def can_initiate(self) -> bool:
+        return bool(self.remote_address or self.remote_host)
 
 
 def policy_from_config(conn: Any) -> IkePolicy:
@@ -69,6 +82,7 @@ def policy_from_config(conn: Any) -> IkePolicy:
             remote_ts=list(child.remote_ts),
             esp_proposals=list(child.esp_proposals),
             start_action=child.start_action,
+            close_action=str(getattr(child, "close_action", "none")),
             rekey_time=float(child.rekey_time),
             life_bytes=int(child.life_bytes),
             life_packets=int(child.life_packets),
@@ -98,6 +112,7 @@ def policy_from_config(conn: Any) -> IkePolicy:
         rekey_time=float(conn.rekey_time),
         reauth_time=float(conn.reauth_time),
         dpd_action=str(getattr(conn, "dpd_action", "clear")),
+        remote_host=getattr(conn.remote, "dns_name", None),
         auth=str(getattr(conn, "auth", "psk")),
         credential=getattr(conn, "credential", None),
         ca_certs=list(getattr(conn, "ca_certs", ())),
@@ -129,6 +144,7 @@ def policy_signature(policy: IkePolicy) -> tuple:
     return (
         policy.local_address,
         policy.remote_address,
+        policy.remote_host,
         policy.local_id,
         policy.remote_id,
         policy.psk,

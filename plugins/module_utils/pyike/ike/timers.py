@@ -1,12 +1,11 @@
 """The timers of an established IKE SA, and what starts when they are due: Child SA rekeys and deletes
 (RFC 7296 §2.8, §1.4.1), an IKE SA rekey (§2.18), reauthentication (§2.8.3), dead peer detection (§1.4,
-§2.4), volume limits reported by the runtime (RFC 4301 §4.4.2.1), and dpd_action restart. lifetimes.py
-says when; this module starts the tasks."""
+§2.4) and volume limits reported by the runtime (RFC 4301 §4.4.2.1). lifetimes.py says when; this module
+starts the tasks (restarts.py: what the engine initiates again by itself)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from . import lifetimes
 from .sa import ESTABLISHED, INSTALLED, REKEYED, REKEYING, ChildSa, IkeSa
@@ -18,7 +17,6 @@ from .tasks.ike_rekey import IkeRekey
 
 log = logging.getLogger("pyike.ike")
 
-RESTART_DELAY = 2.0  # dpd_action restart: seconds before initiating again
 HARD_LIMIT_GRACE = 2.0  # seconds a rekey in flight may take after the hard limit was reached
 
 
@@ -82,12 +80,3 @@ def volume_reached(engine, sa: IkeSa, child: ChildSa, hard: bool, now: float, wh
     )
     sa.tasks.initiate(ChildRekey(engine, sa, child), now)
     return True
-
-
-def restart_after(engine, sa: IkeSa, reason: str, now: Optional[float]) -> None:
-    """dpd_action restart: initiate (repeatedly) again until the peer is back."""
-    policy = engine.policies.get(sa.policy.name)
-    if policy is None or policy.dpd_action != "restart" or not policy.remote_address or now is None:
-        return
-    if reason == "peer not responding":
-        engine.restarts[(policy.name, None)] = now + RESTART_DELAY

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -21,8 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..config.errors import ConfigError
 from ..config.load import load_config
 from ..crypto.certs import as_utc, not_valid_after, not_valid_before, subject_text
-from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
-from ..ids import IntegId
+from ..esp import OutboundSA
 from ..ike.engine import Engine, RetransmitPolicy
 from ..ike.events import (
     ChildSaDown,
@@ -36,9 +34,12 @@ from ..ike.events import (
 )
 from ..ike.impair import Impair
 from ..ike.policy import IkePolicy, policy_from_config
-from ..selectors import address_ranges
-from .control import ControlError, ControlServer, bool_arg, check_args, seconds_arg, text_arg
+from .actions import ConnectionActions
+from .commands import DEFAULT_INITIATE_WAIT, MAX_INITIATE_WAIT, Commands
+from .control import ControlError, ControlServer
 from .dataplane import Dataplane
+from .errors import describe_error
+from .installer import INBOUND_LINGER, ChildSaInstaller, _local_address_in
 from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
@@ -47,41 +48,22 @@ from .udp import RawEspEndpoint, dual_stack_wanted, open_endpoints, raw_esp_addr
 log = logging.getLogger("pyike.daemon")
 
 SEQUENCE_POLL_INTERVAL = 5.0  # seconds between checks of every SA's sequence-number limit
-# An inbound SA replaced by a rekey accepts packets this much longer: ESP (raw socket) and IKE (UDP)
-# arrive on different sockets, so the peer's last packets on the old SA may be read after the DELETE
-# exchange that removed it. The peer sends nothing new on it; replays are still refused. strongSwan keeps
-# such SAs 5 s (charon.delete_rekeyed_delay); 2 s lost nothing in the lab's rekey-under-load runs.
-INBOUND_LINGER = 2.0
 FLUSH_ROUNDS = (
     8  # engine events answered by engine calls (a failed install) queue more; the rest waits a tick
 )
-DEFAULT_INITIATE_WAIT = 10.0  # seconds `initiate` waits for the Child SA unless told otherwise
-MAX_INITIATE_WAIT = 600.0  # a waiting `initiate` holds a control connection (control.MAX_CONNECTIONS)
+__all__ = [
+    "DEFAULT_INITIATE_WAIT",
+    "INBOUND_LINGER",
+    "MAX_INITIATE_WAIT",
+    "Daemon",
+    "describe_error",
+    "impair_refusal",
+    "run_daemon",
+]
 
 
 class StartError(Exception):
     """A step of the daemon's start failed; str() names the step and the cause."""
-
-
-def describe_error(exc: BaseException) -> str:
-    """An exception as one line that is never empty: its message, or its type and where it was
-    raised (asyncio's and concurrent.futures' TimeoutError, for one, have no message)."""
-    text = str(exc).strip()
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is None:
-        text = exc.strerror  # without the "[Errno N]" prefix; our own OSErrors say what failed
-    if not text:
-        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        origin = ""
-        if where:
-            origin = " (raised in %s:%d, %s)" % (
-                os.path.basename(where[0].filename),
-                where[0].lineno,
-                where[0].name,
-            )
-        return "%s without a message%s" % (type(exc).__name__, origin)
-    if isinstance(exc, (OSError, ControlError, ConfigError)):
-        return text
-    return "%s: %s" % (type(exc).__name__, text)
 
 
 @contextlib.contextmanager
@@ -118,7 +100,7 @@ def _policies(config: Any, raw_esp: bool = True) -> Dict[str, IkePolicy]:
     return policies
 
 
-class Daemon:
+class Daemon(Commands, ChildSaInstaller):
     def __init__(self, config_path: str, config: Any, allow_impair: bool = False):
         self.config_path = config_path
         self.config = config
@@ -146,6 +128,10 @@ class Daemon:
         self._started = time.monotonic()
         self._ipr: Optional[Netlink] = None  # address look-ups, opened on first use
         self.event_errors = 0  # engine events the daemon failed to act on (each logged with its SA)
+        # start_action, traps, acquires and peers given as DNS names (actions.py)
+        self.actions = ConnectionActions(
+            self, lambda selectors: _local_address_in(selectors, self._netlink())
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -174,6 +160,7 @@ class Daemon:
         self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
         self.dataplane.limits.on_limit = self._on_volume_limit
         self.dataplane.start(loop)
+        self.actions.start(loop)
         self.control = ControlServer(settings.control_socket, self._handlers())
         with _start_step("control socket %s" % settings.control_socket):
             await self.control.start()
@@ -209,6 +196,7 @@ class Daemon:
         await asyncio.sleep(0.2)  # let DELETE requests leave
         timer.cancel()
         poll.cancel()
+        self.actions.close()
         await self.control.close()
         self.dataplane.close()
         routes.cleanup()
@@ -220,19 +208,15 @@ class Daemon:
         return status
 
     def _start_actions(self) -> None:
-        now = time.monotonic()
-        for name, policy in self.engine.policies.items():
-            for child in policy.children.values():
-                if child.start_action == "start":
-                    try:
-                        self.engine.initiate(name, child.name, now)
-                    except (KeyError, ValueError) as exc:
-                        log.error("cannot start %s/%s: %s", name, child.name, exc)
+        self.actions.apply_start_actions()
         self._flush()
 
     async def _timer(self) -> None:
         while True:
-            deadlines = [d for d in (self.engine.next_deadline(), self._linger_deadline()) if d is not None]
+            traps = self.actions.traps
+            deadlines = [self.engine.next_deadline(), self._linger_deadline()]
+            deadlines.append(traps.next_deadline() if traps is not None else None)
+            deadlines = [d for d in deadlines if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -242,6 +226,8 @@ class Daemon:
             self.engine.tick(time.monotonic())
             self._flush(wake_timer=False)
             self._expire_lingering(time.monotonic())
+            if traps is not None:
+                traps.expire(time.monotonic())
 
     async def _poll_sequence_limits(self) -> None:
         """Byte and packet limits are checked after every batch; sequence numbers need a look now and then."""
@@ -313,130 +299,20 @@ class Daemon:
             )
         elif isinstance(event, IkeSaDown):
             log.info("%s: IKE SA %s down: %s", event.conn, event.ike_sa, event.reason)
+        else:
+            self.actions.act_on(event)
 
     def _failed(self, failure: Failure) -> None:
         """Keep a failure for `stats` and tell whoever waits for its connection in `initiate`."""
         self.failures.append((time.monotonic(), failure))
         del self.failures[:-50]
         self._resolve(failure.conn, None, error=failure)
-
-    def _remove(self, event: ChildSaDown) -> None:
-        """One SA pair goes; the dataplane child (policy, routes) only with the last SA pair sharing it."""
-        child_id = self._children.pop(event.spi_in, None)
-        gone = self._outbound.pop(event.spi_in, None)
-        if child_id is None:
-            return
-        # Not event.replaced: that counts twins in a parallel IKE SA (reauthentication), which are
-        # dataplane children of their own; here only the SAs of this dataplane child matter.
-        others = [spi for spi, other in self._children.items() if other == child_id]
-        if not others:
-            self.dataplane.remove_child(child_id)
-            return
-        if gone is not None and self.dataplane.outbound_of(child_id) is gone[1]:
-            # The engine moves the traffic first; should it not have, send through the newest SA left.
-            log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
-            self._switch_outbound(others[-1])
-        self._lingering.append((time.monotonic() + INBOUND_LINGER, child_id, event.spi_in))
-
-    def _linger_deadline(self) -> Optional[float]:
-        return min(at for at, _child_id, _spi in self._lingering) if self._lingering else None
-
-    def _expire_lingering(self, now: float) -> None:
-        """Remove the replaced inbound SAs whose INBOUND_LINGER is over (with their child, if it went)."""
-        keep = []
-        for at, child_id, spi in self._lingering:
-            if at > now:
-                keep.append((at, child_id, spi))
-            elif child_id in self.dataplane.children:
-                self.dataplane.remove_inbound(child_id, spi)
-        self._lingering = keep
-
-    def _install(self, event: ChildSaUp) -> None:
-        integ = event.integ_id if event.integ_id else IntegId.NONE
-        # the dataplane enforces address ranges; selectors of other TS types mean nothing to it
-        local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
-        try:
-            outbound = OutboundSA(
-                event.spi_out,
-                make_cipher(event.encr_id, event.encr_key_out, integ, event.integ_key_out),
-                event.esn,
-            )
-            inbound = InboundSA(
-                event.spi_in,
-                make_cipher(event.encr_id, event.encr_key_in, integ, event.integ_key_in),
-                event.esn,
-                selectors=SelectorSet(local_ts, remote_ts),
-            )
-            if event.rekey_of is not None and event.rekey_of in self._children:
-                self._install_rekeyed(event, outbound, inbound)
-                self._watch(event, outbound, inbound)
-                return
-            child_id = "%s/%s/%08x" % (event.conn, event.child, event.spi_in)
-            self.dataplane.install_child(
-                child_id,
-                outbound,
-                inbound,
-                local_ts,
-                remote_ts,
-                event.remote,
-                event.encap,
-                local=event.local[0],
-                route_source=_local_address_in(event.local_ts, self._netlink()),
-            )
-        except (OSError, ValueError) as exc:
-            log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
-            # The peer believes the Child SA is up: the engine reports the failure and deletes it.
-            self.engine.child_install_failed(event.spi_in, describe_error(exc), time.monotonic())
-            return
-        self._children[event.spi_in] = child_id
-        self._outbound[event.spi_in] = (child_id, outbound, event.remote)
-        self._watch(event, outbound, inbound)
-        log.info(
-            "%s/%s: CHILD_SA installed, SPIs %08x_i %08x_o, %s",
-            event.conn,
-            event.child,
-            event.spi_in,
-            event.spi_out,
-            "ESP in UDP" if event.encap else "ESP",
-        )
-        self._resolve(event.conn, event.child)
-
-    def _watch(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
-        if event.limits is not None:
-            self.dataplane.watch(inbound, event.spi_in, event.limits)
-            self.dataplane.watch(outbound, event.spi_in, event.limits)
+        self.actions.failed(failure)
 
     def _netlink(self) -> Netlink:
         if self._ipr is None:
             self._ipr = Netlink()  # pyroute2 on its own thread: it cannot run inside our event loop
         return self._ipr
-
-    def _install_rekeyed(self, event: ChildSaUp, outbound: OutboundSA, inbound: InboundSA) -> None:
-        """Make-before-break (RFC 7296 §2.8): new inbound SA first, the outbound switch now or later."""
-        child_id = self._children[event.rekey_of]
-        self.dataplane.add_inbound(child_id, inbound)
-        self._children[event.spi_in] = child_id
-        self._outbound[event.spi_in] = (child_id, outbound, event.remote)
-        if event.outbound:
-            self.dataplane.switch_outbound(child_id, outbound, event.remote)
-        log.info(
-            "%s/%s: CHILD_SA SPIs %08x_i %08x_o join %08x_i (%s)",
-            event.conn,
-            event.child,
-            event.spi_in,
-            event.spi_out,
-            event.rekey_of,
-            "sending now" if event.outbound else "sending later",
-        )
-        self._resolve(event.conn, event.child)
-
-    def _switch_outbound(self, spi_in: int) -> None:
-        """Send through the outbound SA installed with inbound SPI `spi_in` (make-before-break)."""
-        waiting = self._outbound.get(spi_in)
-        if waiting is not None:
-            child_id, outbound, remote = waiting
-            if self.dataplane.outbound_of(child_id) is not outbound:
-                self.dataplane.switch_outbound(child_id, outbound, remote)
 
     def _resolve(self, conn: str, child: Optional[str], error: Optional[Failure] = None) -> None:
         for waiter in list(self._waiters):
@@ -444,115 +320,6 @@ class Daemon:
             if name == conn and (error is not None or wanted_child in (None, child)) and not future.done():
                 future.set_result(error)
                 self._waiters.remove(waiter)
-
-    # --- control commands --------------------------------------------------------------------
-    def _handlers(self):
-        return {
-            "list-conns": self._list_conns,
-            "list-sas": self._list_sas,
-            "initiate": self._initiate,
-            "terminate": self._terminate,
-            "rekey": self._rekey,
-            "reload": self._reload_command,
-            "stats": self._stats,
-        }
-
-    async def _list_conns(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
-        check_args("list-conns", args, ())
-        return [
-            {
-                "name": name,
-                "local_address": policy.local_address,
-                "remote_address": policy.remote_address or "%any",
-                "children": sorted(policy.children),
-            }
-            for name, policy in sorted(self.engine.policies.items())
-        ]
-
-    async def _list_sas(self, args: Dict[str, Any]) -> List[Dict[str, Any]]:
-        check_args("list-sas", args, ())
-        sas = self.engine.describe_sas(time.monotonic())
-        for ike in sas:
-            for child in ike["children"]:
-                child_id = self._children.get(int(child["spi_in"], 16))
-                stats = self.dataplane.child_stats(child_id) if child_id else {}
-                for key in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
-                    child[key] = stats.get(key, 0)
-        return sas
-
-    async def _initiate(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("initiate", args, ("conn", "child", "wait"))
-        conn, child = text_arg(args, "conn"), text_arg(args, "child", required=False)
-        wait = seconds_arg(args, "wait", DEFAULT_INITIATE_WAIT, 0.0, MAX_INITIATE_WAIT)
-        if self._child_installed(conn, child):
-            return {"message": "%s is already up" % conn}
-        future = asyncio.get_running_loop().create_future()
-        waiter = (conn, child, future)
-        self._waiters.append(waiter)
-        try:
-            try:
-                self.engine.initiate(conn, child, time.monotonic())
-            except (KeyError, ValueError) as exc:
-                raise ControlError(str(exc).strip("'\"")) from None
-            self._flush()
-            try:
-                error = await asyncio.wait_for(future, wait)
-            except asyncio.TimeoutError:
-                raise ControlError(
-                    "%s did not come up within %gs (retransmits continue in the background)" % (conn, wait)
-                ) from None
-        finally:
-            if waiter in self._waiters:  # timed out, refused, or the client went away
-                self._waiters.remove(waiter)
-        if error is not None:
-            raise ControlError("%s: %s failed: %s" % (conn, error.what, error.reason))
-        return {
-            "message": "initiate completed successfully: %s%s is up" % (conn, "/" + child if child else "")
-        }
-
-    def _child_installed(self, conn: str, child: Optional[str]) -> bool:
-        for ike in self.engine.describe_sas(time.monotonic()):
-            if ike["name"] == conn and ike["state"] == "ESTABLISHED":
-                if any(child in (None, c["name"]) for c in ike["children"]):
-                    return True
-        return False
-
-    async def _terminate(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("terminate", args, ("conn",))
-        conn = text_arg(args, "conn")
-        if conn not in self.engine.policies:
-            raise ControlError("no connection named %r" % conn)
-        count = self.engine.terminate(conn, time.monotonic())
-        self._flush()
-        return {"message": "terminated %d IKE SA(s) of %s" % (count, conn)}
-
-    async def _rekey(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("rekey", args, ("conn", "child", "ike", "reauth"))
-        conn, child = text_arg(args, "conn"), text_arg(args, "child", required=False)
-        ike, reauth = bool_arg(args, "ike"), bool_arg(args, "reauth")
-        if conn not in self.engine.policies:
-            raise ControlError("no connection named %r" % conn)
-        now = time.monotonic()
-        if reauth:
-            count = self.engine.reauthenticate(conn, now)
-            self._flush()
-            if not count:
-                raise ControlError("%s has no established IKE SA to reauthenticate" % conn)
-            return {"message": "reauthenticating %d IKE SA(s) of %s" % (count, conn)}
-        if ike:
-            count = self.engine.rekey_ike(conn, now)
-            what = "IKE SA"
-        else:
-            count = self.engine.rekey_child(conn, child, now)
-            what = "Child SA"
-        self._flush()
-        if not count:
-            raise ControlError("%s has no established %s to rekey" % (conn, what))
-        return {"message": "rekeying %d %s(s) of %s" % (count, what, conn)}
-
-    async def _reload_command(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("reload", args, ())
-        return await self._reload(raise_errors=True)
 
     async def _reload(self, raise_errors: bool = False) -> Dict[str, Any]:
         try:
@@ -584,30 +351,6 @@ class Daemon:
         )
         log.info(message)
         return {"message": message}
-
-    async def _stats(self, args: Dict[str, Any]) -> Dict[str, Any]:
-        check_args("stats", args, ())
-        return {
-            "uptime_seconds": round(time.monotonic() - self._started, 1),
-            "event_errors": self.event_errors,
-            "control": {
-                "active": self.control.active if self.control else 0,
-                "busy_refusals": self.control.busy_refusals if self.control else 0,
-            },
-            "ike": dict(self.engine.counters),
-            "ike_sas": len(self.engine.sas),
-            "half_open": self.engine.guard.describe(),  # RFC 7296 §2.6 flood protection
-            "dataplane": self.dataplane.stats(),
-            "recent_failures": [
-                {
-                    "conn": f.conn,
-                    "what": f.what,
-                    "reason": f.reason,
-                    "seconds_ago": round(time.monotonic() - at, 1),
-                }
-                for at, f in self.failures[-10:]
-            ],
-        }
 
 
 def _check_own_certificates(config: Any, now: Optional[float] = None) -> List[str]:
@@ -646,24 +389,6 @@ def _no_redirects(ifname: str) -> None:
                 handle.write("0\n")
         except OSError as exc:
             log.debug("cannot turn off ICMP redirects on %s: %s", name, exc)
-
-
-def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
-    """An address of this host inside our side's selectors, as the source for tunnel routes
-    (traffic the gateway itself sends then matches the policy, as strongSwan does)."""
-    try:
-        addresses = netlink.call(
-            lambda ipr: [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
-        )
-    except (OSError, ValueError, RuntimeError):
-        return None
-    for address in addresses:
-        if any(
-            ts.version == address.version and ts.start <= int(address) <= ts.end
-            for ts in address_ranges(selectors)
-        ):
-            return str(address)
-    return None
 
 
 def impair_refusal(config: Any, allow_impair: bool) -> str:

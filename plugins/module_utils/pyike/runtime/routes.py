@@ -8,6 +8,10 @@ network carry a source inside the local traffic selector.
 Everything is idempotent: ``add`` replaces an equal route, ``remove`` ignores a missing one, and
 :meth:`RouteManager.cleanup` removes exactly what this manager added (the rule too, if it added
 it and no route is left in the table).
+
+The kernel keeps one route per destination in the table, while several users (a trap, the Child
+SAs of its connection) may want one with different preferred sources: the manager counts users per
+destination and source, and the route carries a source as long as some user asked for one.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class RouteManager:
         self.rule_priority = rule_priority if table != RT_TABLE_MAIN else None
         self._netlink = netlink or Netlink()
         self._own_netlink = netlink is None
-        self._routes: Dict[Tuple[str, Optional[str]], int] = {}
+        self._routes: Dict[str, Dict[Optional[str], int]] = {}  # destination -> source -> users
+        self._installed: Dict[str, Optional[str]] = {}  # destination -> the source its kernel route has
         self._rules_added: List[int] = []
 
     def close(self) -> None:
@@ -62,7 +67,7 @@ class RouteManager:
 
     @property
     def routes(self) -> List[Tuple[str, Optional[str]]]:
-        return sorted(self._routes, key=str)
+        return sorted(((net, src) for net, users in self._routes.items() for src in users), key=str)
 
     # --- netlink requests (run on the netlink thread) ------------------------------------------
     def _ensure_rule(self, family: int) -> None:
@@ -113,11 +118,33 @@ class RouteManager:
     def add(self, destination: Network, source: Optional[str] = None) -> None:
         """Route ``destination`` (CIDR) into the device, preferring ``source`` as our address."""
         network = ipaddress.ip_network(destination, strict=False)
-        key = (str(network), source)
-        if key in self._routes:
-            self._routes[key] += 1
+        users = self._routes.get(str(network), {})
+        if users:
+            if source is not None and self._installed[str(network)] is None:
+                self._install(network, source)  # a source beats none; two different sources: the first stays
+            users[source] = users.get(source, 0) + 1
             return
         self._ensure_rule(socket.AF_INET6 if network.version == 6 else socket.AF_INET)
+        self._install(network, source)
+        self._routes[str(network)] = {source: 1}
+
+    def remove(self, destination: Network, source: Optional[str] = None) -> None:
+        """Drop one user; the route goes when the last user removes it, and loses a source no user
+        wants any more."""
+        network = ipaddress.ip_network(destination, strict=False)
+        users = self._routes.get(str(network), {})
+        if users.get(source, 0) > 1:
+            users[source] -= 1
+            return
+        users.pop(source, None)
+        if not users:
+            self._routes.pop(str(network), None)
+            self._installed.pop(str(network), None)
+            self._delete(network, source)
+        elif self._installed[str(network)] == source:
+            self._install(network, next((s for s in users if s is not None), None))
+
+    def _install(self, network: IpNetwork, source: Optional[str]) -> None:
         what = "route %s via %s (source %s, table %d)" % (network, self.ifname, source or "any", self.table)
         try:
             present = self._request("replace", network, source)
@@ -125,18 +152,7 @@ class RouteManager:
             raise RouteError(getattr(exc, "code", errno.EIO), "cannot add %s: %s" % (what, exc)) from None
         if not present:
             raise RouteError(errno.ENODEV, "cannot add %s: the device does not exist" % what)
-        self._routes[key] = 1
-
-    def remove(self, destination: Network, source: Optional[str] = None) -> None:
-        """Drop one reference; the route goes when the last user removes it."""
-        network = ipaddress.ip_network(destination, strict=False)
-        key = (str(network), source)
-        count = self._routes.get(key, 0)
-        if count > 1:
-            self._routes[key] = count - 1
-            return
-        self._routes.pop(key, None)
-        self._delete(network, source)
+        self._installed[str(network)] = source
 
     def _delete(self, network: IpNetwork, source: Optional[str]) -> None:
         try:
@@ -150,10 +166,10 @@ class RouteManager:
 
     def cleanup(self) -> None:
         """Remove every route (and the rule) this manager added; tolerant of a vanished device."""
-        for network, source in list(self._routes):
-            self._routes.pop((network, source), None)
+        for network in list(self._routes):
+            self._routes.pop(network, None)
             try:
-                self._delete(ipaddress.ip_network(network), source)
+                self._delete(ipaddress.ip_network(network), self._installed.pop(network, None))
             except RouteError:
                 pass
         priority, table = self.rule_priority, self.table

@@ -15,7 +15,7 @@ from typing import List, Optional
 from ...ids import ExchangeType, ProtocolId
 from ...wire.notify import DeletePayload
 from ...wire.payload import Payload
-from .. import duplicates
+from .. import duplicates, restarts
 from ..events import ChildSaDown
 from ..sa import CHILD_DELETING, ChildSa
 from .base import DONE, Task
@@ -39,8 +39,9 @@ def remove_child(engine, sa, child: ChildSa, reason: str) -> None:
     engine.emit(ChildSaDown(sa.policy.name, child.name, child.spi_in, child.spi_out, reason, replaced))
 
 
-def peer_deleted(engine, sa, payload: DeletePayload) -> List[bytes]:
-    """The peer's D(ESP): remove the Child SAs it names; returns our SPIs for the answer (§1.4.1)."""
+def peer_deleted(engine, sa, payload: DeletePayload, now: float) -> List[bytes]:
+    """The peer's D(ESP): remove the Child SAs it names; returns our SPIs for the answer (§1.4.1). A Child
+    SA that no rekey replaced gets its close_action (restarts.py)."""
     ours = []
     by_spi_out = {child.spi_out: child for child in sa.children}  # one look-up per SPI
     for spi in payload.spis:
@@ -52,6 +53,8 @@ def peer_deleted(engine, sa, payload: DeletePayload) -> List[bytes]:
         replacement = _replacement(sa, child)
         if replacement is not None and not replacement.outbound_active:
             duplicates.make_active(engine, sa, replacement)
+        if replacement is None:
+            restarts.peer_closed(engine, sa, child, now)
         remove_child(engine, sa, child, "rekeyed" if replacement is not None else "deleted by peer")
     return ours
 
