@@ -14,6 +14,7 @@ try:
     from ..pyike.config.errors import format_path
     from ..pyike.config.identity import IdentityError, parse_identity
     from ..pyike.config.load import decode_psk, psk_weakness
+    from ..pyike.config.peer_name import parse_peer_address
     from ..pyike.config.schema import MIN_PSK_OCTETS
     from ..pyike.config.validate import schema_violations, type_phrase
     from ..pyike.crypto.certs import (
@@ -34,6 +35,7 @@ except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a to
     from pyike.config.errors import format_path  # type: ignore[no-redef]
     from pyike.config.identity import IdentityError, parse_identity  # type: ignore[no-redef]
     from pyike.config.load import decode_psk, psk_weakness  # type: ignore[no-redef]
+    from pyike.config.peer_name import parse_peer_address  # type: ignore[no-redef]
     from pyike.config.schema import MIN_PSK_OCTETS  # type: ignore[no-redef]
     from pyike.config.validate import schema_violations, type_phrase  # type: ignore[no-redef]
     from pyike.crypto.certs import (  # type: ignore[no-redef]
@@ -71,6 +73,7 @@ __all__ = [
     "parse_certificates",
     "parse_config",
     "parse_identity",
+    "parse_peer_address",
     "parse_private_key",
     "parse_proposal",
     "psk_weakness",

@@ -50,11 +50,15 @@ def _endpoint(end: End, remote: bool, auth: str) -> Dict[str, Any]:
     return out
 
 
+DEFAULT_DPD_ACTIONS = {"start": "restart", "trap": "trap", "none": "clear"}
+
+
 def _dpd_action(tunnel: Tunnel, side: str, ike: Dict[str, Any]) -> str:
-    """The initiating (left) end restarts a dead tunnel by default; the responder waits for it."""
+    """The initiating (left) end brings a dead tunnel back by default (at once after a start, on the
+    next packet after a trap); the responder waits for it."""
     if side != "left" or not tunnel.right.reachable:
         return "clear"
-    return ike.get("dpd_action") or ("restart" if tunnel.start_action == "start" else "clear")
+    return ike.get("dpd_action") or DEFAULT_DPD_ACTIONS[tunnel.start_action]
 
 
 def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets: bool) -> Dict[str, Any]:
@@ -79,8 +83,9 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
     for key in ("rekey_time", "reauth_time", "dpd_delay"):
         if key in ike:
             conn[key] = ike[key]
-    if _dpd_action(tunnel, side, ike) == "restart":
-        conn["dpd_action"] = "restart"
+    dpd_action = _dpd_action(tunnel, side, ike)
+    if dpd_action != "clear":
+        conn["dpd_action"] = dpd_action
     if tunnel.encap is not None:
         conn["encap"] = tunnel.encap
     children: Dict[str, Any] = {}
@@ -92,6 +97,8 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
             "esp_proposals": list(esp.get("proposals") or ["default"]),
             "start_action": tunnel.start_action if side == "left" else "none",
         }
+        if side == "left" and tunnel.close_action != "none":
+            entry["close_action"] = tunnel.close_action
         for key in ("rekey_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets"):
             if key in esp:
                 entry[key] = esp[key]

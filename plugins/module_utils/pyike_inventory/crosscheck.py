@@ -88,8 +88,8 @@ def _check_connections(inv: Inventory) -> None:
 
 def _check_ends(inv: Inventory, tunnel: Tunnel) -> None:
     left, right = tunnel.left, tunnel.right
-    if not left.reachable or not right.reachable:
-        return
+    if not left.reachable or not right.reachable or left.named or right.named:
+        return  # a DNS name's family and addresses are known when the engine resolves it
     a, b = ipaddress.ip_address(left.address or ""), ipaddress.ip_address(right.address or "")
     if a.version != b.version:
         inv.add(

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -76,6 +77,17 @@ class End:
         return self.host is not None
 
     @property
+    def named(self) -> bool:
+        """Its address is a DNS name, resolved by the engine whenever it initiates."""
+        if self.address is None or self.address == "%any":
+            return False
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            return True
+        return False
+
+    @property
     def reachable(self) -> bool:
         """Whether the other end can send to it: a known address that is not %any."""
         return self.address is not None and self.address != "%any"
@@ -127,6 +139,7 @@ class Tunnel:
     esp_group: Optional[str]
     children: List[Child]
     start_action: str = "start"
+    close_action: str = "none"
     encap: Optional[bool] = None
     auth: str = "psk"  # or "pubkey": certificates
     psk: Optional[str] = field(default=None, repr=False)
@@ -158,6 +171,7 @@ class Tunnel:
             "ike_group": self.ike_group,
             "esp_group": self.esp_group,
             "start_action": self.start_action,
+            "close_action": self.close_action,
             "children": [
                 {"name": c.name, "left_ts": list(c.left_ts), "right_ts": list(c.right_ts)}
                 for c in self.children

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from ._engine import SelectorError, TrafficSelector
+from ._engine import SelectorError, TrafficSelector, parse_peer_address
 
 Range = Tuple[int, int, int]  # (IP version, first address, last address) as integers
 
@@ -88,6 +88,23 @@ def address_problem(text: str, allow_any: bool = False) -> Optional[str]:
             "%s is a link-local address: it does not cross a router, so no peer beyond this link reaches it"
             % address
         )
+    return None
+
+
+def peer_address_problem(text: str) -> Optional[str]:
+    """Why ``text`` cannot be an unmanaged peer's address (an IP address, %any or a DNS name), or None."""
+    stripped = text.strip()
+    if (
+        address_range(text) is not None
+        or stripped == "%any"
+        or ":" in stripped
+        or stripped.replace(".", "").isdigit()
+    ):
+        return address_problem(text, allow_any=True)  # an address, or meant as one (203.0.113.256)
+    try:
+        parse_peer_address(text)
+    except ValueError as error:
+        return str(error)
     return None
 
 

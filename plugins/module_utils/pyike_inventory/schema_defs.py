@@ -74,7 +74,17 @@ ALLOW_WEAK_PSK_DESCRIPTION = (
 )
 START_ACTION_DESCRIPTION = (
     "what the initiating end does when its configuration is loaded: start initiates the tunnel, "
-    "none waits for the peer or an explicit 'pyikectl initiate'. The other end always waits"
+    "trap routes the tunnel's traffic into the engine and initiates on the first packet (held briefly "
+    "meanwhile; strongSwan's start_action=trap), none waits for the peer or an explicit "
+    "'pyikectl initiate'. The other end always waits"
+)
+CLOSE_ACTIONS = ["none", "trap", "start"]
+START_ACTIONS = ["start", "trap", "none"]
+CLOSE_ACTION_DESCRIPTION = (
+    "what the initiating end does when the peer closes the tunnel (deletes its Child SA or IKE SA; not "
+    "a rekey, not a dead peer, which is dpd_action's): none leaves it down, trap initiates again on the "
+    "next packet, start initiates again at once (with a back-off while the peer keeps closing it); "
+    "the other end always leaves it. Default none"
 )
 ENCAP_DESCRIPTION = "force UDP encapsulation of ESP (RFC 3948) even when no NAT is detected"
 AUTH_DESCRIPTION = (
@@ -192,12 +202,14 @@ DEFS: Dict[str, Any] = {
             ),
             "dpd_action": {
                 "type": "string",
-                "enum": ["restart", "clear"],
+                "enum": ["restart", "clear", "trap"],
                 "description": (
                     "what the initiating end of a tunnel does when DPD finds the peer dead: restart "
-                    "(initiate again until the peer answers, so a dead tunnel comes back by itself) or "
+                    "(initiate again until the peer answers, so a dead tunnel comes back by itself), "
+                    "trap (remove the SAs and initiate again on the next packet for the tunnel) or "
                     "clear (remove its SAs). Default: restart when the tunnel's start_action is start, "
-                    "else clear. The responding end always clears: it waits for the peer to come back"
+                    "trap when it is trap, else clear. The responding end always clears: it waits for "
+                    "the peer to come back"
                 ),
             },
         },
@@ -249,11 +261,13 @@ DEFS: Dict[str, Any] = {
             "address": {
                 "type": "string",
                 "minLength": 2,
-                "maxLength": 45,
-                "pattern": "^(%any|[0-9A-Fa-f.:]+)$",
+                "maxLength": 253,
+                "pattern": "^(%any|[0-9A-Fa-f.:]+|[A-Za-z0-9][A-Za-z0-9.-]*)$",
                 "description": (
-                    "the unmanaged peer's IKE address, or %any to accept the peer from any address "
-                    "(then the managed end cannot initiate)"
+                    "the unmanaged peer's IKE address; a DNS name (vpn.example.com, then id is required), "
+                    "which the engine resolves each time it initiates, so a changed address is followed, "
+                    "and as a responder accepts the peer from the addresses last resolved; or %any to "
+                    "accept the peer from any address (then the managed end cannot initiate)"
                 ),
             },
             "id": {
@@ -345,8 +359,13 @@ DEFS["tunnel"] = {
         },
         "start_action": {
             "type": "string",
-            "enum": ["start", "none"],
+            "enum": START_ACTIONS,
             "description": START_ACTION_DESCRIPTION + "; the left end initiates; default start",
+        },
+        "close_action": {
+            "type": "string",
+            "enum": CLOSE_ACTIONS,
+            "description": CLOSE_ACTION_DESCRIPTION,
         },
         "encap": {"type": "boolean", "description": ENCAP_DESCRIPTION},
         "auth": {"type": "string", "enum": ["psk", "pubkey"], "description": AUTH_DESCRIPTION},
@@ -413,11 +432,16 @@ DEFS["topology"] = {
         "allow_weak_psk": {"type": "boolean", "description": ALLOW_WEAK_PSK_DESCRIPTION},
         "start_action": {
             "type": "string",
-            "enum": ["start", "none"],
+            "enum": START_ACTIONS,
             "description": (
                 START_ACTION_DESCRIPTION + "; spokes (hub_and_spoke) and the earlier member "
                 "(full_mesh) initiate; default start"
             ),
+        },
+        "close_action": {
+            "type": "string",
+            "enum": CLOSE_ACTIONS,
+            "description": CLOSE_ACTION_DESCRIPTION,
         },
         "encap": {"type": "boolean", "description": ENCAP_DESCRIPTION},
         "auth": {"type": "string", "enum": ["psk", "pubkey"], "description": AUTH_DESCRIPTION},

@@ -371,6 +371,7 @@ def _generate(
             % (pair[0], pair[1], "%s-%s" % pair),
         )
     start_action = raw.get("start_action", "start")
+    close_action = raw.get("close_action", "none")
     weak = parts.allow_weak(raw)
     inv.tunnels.append(
         Tunnel(
@@ -381,7 +382,8 @@ def _generate(
             ike_group=parts.check_group(inv, (*path, "ike_group"), "ike", raw.get("ike_group")),
             esp_group=parts.check_group(inv, (*path, "esp_group"), "esp", raw.get("esp_group")),
             children=[child],
-            start_action=start_action if start_action in ("start", "none") else "start",
+            start_action=start_action if start_action in parts.START_ACTIONS else "start",
+            close_action=close_action if close_action in parts.CLOSE_ACTIONS else "none",
             encap=raw.get("encap") if isinstance(raw.get("encap"), bool) else None,
             auth=method,
             psk=parts.psk(inv, psk_path, key, weak) if psk_file is None else None,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 from ._engine import IdentityError, parse_identity
 from .gateways import networks
 from .model import Child, End, Path, Tunnel
-from .networks import address_problem, families, selector_problem
+from .networks import families, peer_address_problem, selector_problem
+from .schema_defs import CLOSE_ACTIONS, START_ACTIONS
 from .secrets import psk_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,11 +110,13 @@ def _peer_end(inv: Inventory, path: Path, raw: Dict[str, Any]) -> End:
     end = End(path)
     address = raw.get("address")
     if isinstance(address, str):
-        problem = address_problem(address, allow_any=True)
+        problem = peer_address_problem(address)
         if problem:
             inv.add((*path, "address"), problem)
         else:
             end.address = address.strip()
+            if end.named:  # the engine compares names in lower case, without the root's dot
+                end.address = end.address.rstrip(".").lower()
     identity = raw.get("id")
     if isinstance(identity, str):
         try:
@@ -121,6 +124,12 @@ def _peer_end(inv: Inventory, path: Path, raw: Dict[str, Any]) -> End:
             end.id = identity
         except IdentityError as error:
             inv.add((*path, "id"), str(error))
+    if end.named and identity is None:
+        inv.add(
+            (*path, "id"),
+            "is required when address is a DNS name (%s): the peer is known by its id, as the address "
+            "the name resolves to may change" % end.address,
+        )
     subnets = raw.get("subnets")
     if isinstance(subnets, list):
         end.subnets_given = bool(subnets)
@@ -253,8 +262,9 @@ def _tunnel(inv: Inventory, path: Path, raw: Dict[str, Any]) -> Tunnel:
             inv.add((*path, "right"), "is the same host as left (%s)" % left.host)
     method = auth(inv, path, raw, ("psk", "psk_file"))
     start_action = raw.get("start_action", "start")
+    close_action = raw.get("close_action", "none")
     if left is not None and right is not None:
-        _check_reachable(inv, path, left, right, start_action)
+        _check_reachable(inv, path, left, right, start_action, close_action)
     weak = allow_weak(raw)
     return Tunnel(
         name=name if isinstance(name, str) else "",
@@ -264,7 +274,8 @@ def _tunnel(inv: Inventory, path: Path, raw: Dict[str, Any]) -> Tunnel:
         ike_group=check_group(inv, (*path, "ike_group"), "ike", raw.get("ike_group")),
         esp_group=check_group(inv, (*path, "esp_group"), "esp", raw.get("esp_group")),
         children=_children(inv, path, raw.get("children"), left, right),
-        start_action=start_action if start_action in ("start", "none") else "start",
+        start_action=start_action if start_action in START_ACTIONS else "start",
+        close_action=close_action if close_action in CLOSE_ACTIONS else "none",
         encap=raw.get("encap") if isinstance(raw.get("encap"), bool) else None,
         auth=method,
         psk=psk(inv, (*path, "psk"), raw.get("psk"), weak) if method == "psk" else None,
@@ -274,7 +285,9 @@ def _tunnel(inv: Inventory, path: Path, raw: Dict[str, Any]) -> Tunnel:
     )
 
 
-def _check_reachable(inv: Inventory, path: Path, left: End, right: End, start_action: Any) -> None:
+def _check_reachable(
+    inv: Inventory, path: Path, left: End, right: End, start_action: Any, close_action: Any = "none"
+) -> None:
     """Someone must be able to initiate: the left end, to a right end that has an address."""
     if left.managed and left.address == "%any" and right.managed and right.address == "%any":
         inv.add(
@@ -288,8 +301,11 @@ def _check_reachable(inv: Inventory, path: Path, left: End, right: End, start_ac
             "host %r has no fixed public address (%%any): the left end cannot reach it, and the right end "
             "never initiates; make %s the left end" % (right.host, right.host),
         )
-    elif start_action == "start" and left.managed and right.address == "%any":
-        inv.add(
-            (*path, "start_action"),
-            "cannot be 'start' while right.address is %any: set start_action: none, or give the peer's address",
-        )
+    elif left.managed and right.address == "%any":
+        for key, value in (("start_action", start_action), ("close_action", close_action)):
+            if value in ("start", "trap"):
+                inv.add(
+                    (*path, key),
+                    "cannot be %r while right.address is %%any: set %s: none, or give the peer's address"
+                    % (value, key),
+                )

@@ -143,3 +143,71 @@ def test_a_deliberate_default_route_leaves_out_what_must_not_enter_the_tunnel():
         assert not _covers(captured, outside), outside
     for inside in ("8.8.8.8", "10.2.0.5", "198.51.100.2", "192.0.2.2", "10.9.9.9"):
         assert _covers(captured, inside), inside
+
+
+def _trap_inventory(**tunnel):
+    data = {
+        "ipsec_ike_groups": {"ike": {"proposals": ["aes256gcm16-prfsha256-x25519"]}},
+        "ipsec_esp_groups": {"esp": {"proposals": ["aes256gcm16"]}},
+        "ipsec_tunnels": [
+            {
+                "name": "t",
+                "left": "gw1",
+                "right": "gw2",
+                "ike_group": "ike",
+                "esp_group": "esp",
+                "psk": PSK,
+                **tunnel,
+            }
+        ],
+    }
+    hosts = {
+        "gw1": {"ipsec_public_address": "192.0.2.1", "ipsec_lan_subnets": ["10.1.0.0/24"]},
+        "gw2": {"ipsec_public_address": "198.51.100.1", "ipsec_lan_subnets": ["10.2.0.0/24"]},
+    }
+    return _configs(data, hosts)
+
+
+def test_a_trapped_tunnel_initiates_on_traffic_and_comes_back_on_traffic():
+    configs = _trap_inventory(start_action="trap", close_action="trap")
+    left, right = configs["gw1"]["connections"]["t"], configs["gw2"]["connections"]["t"]
+    assert (left["children"]["lan"]["start_action"], left["children"]["lan"]["close_action"]) == (
+        "trap",
+        "trap",
+    )
+    assert left["dpd_action"] == "trap"  # a dead peer: initiate again on the next packet
+    assert right["children"]["lan"]["start_action"] == "none"
+    assert "close_action" not in right["children"]["lan"] and "dpd_action" not in right
+
+
+def test_close_action_start_and_an_explicit_dpd_action():
+    configs = _trap_inventory(close_action="start")
+    left = configs["gw1"]["connections"]["t"]
+    assert left["children"]["lan"]["close_action"] == "start"
+    assert left["dpd_action"] == "restart"
+    assert "close_action" not in configs["gw2"]["connections"]["t"]["children"]["lan"]
+
+
+def test_an_unmanaged_peer_by_dns_name_reaches_the_engine_as_a_name_with_its_id():
+    data = {
+        "ipsec_ike_groups": {"ike": {"proposals": ["aes256gcm16-prfsha256-x25519"]}},
+        "ipsec_esp_groups": {"esp": {"proposals": ["aes256gcm16"]}},
+        "ipsec_tunnels": [
+            {
+                "name": "branch",
+                "left": "gw1",
+                "right": {
+                    "address": "VPN.Branch.example.",
+                    "id": "vpn.branch.example",
+                    "subnets": ["10.9.0.0/24"],
+                },
+                "ike_group": "ike",
+                "esp_group": "esp",
+                "psk": PSK,
+            }
+        ],
+    }
+    hosts = {"gw1": {"ipsec_public_address": "192.0.2.1", "ipsec_lan_subnets": ["10.1.0.0/24"]}}
+    conn = _configs(data, hosts)["gw1"]["connections"]["branch"]
+    assert conn["remote"] == {"address": "vpn.branch.example", "id": "vpn.branch.example"}
+    assert conn["dpd_action"] == "restart"
