@@ -3,6 +3,7 @@ a wrong PSK named by the failing task, an invalid inventory stopped before any h
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -109,3 +110,30 @@ def test_invalid_inventory_fails_before_any_host_is_contacted(tmp_path, lab_name
     executed = [task["task"]["name"] for play in result["plays"] for task in play["tasks"] if task["hosts"]]
     assert not [name for name in executed if "Install" in name or "Write" in name], executed
     assert not os.path.exists("/run/pyike-lab/%s" % lab_name)
+
+
+def test_trapped_spokes_come_up_on_their_first_packet(tmp_path, lab_name):
+    """start_action: trap from the inventory: site.yml leaves the spokes without SAs (and does not wait
+    for them), and the first ping from spoke1's LAN brings its tunnel up."""
+    data = yaml.safe_load(DEMO.read_text())
+    data["all"]["vars"]["pyike_lab_name"] = lab_name
+    data["all"]["vars"]["vault_psk_star"] = PSK
+    data["all"]["vars"]["ipsec_topologies"][0]["start_action"] = "trap"
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(data))
+    rc, _result, output = run_playbook(REPO / "playbooks" / "lab_up.yml", path)
+    assert rc == 0, output
+    lab = Lab(lab_name)
+    ctl = "/usr/local/sbin/pyikectl"
+    try:
+        rc, _result, output = run_playbook(SITE, path)
+        assert rc == 0, output
+        assert json.loads(lab.run_in("spoke1", [ctl, "list-sas", "--json"])) == []
+        traps = json.loads(lab.run_in("spoke1", [ctl, "list-traps", "--json"]))
+        assert [trap["conn"] for trap in traps] == ["star-spoke1"], traps
+        ping = lab.run_in("c2", ["ping", "-c", "3", "-i", "0.2", "-w", "10", "10.1.0.10"])
+        assert "3 received" in ping, ping  # held while the tunnel comes up, then let through
+        (sa,) = json.loads(lab.run_in("spoke1", [ctl, "list-sas", "--json"]))
+        assert sa["state"] == "ESTABLISHED" and sa["children"], sa
+    finally:
+        run_playbook(REPO / "playbooks" / "lab_down.yml", path)

@@ -60,7 +60,7 @@ def _selectors(description: str) -> Dict[str, Any]:
 PSK_DESCRIPTION = (
     "the pre-shared key of the tunnel, the same on both ends: text (UTF-8), or hex after '0x', or "
     "base64 after '0s'; at least 20 octets and not one character repeated (as the engine requires; "
-    "allow_weak_psk accepts any). Take it from a vault variable ('{{ vault_psk_hq }}'); it never "
+    "allow_weak_psk accepts any). Take it from a vault variable (e.g. vault_psk_hq, templated where the tunnel is defined); it never "
     "appears in results, messages or diffs"
 )
 PSK_FILE_DESCRIPTION = (
