@@ -259,7 +259,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         found["tunnels"],
                         (">%.0f" % args.timeout) if found["timeout"] else "%.2f" % found["seconds"],
                         "-" if found["baseline"] is None else "%.2f" % float(found["baseline"]),
-                        "%.1f" % ratio if ratio and not found["timeout"] else "-",
+                        "{:.1f}".format(ratio) if ratio and not found["timeout"] else "-",
                         found["load"],
                         "timeout" if found["timeout"] else ("valid" if found["passed"] else "FAILED"),
                     )
