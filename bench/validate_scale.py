@@ -199,7 +199,9 @@ def point(
         bare.write_text(json.dumps(without_ipsec(inventory)))
         nothing = work / "nothing.yml"
         nothing.write_text(json.dumps(NOTHING))
-        baseline = statistics.median(run_playbook(checkout, bare, nothing, timeout)[0] for _ in range(repeat))
+        baseline = statistics.median(
+            run_playbook(checkout, bare, nothing, timeout)[0] for _run in range(repeat)
+        )
     return {
         "kind": kind,
         "size": size,
@@ -214,7 +216,7 @@ def point(
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--spokes", default="100,200,500,1000", help="hub-and-spoke sizes (comma-separated)")
     parser.add_argument("--mesh", default="10,20,40,50", help="full-mesh sizes (comma-separated)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per point; the median counts")
@@ -256,8 +258,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         size,
                         found["tunnels"],
                         (">%.0f" % args.timeout) if found["timeout"] else "%.2f" % found["seconds"],
-                        "%.2f" % found["baseline"] if found["baseline"] is not None else "-",
-                        "%.1f" % ratio if ratio and not found["timeout"] else "-",
+                        "-" if found["baseline"] is None else "%.2f" % float(found["baseline"]),
+                        "{:.1f}".format(ratio) if ratio and not found["timeout"] else "-",
                         found["load"],
                         "timeout" if found["timeout"] else ("valid" if found["passed"] else "FAILED"),
                     )

@@ -22,6 +22,19 @@ description:
     end without C(ipsec_public_address), duplicate tunnel names (generated ones included), pre-shared keys
     that cannot be decoded, topology fields that do not fit the topology type, misspelt C(ipsec_*)
     variables. Last, every generated engine configuration is loaded by the engine's own parser.
+  - "Also refused: remote selectors that capture the gateway's own LAN, its own or the peer's public
+    address (a child with C(default_route: true) gets those left out of its selectors instead); both ends
+    on one address; two gateways with one C(ipsec_public_address) or C(ipsec_id); loopback and link-local
+    addresses and networks; selectors with host bits; more than 255 selectors on one side of a child;
+    overlapping children of one tunnel; rekey times under 60 s, volume lifetimes under 1,000,000 bytes or
+    1,000 packets, a C(dpd_delay) not shorter than the IKE C(rekey_time); pre-shared keys shorter than
+    20 octets or one character repeated unless C(allow_weak_psk: true). Warnings (shown as Ansible warnings): SHA-1,
+    modp2048 as the only key exchange, C(%any) identities with a pre-shared key."
+  - Without O(data) and O(hosts) it reads every inventory host's variables as that host sees them (all,
+    group_vars, host_vars) and templates each value in that host's context; a global variable the gateways
+    see differently is a problem naming the hosts on each side, and problems of one host's view name that
+    host (C(hostvars.<host>.ipsec_tunnels[0]...)). Every value that cannot be templated is named with its
+    full path; for secret fields the error is redacted.
   - "Tunnels with C(auth: pubkey) authenticate with X.509 certificates. Every managed end then needs
     C(ipsec_certificate), C(ipsec_private_key) and C(ipsec_ca_certificates), each the PEM text or a path on
     the controller (looked up like the copy module's C(src): in the role's and playbook's C(files/)). The
@@ -48,8 +61,9 @@ options:
     description:
       - The global variables, a dictionary with the keys C(ipsec_ike_groups), C(ipsec_esp_groups),
         C(ipsec_tunnels) and C(ipsec_topologies).
-      - Default is these variables as the task's host sees them, plus any other C(ipsec_*) variable that is
-        not a gateway variable (so that a misspelt one is reported).
+      - Default is these variables as every inventory host sees them (the gateways must all see the same),
+        or with O(hosts) given as the task's host sees them; plus any other C(ipsec_*) variable that is not a
+        gateway variable, so that a misspelt one is reported.
     type: dict
   hosts:
     description:
@@ -88,6 +102,13 @@ options:
       - Return RV(engine_configs) only for these hosts (the check always covers the whole inventory).
     type: list
     elements: str
+  require_tunnels:
+    description:
+      - Also fail when the inventory describes no tunnel (no gateway, no C(ipsec_tunnels) and no
+        C(ipsec_topologies)), and say whether there was no host, no gateway or no tunnel.
+        C(playbooks/validate.yml) sets it.
+    type: bool
+    default: false
 attributes:
   check_mode:
     description: Runs the same in check mode; it never changes anything.

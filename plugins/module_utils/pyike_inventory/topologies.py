@@ -248,7 +248,7 @@ class _OtherSpokes:
         previous: Optional[Tuple[int, int]] = None
         for version, address, delta, index in events:
             if previous is not None and previous[0] == version and address > previous[1] and len(active) == 1:
-                (owner,) = active
+                owner = next(iter(active))
                 self.only.setdefault(owner, []).append((version, previous[1], address - 1))
             count = active.get(index, 0) + delta
             if count:

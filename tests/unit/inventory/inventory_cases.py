@@ -36,8 +36,7 @@ BAD = sorted((EXAMPLES / "bad").glob("*.yml"))
 SCHEMA_FILE = REPO / "schemas" / "inventory.schema.json"
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 CORPUS = sorted(
-    [p for p in CORPUS_DIR.glob("*/*.yml")]
-    + [p for p in CORPUS_DIR.glob("*/*") if (p / "hosts.yml").is_file()]
+    list(CORPUS_DIR.glob("*/*.yml")) + [p for p in CORPUS_DIR.glob("*/*") if (p / "hosts.yml").is_file()]
 )
 
 _REFERENCE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")

@@ -1,5 +1,5 @@
-"""roles/gateway/meta/argument_specs.yml documents every ipsec_* inventory variable
-(``ansible-doc -t role pyike.ipsec.gateway``) in step with schemas/inventory.schema.json: the same
+"""roles/gateway/meta/argument_specs.yml documents every ipsec_* inventory variable in its entry
+point ``inventory`` (``ansible-doc -t role pyike.ipsec.gateway``) in step with schemas/inventory.schema.json: the same
 variables, types and descriptions, and every field of the structured ones."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ FIELDS = {
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
 OPTIONS = {
     name: spec
-    for name, spec in yaml.safe_load(SPECS.read_text())["argument_specs"]["main"]["options"].items()
+    for name, spec in yaml.safe_load(SPECS.read_text())["argument_specs"]["inventory"]["options"].items()
     if name.startswith("ipsec_")
 }
 
@@ -44,6 +44,13 @@ def _type(node):
 
 def test_the_same_variables():
     assert sorted(OPTIONS) == sorted(SCHEMA["properties"])
+
+
+def test_main_takes_no_inventory_variable():
+    """Ansible validates the options of the entry point a play uses on every host, before the role's
+    own check could name a problem with its inventory path."""
+    main = yaml.safe_load(SPECS.read_text())["argument_specs"]["main"]["options"]
+    assert not [name for name in main if name.startswith("ipsec_")]
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA["properties"]))
