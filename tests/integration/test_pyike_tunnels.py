@@ -119,6 +119,23 @@ def test_strongswan_initiates_to_pyike(lab, daemons, ike, esp):
     assert "5 packets" in right.list_sas()
 
 
+def test_a_restarted_strongswan_replaces_its_lost_sas_on_pyike_at_once(lab, daemons):
+    """charon killed and started again initiates with INITIAL_CONTACT (RFC 7296 §2.4): pyike drops the
+    IKE and Child SAs charon lost at once, not after its own DPD gives up, and traffic flows again."""
+    left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT))
+    right = start_strongswan(lab, daemons, "gw2", strongswan_config(RIGHT, LEFT))
+    assert "initiate completed successfully" in right.initiate("net")
+    ping_across(lab, count=2)
+    (before,) = left.sas()
+    right.kill()
+    right.start()
+    assert "initiate completed successfully" in right.initiate("net")
+    ping_across(lab, count=2)
+    (after,) = left.sas()  # the stale IKE SA is gone, not waiting for DPD
+    assert after["ike_sa"] != before["ike_sa"], (before, after)
+    assert "INITIAL_CONTACT from %s" % RIGHT["addr"] in left.log()
+
+
 def test_wrong_psk_fails_on_both_sides(lab, daemons):
     left = start_pyike(lab, daemons, "gw1", pyike_config(LEFT, RIGHT))
     right = start_pyike(lab, daemons, "gw2", pyike_config(RIGHT, LEFT, psk="not-the-same-psk-as-gw1"))
