@@ -94,9 +94,11 @@ class HostNetworkTask:
         self.result["peers"] = "any" if host["peers"]["any"] else host["peers"]["4"] + host["peers"]["6"]
         self.result["tunnel_device"] = host["tun"]
         if host["peers"]["any"]:
-            why = "a connection's remote address is %%any"
+            why = "a connection's remote address is %any"
             if host["named"]:
-                why = "peer %s is given by DNS name (its address may change between runs)" % ", ".join(host["named"])
+                why = "peer %s is given by DNS name (its address may change between runs)" % ", ".join(
+                    host["named"]
+                )
             self.warn(
                 "%s: UDP ports %s and ESP are opened to every address"
                 % (why, "/".join(str(port) for port in host["ike_ports"]))
