@@ -40,6 +40,9 @@ class ConnectionActions:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Once the dataplane runs: traps need its SPD and routes."""
+        if getattr(self.daemon.dataplane, "kernel", False):
+            # traps need XFRM acquires in kernel mode (not implemented): start_action trap initiates
+            return
         timeout = self.engine.retransmit.span() + self.resolver.timeout + ACQUIRE_SLACK
         self.traps = Traps(self.daemon.dataplane, self._acquire, loop.call_soon, timeout)
 
@@ -56,11 +59,15 @@ class ConnectionActions:
         resolved once, so that a responder knows its peers' addresses."""
         now = time.monotonic()
         self._prune_traps()
+        kernel = getattr(self.daemon.dataplane, "kernel", False)
         for name, policy in self.engine.policies.items():
             for child in policy.children.values():
-                if child.start_action == "trap":
+                if child.start_action == "trap" and not kernel:
                     self.install_trap(name, child.name, "start_action")
-                elif child.start_action == "start":
+                elif child.start_action in ("start", "trap"):
+                    if child.start_action == "trap":
+                        log.warning("%s/%s: start_action trap needs XFRM acquires, not implemented with the "
+                                    "kernel dataplane; initiating instead", name, child.name)  # fmt: skip
                     try:
                         self.engine.initiate(name, child.name, now)
                     except (KeyError, ValueError) as exc:

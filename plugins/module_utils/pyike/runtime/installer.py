@@ -17,6 +17,7 @@ from ..ids import IntegId
 from ..ike.events import ChildSaDown, ChildSaUp
 from ..selectors import address_ranges
 from .errors import describe_error
+from .kernel_dataplane import kernel_sa_pair
 from .netlink import Netlink
 
 log = logging.getLogger("pyike.daemon")
@@ -68,17 +69,20 @@ class ChildSaInstaller:
         # the dataplane enforces address ranges; selectors of other TS types mean nothing to it
         local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
         try:
-            outbound = OutboundSA(
-                event.spi_out,
-                make_cipher(event.encr_id, event.encr_key_out, integ, event.integ_key_out),
-                event.esn,
-            )
-            inbound = InboundSA(
-                event.spi_in,
-                make_cipher(event.encr_id, event.encr_key_in, integ, event.integ_key_in),
-                event.esn,
-                selectors=SelectorSet(local_ts, remote_ts),
-            )
+            if getattr(self.dataplane, "kernel", False):
+                outbound, inbound = kernel_sa_pair(event)  # the kernel encrypts: it gets the keys
+            else:
+                outbound = OutboundSA(
+                    event.spi_out,
+                    make_cipher(event.encr_id, event.encr_key_out, integ, event.integ_key_out),
+                    event.esn,
+                )
+                inbound = InboundSA(
+                    event.spi_in,
+                    make_cipher(event.encr_id, event.encr_key_in, integ, event.integ_key_in),
+                    event.esn,
+                    selectors=SelectorSet(local_ts, remote_ts),
+                )
             if event.rekey_of is not None and event.rekey_of in self._children:
                 self._install_rekeyed(event, outbound, inbound)
                 self._watch(event, outbound, inbound)

@@ -202,6 +202,12 @@ class Selector:
             "sel_proto": self.proto,
         }
 
+    def reversed(self) -> Selector:
+        """The selector of the packets coming back (source and destination swapped, ports too)."""
+        return Selector(
+            self.dst, self.src, self.proto, self.dport, self.dport_mask, self.sport, self.sport_mask
+        )
+
     def priority(self) -> int:
         """strongSwan's priority of a regular policy (kernel_netlink_ipsec.c get_priority(),
         POLICY_PRIORITY_DEFAULT, no interface): the kernel picks the lowest value, so every prefix bit,
@@ -299,6 +305,7 @@ class PolicySpec:
     tmpl_dst: str
     reqid: int
     priority: Optional[int] = None  # default: Selector.priority()
+    spi: int = 0  # out policies: the SA to use (the kernel picks states by the template's SPI if set)
 
     def message(self) -> xfrm_userpolicy_info:
         msg = blank(xfrm_userpolicy_info)
@@ -312,7 +319,7 @@ class PolicySpec:
         family = socket.AF_INET6 if ":" in self.tmpl_dst else socket.AF_INET
         tmpl = {
             "id_daddr": _addr(self.tmpl_dst),
-            "id_spi": 0,
+            "id_spi": self.spi,
             "id_proto": IPPROTO_ESP,
             "family": family,
             "saddr": _addr(self.tmpl_src),
