@@ -67,6 +67,7 @@ TYPES = {
     "XFRM_MSG_GETSA": XFRM_MSG_GETSA,
     "XFRM_MSG_NEWPOLICY": XFRM_MSG_NEWPOLICY,
     "XFRM_MSG_DELPOLICY": XFRM_MSG_DELPOLICY,
+    "XFRM_MSG_UPDPOLICY": xfrm.XFRM_MSG_UPDPOLICY,
 }
 _SENT = re.compile(
     r'nlmsg_len=(\d+), nlmsg_type=(\w+), nlmsg_flags=([\w|]+), nlmsg_seq=\d+, nlmsg_pid=\d+\}, "((?:\\x[0-9a-f]{2})*)"'
@@ -401,3 +402,15 @@ def test_the_probe_agrees_with_iproute2_about_kernel_esp():
         assert reason.startswith("kernel ESP unavailable: XFRM_MSG_NEWSA for esp: "), reason
         assert kernel_says.removeprefix("Error: ").rstrip(".") in reason, (kernel_says, reason)
         assert re.search(r"\(errno \d+\)$", reason), reason
+
+
+def test_an_out_policy_naming_its_sa_is_encoded_as_iproute2_encodes_it():
+    """The kernel dataplane's out policies name the outbound SPI, so a rekey switches SAs by rewriting them."""
+    spec = PolicySpec(
+        Selector("10.1.0.0/24", "10.2.0.0/24"), "out", "192.0.2.1", "192.0.2.2", 1887961095, spi=0xC0FFEE01
+    )
+    command = (
+        "policy update src 10.1.0.0/24 dst 10.2.0.0/24 dir out priority 375423 "
+        "tmpl src 192.0.2.1 dst 192.0.2.2 proto esp spi 0xc0ffee01 reqid 1887961095 mode tunnel"
+    )
+    assert ours(xfrm.XFRM_MSG_UPDPOLICY, spec.message()) == iproute2_sends(command)
