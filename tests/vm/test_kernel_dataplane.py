@@ -42,9 +42,10 @@ SLOW = 20.0  # seconds: the VM emulates its CPU (TCG); a daemon's start takes te
 KEY = re.compile(r"0x[0-9a-f]{16,}")  # key material in `ip xfrm state` output
 
 
-def pyike(lab, daemons, me, peer, esp="aes256gcm16", **settings):
+def pyike(lab, daemons, me, peer, esp="aes256gcm16", encap=False, **settings):
     conf = site_to_site("s2s", me["addr"], peer["addr"], me["id"], peer["id"], PSK, [me["net"]], [peer["net"]],
                         esp_proposals=[esp], dataplane="kernel", **settings)  # fmt: skip
+    conf["connections"]["s2s"]["encap"] = encap
     daemon = PyikeDaemon(lab, me["host"])
     daemons.append(daemon)
     daemon.start(conf, timeout=10 * SLOW)
@@ -74,7 +75,8 @@ def states(lab, host):
         out.append({
             "src": head.group(1), "dst": head.group(2), "spi": int(head.group(3), 16), "reqid": int(head.group(4)),
             "mode": head.group(5), "algorithms": re.findall(r"^\s+(aead|enc|auth-trunc) (\S+)", block, re.M),
-            "encap": re.search(r"encap type (\S+) sport (\d+) dport (\d+)", block), "esn": "esn" in block,
+            "encap": re.search(r"encap type (\S+) sport (\d+) dport (\d+)", block),
+            "esn": bool(re.search(r"^\s+replay-window \d+ flag .*\besn\b", block, re.M)),
             "text": "\n".join(line for line in block.splitlines() if not re.fullmatch(r"[\s0-9a-f]+", line)),
         })  # fmt: skip
     return out
@@ -159,21 +161,32 @@ def test_pyike_kernel_and_strongswan_kernel_netlink_carry_pings_in_both_roles(ma
 
 
 @pytest.mark.parametrize(
-    ("esp", "algorithms"),
+    ("esp", "algorithms", "encap"),
     [
-        ("aes128-sha256-esn", ["cbc(aes)", "hmac(sha256)"]),
-        ("chacha20poly1305", ["rfc7539esp(chacha20,poly1305)"]),
+        ("aes128-sha256-esn", ["cbc(aes)", "hmac(sha256)"], False),
+        ("chacha20poly1305", ["rfc7539esp(chacha20,poly1305)"], False),
+        ("aes128gcm16", ["rfc4106(gcm(aes))"], True),  # ESP in UDP: UDP_ENCAP_ESPINUDP on the NAT-T socket
     ],
 )
-def test_pyike_kernel_to_pyike_kernel_rekeys_under_pings_and_cleans_up(make_lab, daemons, esp, algorithms):
+def test_pyike_kernel_to_pyike_kernel_rekeys_under_pings_and_cleans_up(
+    make_lab, daemons, esp, algorithms, encap
+):
     lab = make_lab(TWO_SITES)
-    left = pyike(lab, daemons, LEFT, RIGHT, esp=esp)
-    right = pyike(lab, daemons, RIGHT, LEFT, esp=esp)
+    left = pyike(lab, daemons, LEFT, RIGHT, esp=esp, encap=encap)
+    right = pyike(lab, daemons, RIGHT, LEFT, esp=esp, encap=encap)
     assert "initiate completed successfully" in left.ctl(
         "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
     )
-    both_ways_only_esp(lab)
+    wire = both_ways_only_esp(lab)
     before, _child = assert_kernel_sas_of(left, lab, "gw1", LEFT, RIGHT, algorithms)
+    if encap:  # the kernel sent and took ESP in UDP on port 4500 (RFC 3948), IKE went on beside it
+        assert wire.count("192.0.2.1.4500 > 198.51.100.1.4500: UDP-encap") >= 10, wire.lines
+        assert wire.count("198.51.100.1.4500 > 192.0.2.1.4500: UDP-encap") >= 10, wire.lines
+        assert all(s["encap"] and s["encap"].groups() == ("espinudp", "4500", "4500") for s in before), before
+    else:
+        assert wire.count("192.0.2.1 > 198.51.100.1: ESP") >= 10 and not any(s["encap"] for s in before), (
+            wire.lines
+        )
     assert_kernel_sas_of(right, lab, "gw2", RIGHT, LEFT, algorithms)
     assert all(s["esn"] == esp.endswith("-esn") for s in before), [s["text"] for s in before]
     # a rekey while pings run every 50 ms: make-before-break loses none
@@ -197,7 +210,9 @@ def test_pyike_kernel_to_pyike_kernel_rekeys_under_pings_and_cleans_up(make_lab,
     # a crash leaves states and policies behind; the restart flushes them (our reqids only)
     lab.run_in("gw1", ["ip", "xfrm", "policy", "add", "src", "10.9.0.0/24", "dst", "10.8.0.0/24", "dir", "out",
                        "tmpl", "src", "192.0.2.1", "dst", "192.0.2.99", "proto", "esp", "reqid", "1", "mode", "tunnel"])  # fmt: skip
-    lab.run_in("gw1", ["sh", "-c", "kill -9 $(cat /run/pyike/pyiked.pid)"])
+    # (the dead daemon's control socket and pid file go too, or start() would take them for the new one's)
+    kill = "kill -9 $(cat /run/pyike/pyiked.pid) && rm -f /run/pyike/pyike.ctl /run/pyike/pyiked.pid"
+    lab.run_in("gw1", ["sh", "-c", kill])
     time.sleep(1.0)
     assert len([s for s in states(lab, "gw1") if ours(s)]) == 2
     left.start(timeout=10 * SLOW)
