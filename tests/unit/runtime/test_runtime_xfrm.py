@@ -81,7 +81,7 @@ def iproute2_sends(args: str) -> tuple:
     command = [STRACE, "-e", "trace=sendmsg", "-xx", "-s", "65536", IP, "xfrm", *args.split()]
     if IS_ROOT:  # the request would be carried out: in a namespace of its own, thrown away after
         command = [UNSHARE, "--net", "--", *command]
-    trace = subprocess.run(command, capture_output=True, text=True, timeout=60).stderr
+    trace = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False).stderr
     sent = _SENT.findall(trace)
     assert len(sent) == 1, trace
     length, msg_type, flags, body = sent[0]
@@ -339,6 +339,7 @@ def _in_namespace(*args: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(MODULE_UTILS))
     done = subprocess.run(
         [UNSHARE, "--net", "--", sys.executable, str(HERE / "xfrm_netns.py"), *args],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
@@ -385,11 +386,11 @@ def test_the_probe_agrees_with_iproute2_about_kernel_esp():
         [UNSHARE, "--net", "--", IP, "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp",
          "spi", "0x100", "mode", "tunnel", "enc", "cbc(aes)", "0x" + KEY16.hex(),
          "auth-trunc", "hmac(sha256)", "0x" + KEY32.hex(), "128"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     done = subprocess.run(
         [UNSHARE, "--net", "--", sys.executable, "-c", "import json; from pyike.runtime.xfrm import probe; print(json.dumps(probe()))"],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(MODULE_UTILS)), timeout=120,
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(MODULE_UTILS)), timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     ok, reason = json.loads(done.stdout.splitlines()[-1])
