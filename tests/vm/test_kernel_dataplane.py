@@ -20,7 +20,7 @@ import pytest
 from pyike.runtime.xfrm import REQID_MAX, REQID_MIN, probe
 from pyike_lab.capture import Capture
 from pyike_lab.pyike import PyikeDaemon, site_to_site
-from pyike_lab.strongswan import KERNEL_NETLINK_PLUGINS, SiteToSite, StrongSwan
+from pyike_lab.strongswan import KERNEL_NETLINK_PLUGINS, SWANCTL_PLUGINS, SiteToSite, StrongSwan
 
 ESP_OK, ESP_REASON = probe()
 pytestmark = [
@@ -53,7 +53,8 @@ def pyike(lab, daemons, me, peer, esp="aes256gcm16", encap=False, **settings):
 
 
 def strongswan(lab, daemons, me, peer, esp="aes256gcm16"):
-    charon = StrongSwan(lab, me["host"], plugins=KERNEL_NETLINK_PLUGINS, timeout_scale=10)
+    charon = StrongSwan(lab, me["host"], plugins=KERNEL_NETLINK_PLUGINS, swanctl_plugins=SWANCTL_PLUGINS,
+                        timeout_scale=10)  # fmt: skip
     site = SiteToSite("s2s", me["addr"], peer["addr"], me["id"], peer["id"], PSK, [me["net"]], [peer["net"]],
                       esp_proposals=esp)  # fmt: skip
     charon.configure(site.swanctl_conf())
