@@ -12,7 +12,7 @@ fresh lab of its own:
     def test_x(vm_lab):
         vm_lab.strongswan("gw2")                       # charon with kernel-netlink (no libipsec), started
         daemon = vm_lab.pyike("gw1", **settings)       # pyike, settings = the engine's settings section
-        daemon.ctl("initiate", "s2s")                 # connection "s2s", child "net"
+        daemon.ctl("initiate", "s2s")                  # connection "s2s", child "net"
         assert "5 packets transmitted, 5 received" in vm_lab.ping("c1", "c2")
         states = vm_lab.xfrm_states("gw1")             # [XfrmState], with byte/packet counters
 
