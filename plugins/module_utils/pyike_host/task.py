@@ -94,14 +94,14 @@ class HostNetworkTask:
         self.result["peers"] = "any" if host["peers"]["any"] else host["peers"]["4"] + host["peers"]["6"]
         self.result["tunnel_device"] = host["tun"]
         if host["peers"]["any"]:
+            why = "a connection's remote address is %any"
+            if host["named"]:
+                why = "peer %s is given by DNS name (its address may change between runs)" % ", ".join(
+                    host["named"]
+                )
             self.warn(
-                "a connection's remote address is %%any: UDP ports %s and ESP are opened to every address"
-                % "/".join(str(port) for port in host["ike_ports"])
-            )
-        for name, addresses in sorted(host["resolved"].items()):
-            self.warn(
-                "peer %s resolved to %s on this host now; the firewall admits these addresses until the next run"
-                % (name, ", ".join(addresses))
+                "%s: UDP ports %s and ESP are opened to every address"
+                % (why, "/".join(str(port) for port in host["ike_ports"]))
             )
 
     # --- forwarding --------------------------------------------------------------------------------

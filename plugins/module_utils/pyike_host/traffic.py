@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.selectors import (
     SelectorError,
@@ -62,16 +61,9 @@ def collapsed(networks):
     return [str(net) for net in ipaddress.collapse_addresses(sorted(set(networks)))]
 
 
-def _resolve(name, where):
-    try:
-        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_UDP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise TrafficError("%s: cannot resolve %r on this host: %s" % (where, name, exc)) from None
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-
-
-def _peer_addresses(address, where, resolved):
-    """The peer's addresses; None for %any. A name is resolved now (noted in `resolved`)."""
+def _peer_addresses(address, where, named):
+    """The peer's address; None for %any and for a DNS name (noted in `named`): the engine resolves a
+    name at each initiation, so the address it has now may not be the one it has when the tunnel starts."""
     if not isinstance(address, str) or not address.strip():
         raise TrafficError("%s must be an address, a DNS name or %%any" % where)
     text = address.strip()
@@ -80,9 +72,8 @@ def _peer_addresses(address, where, resolved):
     try:
         return [ipaddress.ip_address(text)]
     except ValueError:
-        addresses = _resolve(text, where)
-        resolved[text] = sorted({str(a) for a in addresses})
-        return addresses
+        named.append(text)
+        return None
 
 
 def _port(settings, key, default):
@@ -95,7 +86,7 @@ def _port(settings, key, default):
 def host_traffic(config):
     """The host's share of an engine configuration, as the plain data nftables.py and firewalld.py use:
     {tun, tun_mtu, ike_ports, peers: {any, "4": [..], "6": [..]}, tunnels: [{version, local, remote}],
-    versions: [4, 6], resolved: {name: [addresses]}, mss: {"4": n, "6": n}}."""
+    versions: [4, 6], named: [peers given by DNS name], mss: {"4": n, "6": n}}."""
     config = _mapping(config, "the configuration")
     settings = _mapping(config.get("settings"), "settings")
     tun = settings.get("tun_name", DEFAULT_TUN_NAME)
@@ -113,13 +104,13 @@ def host_traffic(config):
     peers = {4: [], 6: []}
     any_peer = False
     tunnels = []
-    resolved = {}
+    named = []
     connections = _mapping(config.get("connections"), "connections")
     for name in sorted(connections):
         where = "connections.%s" % name
         connection = _mapping(connections[name], where)
         remote = _mapping(connection.get("remote"), where + ".remote")
-        addresses = _peer_addresses(remote.get("address"), where + ".remote.address", resolved)
+        addresses = _peer_addresses(remote.get("address"), where + ".remote.address", named)
         if addresses is None:
             any_peer = True
         for address in addresses or []:
@@ -147,7 +138,7 @@ def host_traffic(config):
         },
         "tunnels": tunnels,
         "versions": versions,
-        "resolved": resolved,
+        "named": sorted(set(named)),
         "mss": {str(version): mtu - MSS_OVERHEAD[version] for version in versions},
     }
 

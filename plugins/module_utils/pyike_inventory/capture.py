@@ -38,11 +38,60 @@ def run(inv: Inventory) -> None:
     for tunnel in inv.tunnels:
         for child in tunnel.children:
             if child.default_route:
+                if _unknown_peer_address(inv, tunnel, child):
+                    continue
                 child.right_ts = _excluded(child.right_ts, viewer=tunnel.left, owner=tunnel.right)
                 child.left_ts = _excluded(child.left_ts, viewer=tunnel.right, owner=tunnel.left)
+                if _both_ways(inv, tunnel, child):
+                    continue
             for side, mine, other in tunnel.ends():
                 if mine.managed and mine.host in inv.gateways:
                     _check(inv, tunnel, child, side, mine, other)
+
+
+def _unknown_peer_address(inv: Inventory, tunnel: Tunnel, child: Child) -> bool:
+    """A default route towards a peer given by DNS name or %any cannot leave the peer's address out
+    (it is not known when the configuration is built): refused where it reaches beyond the peer's
+    own networks, where that address may lie."""
+    for side, mine, other in tunnel.ends():
+        remote = child.right_ts if side == "left" else child.left_ts
+        if not (mine.managed and mine.host in inv.gateways) or not (other.named or not other.reachable):
+            continue
+        peer_lans = merged(ranges_of(parsed(other.subnets)))
+        beyond = [text for text in remote if parse(text) is not None and subtract(parse(text), peer_lans)]
+        if not beyond:
+            continue
+        kind = "a DNS name" if other.named else "%any"
+        peer = "%s %s" % (other.label(), other.address) if other.named else other.label()
+        inv.add(
+            child.path,
+            "on %s, tunnel %r child %r has default_route: true towards %s, whose address is %s: it is not known "
+            "when the configuration is built, so it cannot be left out of %s, and the tunnel would route its own "
+            "IKE and ESP packets into itself; give the peer's IP address, or narrow the selectors and drop "
+            "default_route" % (mine.host, tunnel.name, child.name, peer, kind, _joined(beyond)),
+        )
+        return True
+    return False
+
+
+def _both_ways(inv: Inventory, tunnel: Tunnel, child: Child) -> bool:
+    """Selectors that overlap between the two sides of one child: each gateway would route those
+    addresses into the tunnel towards the other, and packets would go back and forth until their TTL ends."""
+    shared = common(merged(ranges_of(parsed(child.left_ts))), merged(ranges_of(parsed(child.right_ts))))
+    if not shared:
+        return False
+    inv.add(
+        child.path,
+        "tunnel %r child %r: its left and right selectors overlap (%s): both gateways would route those addresses "
+        "into the tunnel towards each other, a routing loop; a default route goes one way: give the other side "
+        "its own networks" % (tunnel.name, child.name, _first_of(shared)),
+    )
+    return True
+
+
+def _first_of(ranges: List[Range]) -> str:
+    more = " and %d more ranges" % (len(ranges) - 1) if len(ranges) > 1 else ""
+    return address_text(ranges[0]) + more
 
 
 def _holes(viewer: End, owner: End) -> List[Range]:

@@ -23,6 +23,7 @@ def resolve(inv: Inventory) -> None:
     for name, values in inv.raw_hosts.items():
         inv.gateways[name] = _gateway(inv, name, values)
     _check_duplicate_addresses(inv)
+    _check_local_addresses(inv)
     _check_duplicate_ids(inv)
 
 
@@ -173,6 +174,25 @@ def _check_duplicate_addresses(inv: Inventory) -> None:
         "%s is also the ipsec_public_address of %s: a copy-pasted address? Each gateway needs its own public "
         "address: peers could not tell the two apart, and a tunnel between them would join a host to itself",
     )
+
+
+def _check_local_addresses(inv: Inventory) -> None:
+    """A gateway's ipsec_local_address that is another gateway's public address: it would bind its
+    peer's address.  Two gateways behind different NATs may share one private local address."""
+    public = {}
+    for name, gateway in sorted(inv.gateways.items()):
+        if gateway.address and not gateway.dynamic:
+            public.setdefault(str(ipaddress.ip_address(gateway.address)), name)
+    for name, gateway in inv.gateways.items():
+        if not gateway.local_address:
+            continue
+        owner = public.get(str(ipaddress.ip_address(gateway.local_address)))
+        if owner is not None and owner != name:
+            inv.add(
+                (HOSTVARS, name, "ipsec_local_address"),
+                "%s is the ipsec_public_address of %s: a copy-pasted address? %s would bind and send from "
+                "another gateway's address" % (gateway.local_address, owner, name),
+            )
 
 
 def _check_duplicate_ids(inv: Inventory) -> None:

@@ -46,6 +46,11 @@ def test_a_dns_name_is_a_peer_address(engine):
             "10.1.2",
             "remote.address: '10.1.2' is not an IP address, and as a DNS name its last label is all digits",
         ),
+        (
+            "0x7f000001",
+            "remote.address: '0x7f000001' is not a DNS name but an IPv4 address in a legacy form (the resolver "
+            "reads it as 127.0.0.1): write the address as 127.0.0.1",
+        ),
         ("vpn_1.example.com", "remote.address: 'vpn_1.example.com' is not valid: peer IKE address"),
         ("-vpn.example.com", "remote.address: '-vpn.example.com' is not valid: peer IKE address"),
         ("a" * 64 + ".example.com", "remote.address: '%s.example.com' is not valid" % ("a" * 64)),
@@ -69,7 +74,8 @@ def test_parse_peer_address():
     assert parse_peer_address(" 2001:db8::1 ")[0].version == 6
     assert parse_peer_address("Peer-1.Example.NET.") == (None, "peer-1.example.net")
     assert parse_peer_address("localhost") == (None, "localhost")
-    for bad in ("1.2.3.4.5", "::1::2", "a..b", "", "a b"):
+    assert parse_peer_address("0xdeadbeef.example") == (None, "0xdeadbeef.example")
+    for bad in ("1.2.3.4.5", "::1::2", "a..b", "", "a b", "0x7f000001", "0xc0.0x2.1.1", "0xa"):
         with pytest.raises(ValueError):
             parse_peer_address(bad)
 

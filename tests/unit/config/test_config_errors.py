@@ -244,7 +244,7 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
     (
         "type-null",
         set_((*CONN, "remote"), None),
-        "connections.hq.remote: expected an object (mapping), got null",
+        "connections.hq.remote: expected an object (mapping), got null (no value given)",
     ),
     (
         "type-selector-int",

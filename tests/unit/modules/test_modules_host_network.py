@@ -137,6 +137,23 @@ def test_any_peer_is_opened_to_everyone_with_a_warning(netns, tmp_path):
     )
 
 
+def test_a_peer_given_by_name_is_opened_to_everyone_with_a_warning(netns, tmp_path):
+    """The engine resolves the name at each initiation: a rule holding today's address would shut
+    the peer out once the name moves, so a named peer is admitted like %any."""
+    netns.load(SITE)
+    remote = {"address": "vpn.example.com", "id": "vpn.example.com"}
+    config = {"connections": {"dyn": {"remote": remote, "children": CONFIG["connections"]["star-spoke1"]["children"]}}}  # fmt: skip
+    done = module_run(netns, tmp_path, config=config)
+    assert done["peers"] == "any"
+    assert done["warnings"] == [
+        "peer vpn.example.com is given by DNS name (its address may change between runs): UDP ports 500/4500 "
+        "and ESP are opened to every address"
+    ]
+    assert "udp dport { 500, 4500 } accept" in netns.run(
+        ["nft", "list", "chain", "inet", "filter", "pyike_ipsec_input"]
+    )
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

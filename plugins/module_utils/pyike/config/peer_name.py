@@ -3,13 +3,16 @@
 The loader only checks the name's syntax (RFC 1123 §2.1 host names: labels of letters, digits and
 hyphens, 63 octets each, 253 in all); the daemon resolves it when it initiates (runtime/resolver.py).
 A name whose last label is all digits ("10.1.2") is refused: it is a mistyped address, and RFC 3696
-§2 rules such top-level labels out, so it could never resolve as meant.
+§2 rules such top-level labels out, so it could never resolve as meant.  So is a name that the C
+library's inet_aton reads as an IPv4 address in a legacy form (``0x7f000001``, ``0x7f.1``): the
+resolver would return that address, not look the name up.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Optional, Tuple, Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -38,4 +41,11 @@ def parse_peer_address(text: str) -> Tuple[Optional[IPAddress], Optional[str]]:
             "%r is not an IP address, and as a DNS name its last label is all digits "
             "(a mistyped IPv4 address?)" % text
         )
-    return None, name
+    try:
+        legacy = ipaddress.IPv4Address(socket.inet_aton(name))
+    except OSError:
+        return None, name
+    raise ValueError(
+        "%r is not a DNS name but an IPv4 address in a legacy form (the resolver reads it as %s): "
+        "write the address as %s" % (text, legacy, legacy)
+    )

@@ -135,6 +135,8 @@ def _json_scalar(value: Any) -> str:
 
 
 def _got(value: Any, path: Path) -> str:
+    if value is None:  # YAML's "key:" with nothing after it
+        return "got null (no value given)"
     kind = json_type(value)
     shown = _shown(value, path)
     phrase = _ARTICLES.get(kind, "a " + kind).split(" (")[0]
