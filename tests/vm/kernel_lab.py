@@ -7,7 +7,10 @@ and policies that a daemon installs really carry traffic. The lab is the usual o
                       LAN 10.1.0.0/24                                LAN 10.2.0.0/24
 
 A test in tests/vm asks for the ``vm_lab`` fixture (tests/vm/conftest.py), a :class:`KernelLab` on a
-fresh lab of its own:
+fresh lab of its own, or for ``shared_vm_lab``: one lab for all the tests of a module that ask for it,
+with every host's XFRM states and policies flushed before each test (:meth:`KernelLab.reset`); anything
+else a test changes in it (interfaces, routes, files) the test undoes itself. Building a lab is most of a
+test's time in the VM, so tests that only install and read XFRM entries share one.
 
     def test_x(vm_lab):
         vm_lab.strongswan("gw2")                       # charon with kernel-netlink (no libipsec), started
@@ -45,6 +48,9 @@ TWO_SITES = [
     {"name": "gw2", "site": 2, "role": "gateway"},
     {"name": "c2", "site": 2, "role": "client"},
 ]
+
+
+HOSTS = [host["name"] for host in TWO_SITES]
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,16 @@ class KernelLab:
 
     def xfrm_policies(self, host: str) -> str:
         return self.ip_xfrm(host, "policy", "list")
+
+    def reset(self) -> None:
+        """Between tests on a shared lab: flush every host's XFRM states and policies, then check that
+        none is left (the daemons fixture has stopped the previous test's daemons by then)."""
+        for host in HOSTS:
+            self.ip_xfrm(host, "state", "flush")
+            self.ip_xfrm(host, "policy", "flush")
+            left = self.ip_xfrm(host, "state", "list") + self.ip_xfrm(host, "policy", "list")
+            if left.strip():
+                raise AssertionError("lab host %s kept XFRM entries after a flush:\n%s" % (host, left))
 
     def ping(self, src: str, dst: str, count: int = 5, deadline: int = 10) -> str:
         """`ping -c count -w deadline` from lab host ``src`` to ``dst`` (an address, or a lab client:

@@ -21,7 +21,8 @@ PROBES = {
 
 
 @pytest.mark.parametrize("family", sorted(PROBES))
-def test_kernel_takes_an_aes_gcm_tunnel_state_and_policy(vm_lab, family):
+def test_kernel_takes_an_aes_gcm_tunnel_state_and_policy(shared_vm_lab, family):
+    vm_lab = shared_vm_lab
     src, dst, src_net, dst_net = PROBES[family]
     vm_lab.ip_xfrm(
         "gw1", "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", hex(SPI), "reqid", "7",
