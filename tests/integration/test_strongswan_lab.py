@@ -65,3 +65,20 @@ def test_the_psk_does_not_leak_outside_the_hosts(strongswan_pair):
     mode = lab.run_in("gw1", ["stat", "-c", "%a", "/etc/swanctl/swanctl.conf"]).strip()
     assert mode == "600"
     assert PSK not in left.log()
+
+
+def test_a_restarted_charon_is_ready_only_when_it_answers(strongswan_pair):
+    """charon leaves its VICI socket behind when it stops: a start that waited for the file alone
+    sent swanctl to a stale socket (refused; the interop tests failed that way under load 6.5)."""
+    lab, left, _right = strongswan_pair
+    left.stop()
+    assert (
+        lab.run_in("gw1", ["/bin/sh", "-c", "test -e /run/charon.vici && echo stale || echo gone"]).strip()
+        == "gone"
+    )
+    for _round in range(3):
+        left.start()
+        assert "IKE_SAs: 0 total" in left.swanctl("--stats")
+        left.stop()
+    left.start()
+    assert "initiate completed successfully" in left.initiate("net")

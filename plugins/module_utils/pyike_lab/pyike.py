@@ -120,9 +120,10 @@ class PyikeDaemon:
         )
         if before_exec:
             command = "%s; %s" % (before_exec, command)
+        # A daemon killed with SIGKILL leaves its control socket: readiness below is its new one.
         self._sh(
-            "mkdir -p /run/pyike && setsid sh -c 'echo $$ > %s; %s' </dev/null >>%s 2>&1 &"
-            % (PID_FILE, command.replace("'", "'\\''"), LOG_FILE)
+            "mkdir -p /run/pyike && rm -f %s && setsid sh -c 'echo $$ > %s; %s' </dev/null >>%s 2>&1 &"
+            % (shlex.quote(self.control_socket), PID_FILE, command.replace("'", "'\\''"), LOG_FILE)
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -191,16 +191,22 @@ class StrongSwan:
         return self.swanctl(what, *(("--noprompt",) if what in ("--load-all", "--load-creds") else ()))
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start charon and load swanctl.conf once its VICI socket accepts connections.
+
+        charon leaves its VICI socket behind when it stops, so the file alone says nothing: a stale
+        one is removed first, and readiness is a VICI request that succeeds (a connection between
+        charon's bind and listen is refused too)."""
         timeout *= self.timeout_scale
-        self._sh("setsid %s </dev/null >/dev/null 2>&1 &" % CHARON)
+        self._sh("rm -f %s; setsid %s </dev/null >/dev/null 2>&1 &" % (VICI_SOCKET, CHARON))
         deadline = time.monotonic() + timeout
+        ready = "test -S %s && swanctl --stats >/dev/null 2>&1 && echo yes || true" % VICI_SOCKET
         while time.monotonic() < deadline:
-            if self._sh("test -S %s && echo yes || true" % VICI_SOCKET).strip() == "yes":
+            if self._sh(ready, timeout=30.0 * self.timeout_scale).strip() == "yes":
                 self.swanctl("--load-all", "--noprompt")
                 return
             time.sleep(0.05)
         raise LabError(
-            "lab host %s: charon did not open %s within %ss; log:\n%s"
+            "lab host %s: charon did not answer on %s within %ss; log:\n%s"
             % (self.host, VICI_SOCKET, timeout, self.log())
         )
 
@@ -223,3 +229,7 @@ class StrongSwan:
     def stop(self) -> None:
         """Stop charon if it runs; a lab host that is already gone counts as stopped."""
         stop_by_pid_file(self.lab, self.host, PID_FILE)
+        try:
+            self._sh("rm -f %s %s" % (VICI_SOCKET, PID_FILE))  # what charon leaves (or a SIGKILL did)
+        except LabError:
+            pass
