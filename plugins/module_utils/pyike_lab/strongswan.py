@@ -1,4 +1,4 @@
-"""strongSwan (charon + kernel-libipsec) as a real IKEv2 peer inside a lab host.
+"""strongSwan (charon with kernel-libipsec, or kernel-netlink where the kernel has ESP) as a real IKEv2 peer in a lab host.
 
 The lab host's private /run and copy-on-write /etc (see holder.py) give each charon its own pid file,
 VICI socket and configuration, so several run side by side. charon is driven with swanctl inside the
@@ -27,6 +27,13 @@ PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac gcm curve25519 kdf pem pkcs1 pkcs8 pubkey x509 constraints "
     "kernel-libipsec kernel-netlink socket-default vici"
 )
+# Kernel ESP (XFRM states and policies installed by charon): only where the kernel has ESP, e.g. the
+# VM lab (make vm-test); this machine's kernel has none (LAB.md).
+KERNEL_NETLINK_PLUGINS = PLUGINS.replace("kernel-libipsec ", "")
+# What swanctl itself needs to load PSKs, certificates and private keys. Without a list it loads every
+# installed plugin (75 on Debian 12): `swanctl --version` took 23-44 s in the VM lab the first time, 1-2 s
+# after, and under a second on the host.
+SWANCTL_PLUGINS = "random nonce openssl pem pkcs1 pkcs8 x509 pubkey constraints"
 STRONGSWAN_CONF = """\
 charon {
   load_modular = no
@@ -127,11 +134,28 @@ class SiteToSite:
 
 
 class StrongSwan:
-    """charon in one lab host."""
+    """charon in one lab host; ``plugins`` is its load list (userspace ESP with kernel-libipsec by
+    default, :data:`KERNEL_NETLINK_PLUGINS` for kernel ESP).
 
-    def __init__(self, lab: Lab, host: str):
+    ``swanctl_plugins``: swanctl's own load list (default: every installed plugin, which is slow to
+    start where CPU is scarce, e.g. the VM lab: see :data:`SWANCTL_PLUGINS`). ``timeout_scale``
+    multiplies how long the lab waits for charon and for each swanctl call (not the IKE timeouts
+    given to swanctl): the VM lab emulates its CPU and is an order of magnitude slower.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        host: str,
+        plugins: str = PLUGINS,
+        swanctl_plugins: Optional[str] = None,
+        timeout_scale: float = 1.0,
+    ):
         self.lab = lab
         self.host = host
+        self.plugins = plugins
+        self.swanctl_plugins = swanctl_plugins
+        self.timeout_scale = timeout_scale
 
     def _sh(self, script: str, input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
         return self.lab.run_in(self.host, ["/bin/sh", "-c", script], input_data=input_data, timeout=timeout)
@@ -142,9 +166,11 @@ class StrongSwan:
     def configure(self, swanctl_conf: str, charon_options: Sequence[str] = ()) -> None:
         """strongswan.conf (``charon_options``: extra ``key = value`` lines in the charon section,
         e.g. ``signature_authentication = no`` for a peer without RFC 7427) and swanctl.conf."""
-        conf = STRONGSWAN_CONF % {"plugins": PLUGINS, "vici": VICI_SOCKET, "log": LOG_FILE}
+        conf = STRONGSWAN_CONF % {"plugins": self.plugins, "vici": VICI_SOCKET, "log": LOG_FILE}
         options = "".join("  %s\n" % line for line in charon_options)
         conf = conf.replace("  retransmit_tries = 3\n", "  retransmit_tries = 3\n" + options, 1)
+        if self.swanctl_plugins is not None:
+            conf += "swanctl {\n  load = %s\n}\n" % self.swanctl_plugins
         self.write_file("/etc/strongswan.conf", conf, "0644")
         self.write_file("/etc/swanctl/swanctl.conf", swanctl_conf)
 
@@ -170,11 +196,12 @@ class StrongSwan:
         charon leaves its VICI socket behind when it stops, so the file alone says nothing: a stale
         one is removed first, and readiness is a VICI request that succeeds (a connection between
         charon's bind and listen is refused too)."""
+        timeout *= self.timeout_scale
         self._sh("rm -f %s; setsid %s </dev/null >/dev/null 2>&1 &" % (VICI_SOCKET, CHARON))
         deadline = time.monotonic() + timeout
         ready = "test -S %s && swanctl --stats >/dev/null 2>&1 && echo yes || true" % VICI_SOCKET
         while time.monotonic() < deadline:
-            if self._sh(ready).strip() == "yes":
+            if self._sh(ready, timeout=30.0 * self.timeout_scale).strip() == "yes":
                 self.swanctl("--load-all", "--noprompt")
                 return
             time.sleep(0.05)
@@ -184,7 +211,7 @@ class StrongSwan:
         )
 
     def swanctl(self, *args: str, timeout: float = 20.0) -> str:
-        return self.lab.run_in(self.host, ["swanctl", *args], timeout=timeout + 5)
+        return self.lab.run_in(self.host, ["swanctl", *args], timeout=timeout * self.timeout_scale + 5)
 
     def initiate(self, child: str, timeout: int = 10) -> str:
         return self.swanctl("--initiate", "--child", child, "--timeout", str(timeout), timeout=timeout)
