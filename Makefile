@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 DEMO_INVENTORY := $(ROOT)/playbooks/inventory/demo.yml
 
-.PHONY: setup demo demo-down test lint ruff unit target-unit integration molecule ansible-lint sanity changelog build fuzz
+.PHONY: setup demo demo-down test lint ruff unit target-unit integration molecule ansible-lint sanity changelog build fuzz vm-test
 
 setup:
 	@bash $(ROOT)/scripts/setup.sh
@@ -26,7 +26,7 @@ demo-down: setup
 	ansible-playbook -i $(DEMO_INVENTORY) $(ROOT)/playbooks/lab_down.yml
 
 # Every check; the first failure stops the run with a non-zero exit.
-test: setup ruff changelog unit target-unit integration molecule ansible-lint sanity build
+test: setup ruff changelog unit target-unit integration molecule ansible-lint sanity build vm-test
 
 ruff:
 	ruff check $(ROOT)
@@ -64,6 +64,13 @@ molecule:
 
 ansible-lint:
 	cd $(ROOT) && ansible-lint --offline --profile production
+
+# The VM lab: ONE VM with Debian's stock kernel (kernel ESP) under QEMU TCG, the host's root shared
+# read-only, runs pytest on tests/vm inside it; fails if a test fails or is skipped, or the VM cannot run.
+# One test:  make vm-test VM_TESTS="tests/vm/test_xfrm_probe.py -k ipv6"
+VM_TESTS ?= tests/vm
+vm-test:
+	cd $(ROOT) && python scripts/vmlab.py $(VM_TESTS)
 
 sanity:
 	bash $(ROOT)/scripts/ansible-test-sanity.sh

@@ -16,6 +16,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-cryptography python3-pyroute2 python3-yaml
   python3-pytest python3-hypothesis
   dbus polkitd python3-dbus python3-gi gir1.2-glib-2.0
+  qemu-system-x86 busybox-static
 )
 # firewalld for the lab test of the gateway role on a firewalld host: unpacked, never installed. Installed,
 # it would start on the machine itself and put python3-jsonschema into /usr/bin/python3, whose unit tests
@@ -40,6 +41,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Installing charon must not leave a daemon running in the root namespaces.
   pkill -x charon 2>/dev/null || true
+fi
+
+# The VM lab (make vm-test) boots Debian's stock kernel, which has kernel ESP, under QEMU: that needs a
+# /boot/vmlinuz-* whose modules include esp4. This machine's own kernel may have none; installing the
+# kernel package boots nothing on the host (it only runs update-initramfs, about a minute).
+vm_kernel_found=no
+for image in /boot/vmlinuz-*; do
+  version="${image#/boot/vmlinuz-}"
+  if compgen -G "/lib/modules/$version/kernel/net/ipv4/esp4.ko*" >/dev/null; then vm_kernel_found=yes; fi
+done
+if [ "$vm_kernel_found" = no ]; then
+  log "installing linux-image-amd64 (a kernel with kernel ESP for the VM lab; the host does not boot it)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends linux-image-amd64 >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends linux-image-amd64 >/dev/null; }
 fi
 
 firewalld_dir="$BUILD/firewalld"

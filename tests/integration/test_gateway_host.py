@@ -14,6 +14,7 @@ import time
 import pytest
 import yaml
 from conftest import REPO, run_playbook, task_results
+from pings import unanswered
 from pyike_lab.lab import Lab
 
 pytestmark = pytest.mark.root
@@ -83,7 +84,7 @@ def pings(lab, source, destination, count=3):
          "-W", "2", destination],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    return "%d received" % count in done.stdout
+    return not unanswered(done.stdout, count)
 
 
 def site_counter(lab, host):

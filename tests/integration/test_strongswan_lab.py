@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import TWO_SITES
+from pings import assert_replies
 from pyike_lab.capture import Capture
 from pyike_lab.strongswan import SiteToSite, StrongSwan
 
@@ -51,7 +52,7 @@ def test_lan_clients_ping_through_a_strongswan_tunnel(strongswan_pair):
     assert "initiate completed successfully" in left.initiate("net")
     with Capture(lab, "internet", "inet0", "ip") as wire:
         out = lab.run_in("c1", ["ping", "-c", "5", "-i", "0.1", "-w", "10", "10.2.0.10"])
-    assert "5 packets transmitted, 5 received" in out
+    assert_replies(out, 5)
     # On the internet: ESP in UDP 4500 (kernel-libipsec always encapsulates), never the inner ICMP.
     assert wire.count("UDP-encap") + wire.count(".4500:") >= 10, wire.lines
     assert wire.count("10.1.0.10 >") + wire.count("10.2.0.10 >") == 0, wire.lines

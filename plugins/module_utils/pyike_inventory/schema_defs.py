@@ -28,33 +28,26 @@ def count(description: str) -> Dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_COUNT, "description": description}
 
 
+def _list_of(definition: str, description: str, unique: bool = True) -> Dict[str, Any]:
+    """A non-empty array of ``#/$defs/<definition>`` items."""
+    schema: Dict[str, Any] = {"type": "array", "minItems": 1}
+    if unique:
+        schema["uniqueItems"] = True
+    schema["items"] = {"$ref": "#/$defs/%s" % definition}
+    schema["description"] = description
+    return schema
+
+
 def _proposals(description: str) -> Dict[str, Any]:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "uniqueItems": True,
-        "items": {"$ref": "#/$defs/proposal"},
-        "description": description,
-    }
+    return _list_of("proposal", description)
 
 
 def _members(description: str) -> Dict[str, Any]:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "uniqueItems": True,
-        "items": {"$ref": "#/$defs/member"},
-        "description": description,
-    }
+    return _list_of("member", description)
 
 
 def _selectors(description: str) -> Dict[str, Any]:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "items": {"$ref": "#/$defs/trafficSelector"},
-        "description": description,
-    }
+    return _list_of("trafficSelector", description, unique=False)
 
 
 PSK_DESCRIPTION = (
