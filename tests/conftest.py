@@ -52,6 +52,20 @@ def make_lab(lab_name):
         lab.down()
 
 
+@pytest.fixture(scope="module")
+def module_lab():
+    """A two-site lab (TWO_SITES) shared by the tests of one module; removed after its last test."""
+    from pyike_lab.lab import Lab
+    from pyike_lab.plan import build_plan
+
+    lab = Lab("m" + uuid.uuid4().hex[:8])
+    try:
+        lab.up(build_plan(lab.name, TWO_SITES))
+        yield lab
+    finally:
+        lab.down()
+
+
 @pytest.fixture
 def daemons():
     """Daemons a test starts (pyike or strongSwan, anything with stop()); all stopped afterwards."""

@@ -23,3 +23,21 @@ def unanswered(out: str, count: int) -> list:
 def assert_replies(out: str, count: int) -> None:
     missing = unanswered(out, count)
     assert not missing, "no reply to icmp_seq %s:\n%s" % (missing, out)
+
+
+_SWAN_PACKETS = re.compile(r"\b(in|out) +[0-9a-f]{8}\S*, +\d+ bytes, +(\d+) packets")
+
+
+def assert_swan_counted(list_sas: str, count: int) -> None:
+    """strongSwan's Child SA counters (`swanctl --list-sas`) saw at least the ``count`` pings each way:
+    ping may have sent more than ``count`` requests (see above), so the counters are a lower bound."""
+    seen = {}
+    for direction, packets in _SWAN_PACKETS.findall(list_sas):
+        seen[direction] = max(seen.get(direction, 0), int(packets))
+    assert seen.get("in", 0) >= count and seen.get("out", 0) >= count, (
+        "fewer than %d packets each way:\n%s"
+        % (
+            count,
+            list_sas,
+        )
+    )

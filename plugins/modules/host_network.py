@@ -29,8 +29,8 @@ description:
     the peers in the zone that receives them (the zone of the interface that routes to each peer, or
     O(firewalld_zone)). Creating these objects reloads firewalld once.
   - A peer whose address is C(%any) opens IKE and ESP to every address (with a warning), and so does a
-    peer given by DNS name: the engine resolves the name at each initiation, so the address it has when
-    the play runs (if it resolves at all then) may not be the one it has when the tunnel starts.
+    peer given by DNS name, because the engine resolves the name at each initiation and the address it
+    has when the play runs (if it resolves at all then) may not be the one it has when the tunnel starts.
   - B(MSS clamping.) With O(mss_clamping), the table C(inet pyike_ipsec) lowers the MSS option of TCP SYNs
     into and out of the TUN device to what fits its MTU (MTU - 40 for IPv4, MTU - 60 for IPv6), so that
     TCP through the tunnel needs no fragmentation or path MTU discovery.

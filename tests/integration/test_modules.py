@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TWO_SITES, ansible_env, run_playbook, task_results
+from conftest import ansible_env, run_playbook, task_results
 from pings import assert_replies
-from pyike_lab.lab import Lab
-from pyike_lab.plan import build_plan
 
 pytestmark = pytest.mark.root
 
@@ -38,13 +35,8 @@ GATEWAYS = ("gw1", "gw2")
 
 
 @pytest.fixture(scope="module")
-def lab():
-    lab = Lab("m" + uuid.uuid4().hex[:8])
-    try:
-        lab.up(build_plan(lab.name, TWO_SITES))
-        yield lab
-    finally:
-        lab.down()
+def lab(module_lab):
+    return module_lab
 
 
 @pytest.fixture(scope="module")

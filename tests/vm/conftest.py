@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -29,20 +28,6 @@ def pytest_collection_modifyitems(config, items):
 def vm_lab(make_lab, daemons):
     """A :class:`kernel_lab.KernelLab`: gateways gw1, gw2, clients c1, c2, kernel ESP available."""
     return KernelLab(make_lab(TWO_SITES), daemons)
-
-
-@pytest.fixture(scope="module")
-def module_lab():
-    """The two-site lab of one test module (see ``shared_vm_lab``); removed after the module's last test."""
-    from pyike_lab.lab import Lab
-    from pyike_lab.plan import build_plan
-
-    lab = Lab("m" + uuid.uuid4().hex[:8])
-    try:
-        lab.up(build_plan(lab.name, TWO_SITES))
-        yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture
