@@ -16,66 +16,100 @@ Per Child SA (one reqid from :data:`.xfrm.REQID_MIN` up, RFC 4301 §4.4 SPD/SAD 
 Make-before-break rekeying (RFC 7296 §2.8): the new inbound state is added first (the in policy
 accepts both SAs of the reqid), then the outbound switch rewrites the out policies' template SPI to
 the new outbound state (XFRM_MSG_UPDPOLICY, atomic per policy; the kernel picks states by the
-template's SPI, xfrm_state_find()) and deletes the old outbound state; the old inbound state goes
-when the daemon removes it after the DELETE exchange.
+template's SPI, xfrm_state_find()); the old outbound state stays (with its sequence number, should a
+switch come back to it) until the daemon removes its inbound partner after the DELETE exchange.
 
-Counters come from the kernel (XFRM_MSG_GETSA: bytes, packets, add and use time). Byte and packet
-lifetimes are polled from those counters on the daemon's slow timer (:class:`PolledVolumeWatch`).
-Everything with our reqids is flushed at start (a crash leaves states behind), on close, and what no
-installed child owns after a reload.
+Traffic the gateway itself sends to the remote selectors must match the out policy, so like strongSwan
+the routes to the remote selectors (table 220, :class:`.routes.RouteManager`) follow the path to the
+peer with a preferred source inside our selectors; without them the kernel would pick the public
+address and the packet would leave in the clear.
+
+Counters come from the kernel (XFRM_MSG_GETSA: bytes, packets, add and use time). Byte, packet and
+sequence-number lifetimes are polled from those counters on the daemon's slow timer
+(:class:`PolledVolumeWatch`). The kernel states carry the hard limits too (time, bytes, packets, and
+2^32-1 packets without ESN): should the daemon die, its SAs still end by their deadline (RFC 4301
+§4.4.2.1), and the policies then drop the traffic instead of passing it in the clear. Everything with
+our reqids is flushed at start (a crash leaves states behind), on close, and what no installed child
+owns after a reload.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..esp.counters import Traffic
+from ..ike.lifetimes import SEQ_MAX
 from .children import Address, DataplaneError, Endpoint, _selectors
 from .lifetimes import VolumeWatch
-from .routes import networks_of_range
+from .routes import RouteManager, networks_of_range
 from .udp import NON_ESP_MARKER, UdpEndpoint
-from .xfrm import PROBE_REQID, REQID_MAX, REQID_MIN, PolicySpec, Selector, StateSpec, Xfrm, XfrmError
+from .xfrm import PROBE_REQID, REQID_MAX, REQID_MIN, PolicySpec, Selector, StateSpec, Xfrm
 
 log = logging.getLogger("pyike.kernel")
+
+LIFETIME_MARGIN = 60  # seconds the kernel keeps a state past the engine's hard lifetime (a backstop only)
+MAX_PREVIOUS_OUT = 4  # outbound states kept after a switch, awaiting their DELETE (oldest go first)
+ICMP_PROTOCOLS = (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6)
 
 IkeHandler = Callable[[bytes, Address, Address], None]
 
 
 class KernelSA:
-    """One direction of a Child SA as the kernel backend keeps it: SPI, transforms and (in memory
-    only, for the kernel) keys; ``traffic`` is refreshed from the kernel's counters."""
+    """One direction of a Child SA as the kernel backend keeps it: SPI, transforms, limits and, until
+    the kernel has them, keys; ``traffic`` is refreshed from the kernel's counters. ``partner`` is the
+    inbound SPI of an outbound SA's pair (its state goes with that one's)."""
 
-    __slots__ = ("encr_id", "encr_key", "esn", "integ_id", "integ_key", "spi", "traffic")
+    __slots__ = ("encr_id", "encr_key", "esn", "installed", "integ_id", "integ_key", "life_time", "limits",
+                 "outbound", "partner", "spi", "traffic")  # fmt: skip
 
-    def __init__(self, spi: int, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes, esn: bool):
+    def __init__(self, spi: int, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes, esn: bool,
+                 *, outbound: bool = False, partner: int = 0, life_time: float = 0.0, limits: Any = None):  # fmt: skip
         self.spi = spi
         self.encr_id = encr_id
         self.encr_key = bytes(encr_key)
         self.integ_id = integ_id
         self.integ_key = bytes(integ_key)
         self.esn = esn
+        self.outbound = outbound
+        self.partner = partner
+        self.life_time = life_time
+        self.limits = limits
+        self.installed = False  # once True the keys are gone: the kernel has them
         self.traffic = Traffic()
 
     def __repr__(self) -> str:
         return "<KernelSA %08x>" % self.spi
 
+    @property
+    def seq(self) -> int:
+        """The last sequence number sent: the kernel numbers each packet it sends through the SA."""
+        return self.traffic.packets
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.esn and self.traffic.packets >= SEQ_MAX
+
 
 def kernel_sa_pair(event: Any) -> Tuple[KernelSA, KernelSA]:
     """(outbound, inbound) of an ``ike.events.ChildSaUp``."""
     integ = event.integ_id or 0
-    return (
-        KernelSA(event.spi_out, event.encr_id, event.encr_key_out, integ, event.integ_key_out, event.esn),
-        KernelSA(event.spi_in, event.encr_id, event.encr_key_in, integ, event.integ_key_in, event.esn),
+    life = dict(life_time=event.life_time, limits=event.limits)
+    outbound = KernelSA(event.spi_out, event.encr_id, event.encr_key_out, integ, event.integ_key_out, event.esn,
+                        outbound=True, partner=event.spi_in, **life)  # fmt: skip
+    inbound = KernelSA(
+        event.spi_in, event.encr_id, event.encr_key_in, integ, event.integ_key_in, event.esn, **life
     )
+    return outbound, inbound
 
 
 class KernelChild:
-    __slots__ = ("child_id", "encap", "inbound", "local", "local_ts", "outbound", "peer", "policies", "remote_ts",
-                 "reqid", "retired_in", "retired_out")  # fmt: skip
+    __slots__ = ("child_id", "encap", "inbound", "local", "local_ts", "outbound", "peer", "policies",
+                 "previous_out", "remote_ts", "reqid", "retired_in", "retired_out", "routes")  # fmt: skip
 
     def __init__(
         self, child_id: str, reqid: int, local: str, peer: Address, encap: bool, local_ts, remote_ts
@@ -89,7 +123,9 @@ class KernelChild:
         self.remote_ts = remote_ts
         self.outbound: Optional[KernelSA] = None
         self.inbound: Dict[int, KernelSA] = {}
+        self.previous_out: List[KernelSA] = []  # switched away from, kept until their partner goes
         self.policies: List[PolicySpec] = []
+        self.routes: List[Tuple[str, Optional[str]]] = []
         self.retired_in = Traffic()
         self.retired_out = Traffic()
 
@@ -126,12 +162,13 @@ class KernelDataplane:
         nat_t_port: int,
         ike_handler: Optional[IkeHandler] = None,
         xfrm: Optional[Xfrm] = None,
+        routes: Optional[RouteManager] = None,
     ):
         self.endpoints = list(endpoints)
         self.nat_t_port = nat_t_port
         self.ike_handler = ike_handler
         self.xfrm = xfrm or Xfrm()
-        self.routes = None  # the kernel routes by its own tables; policies select what is protected
+        self.routes = routes if routes is not None else RouteManager(None)  # along the path to each peer
         self._children: Dict[str, KernelChild] = {}
         self._next_reqid = REQID_MIN
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -172,6 +209,8 @@ class KernelDataplane:
             self.flush()
         finally:
             self.xfrm.close()
+            self.routes.cleanup()
+            self.routes.close()
 
     def reconcile(self) -> Tuple[int, int]:
         """Delete our states and policies that no installed child owns (after a reload)."""
@@ -183,7 +222,11 @@ class KernelDataplane:
                 self._quietly(self.xfrm.delete_policy, _selector_of(info), info.direction)
                 policies += 1
         for state in self.xfrm.states():
-            if REQID_MIN <= state.reqid <= REQID_MAX and (state.reqid, state.spi) not in owned_states:
+            if (
+                state.spi
+                and REQID_MIN <= state.reqid <= REQID_MAX
+                and (state.reqid, state.spi) not in owned_states
+            ):
                 self._quietly(self.xfrm.delete_state, state.dst, state.spi, state.src)
                 states += 1
         return states, policies
@@ -220,8 +263,10 @@ class KernelDataplane:
             for spec in self._policy_specs(child):
                 self.xfrm.add_policy(spec)
                 child.policies.append(spec)
+            if route:
+                self._add_routes(child, route_source)
         except (OSError, ValueError):
-            self._remove(child, quiet=True)
+            self._remove(child)
             raise
 
     def remove_child(self, child_id: str) -> None:
@@ -240,31 +285,55 @@ class KernelDataplane:
     def switch_outbound(
         self, child_id: str, outbound_sa: KernelSA, peer: Optional[Address] = None
     ) -> Optional[KernelSA]:
-        """Send through ``outbound_sa`` from now on (rekey, step 2): install it, point the out policies'
-        templates at its SPI, delete the old outbound state. Returns the old SA."""
+        """Send through ``outbound_sa`` from now on (rekey, step 2): install it (unless it is a previous
+        one still in the kernel), point the out policies' templates at its SPI; the old outbound state
+        stays until its inbound partner is removed. On failure the policies point where they did and
+        the new state is gone. Returns the old SA."""
         child = self._child(child_id)
         old = child.outbound
         if old is outbound_sa:
             return old
-        if peer is not None and (peer[0], int(peer[1])) != child.peer:
-            log.warning("%s: the peer moved to %s:%d; the kernel dataplane keeps %s:%d (MIGRATE is not "
-                        "implemented)", child_id, peer[0], peer[1], child.peer[0], child.peer[1])  # fmt: skip
-        self._add_state(child, outbound_sa, outbound=True)
+        if peer is not None:
+            self.update_peer(child_id, peer)
+        kept = outbound_sa in child.previous_out
+        if not kept:
+            if outbound_sa.installed:
+                raise DataplaneError("outbound SA %08x of %s was removed from the kernel; it needs a rekey"
+                                     % (outbound_sa.spi, child_id))  # fmt: skip
+            self._add_state(child, outbound_sa, outbound=True)
+        switched: List[PolicySpec] = []
+        try:
+            for spec in child.policies:
+                if spec.direction == "out":
+                    self.xfrm.add_policy(dataclasses.replace(spec, spi=outbound_sa.spi), update=True)
+                    switched.append(spec)
+        except OSError:
+            for spec in switched:
+                self._quietly(self.xfrm.add_policy, spec, True)
+            if not kept:
+                self._quietly(self.xfrm.delete_state, *self._where(child, outbound_sa))
+            raise
+        for spec in switched:
+            spec.spi = outbound_sa.spi
         child.outbound = outbound_sa
-        for spec in child.policies:
-            if spec.direction == "out":
-                spec.spi = outbound_sa.spi
-                self.xfrm.add_policy(spec, update=True)
+        if kept:
+            child.previous_out.remove(outbound_sa)
         if old is not None:
-            self._retire(child, old, outbound=True)
+            child.previous_out.append(old)
+            while len(child.previous_out) > MAX_PREVIOUS_OUT:
+                self._retire(child, child.previous_out.pop(0))
         return old
 
     def remove_inbound(self, child_id: str, spi: int) -> Optional[KernelSA]:
-        """Stop accepting packets of an old inbound SA (rekey, step 3)."""
+        """Stop accepting packets of an old inbound SA (rekey, step 3); its outbound partner goes too
+        unless it is still the one we send through."""
         child = self._child(child_id)
         sa = child.inbound.pop(spi, None)
         if sa is not None:
-            self._retire(child, sa, outbound=False)
+            self._retire(child, sa)
+        for previous in [p for p in child.previous_out if p.partner == spi]:
+            child.previous_out.remove(previous)
+            self._retire(child, previous)
         return sa
 
     def watch(self, sa: KernelSA, key: int, limits: Any) -> None:
@@ -276,6 +345,7 @@ class KernelDataplane:
     def update_peer(self, child_id: str, peer: Address) -> None:
         child = self._child(child_id)
         if (peer[0], int(peer[1])) != child.peer:
+            # the states name the old address and port: traffic goes on to it until a rekey
             log.warning("%s: the peer moved to %s:%d; the kernel dataplane keeps %s:%d (MIGRATE is not "
                         "implemented)", child_id, peer[0], peer[1], child.peer[0], child.peer[1])  # fmt: skip
 
@@ -287,9 +357,8 @@ class KernelDataplane:
         child = self._child(child_id)
         self._refresh(list(self._sas(child)))
         out = child.outbound
-        sas_out = []
-        if out is not None:
-            sas_out.append({"spi": out.spi, "bytes": out.traffic.bytes, "packets": out.traffic.packets})
+        sas_out = [{"spi": sa.spi, "bytes": sa.traffic.bytes, "packets": sa.traffic.packets}
+                   for sa in ([out] if out is not None else []) + child.previous_out]  # fmt: skip
         sas_in = [{"spi": sa.spi, "bytes": sa.traffic.bytes, "packets": sa.traffic.packets}
                   for sa in child.inbound.values()]  # fmt: skip
         return {
@@ -298,6 +367,7 @@ class KernelDataplane:
             "reqid": child.reqid,
             "local_ts": [repr(ts) for ts in child.local_ts],
             "remote_ts": [repr(ts) for ts in child.remote_ts],
+            "routes": [network for network, _source in child.routes],
             "spi_out": out.spi if out is not None else None,
             "spi_in": sorted(child.inbound),
             "bytes_out": child.retired_out.bytes + sum(s["bytes"] for s in sas_out),
@@ -319,7 +389,7 @@ class KernelDataplane:
         for child_id in self._children:
             try:
                 children[child_id] = self.child_stats(child_id)
-            except XfrmError as exc:
+            except OSError as exc:
                 children[child_id] = {"error": str(exc)}
         return {"kernel": True, "children": children, "io": dict(self.io), "endpoints": endpoints,
                 "drops": {"invalid_datagram": self.io["invalid_datagram"]}}  # fmt: skip
@@ -384,18 +454,51 @@ class KernelDataplane:
 
     @staticmethod
     def _sas(child: KernelChild) -> List[KernelSA]:
-        return ([child.outbound] if child.outbound is not None else []) + list(child.inbound.values())
+        current = [child.outbound] if child.outbound is not None else []
+        return current + child.previous_out + list(child.inbound.values())
 
-    def _state(self, child: KernelChild, sa: KernelSA, outbound: bool) -> StateSpec:
-        src, dst = (child.local, child.peer[0]) if outbound else (child.peer[0], child.local)
+    @staticmethod
+    def _where(child: KernelChild, sa: KernelSA) -> Tuple[str, int, str]:
+        """(destination, SPI, source): how the kernel knows the SA's state."""
+        if sa.outbound:
+            return child.peer[0], sa.spi, child.local
+        return child.local, sa.spi, child.peer[0]
+
+    def _state(self, child: KernelChild, sa: KernelSA) -> StateSpec:
+        dst, _spi, src = self._where(child, sa)
         encap = None
         if child.encap:
-            encap = (self.nat_t_port, child.peer[1]) if outbound else (child.peer[1], self.nat_t_port)
-        return StateSpec(src, dst, sa.spi, child.reqid, sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key,
+            encap = (self.nat_t_port, child.peer[1]) if sa.outbound else (child.peer[1], self.nat_t_port)
+        spec = StateSpec(src, dst, sa.spi, child.reqid, sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key,
                          esn=sa.esn, encap=encap)  # fmt: skip
+        # hard limits as a backstop (the engine rekeys and deletes before them): a dead daemon's SAs end
+        if sa.life_time:
+            spec.hard_seconds = int(sa.life_time) + LIFETIME_MARGIN
+        if sa.limits is not None and sa.limits.hard_bytes:
+            spec.hard_bytes = sa.limits.hard_bytes
+        if sa.limits is not None and sa.limits.hard_packets:
+            spec.hard_packets = sa.limits.hard_packets
+        if sa.outbound and not sa.esn:
+            spec.hard_packets = min(spec.hard_packets, SEQ_MAX)  # RFC 4303 §3.3.3: never wrap
+        return spec
 
     def _add_state(self, child: KernelChild, sa: KernelSA, outbound: bool) -> None:
-        self.xfrm.add_state(self._state(child, sa, outbound))
+        if sa.outbound != outbound:
+            raise DataplaneError("SA %08x is not %s" % (sa.spi, "outbound" if outbound else "inbound"))
+        self.xfrm.add_state(self._state(child, sa))
+        sa.installed = True
+        sa.encr_key = sa.integ_key = b""  # the kernel has them; nothing re-installs an SA
+
+    def _add_routes(self, child: KernelChild, route_source: Any) -> None:
+        """Routes to the remote selectors along the path to the peer, with a source inside ours (only
+        where this host has such an address: otherwise its own traffic cannot match the policy)."""
+        for ts in child.remote_ts:
+            source = _source_for(route_source, ts.version)
+            if source is None:
+                continue
+            for network in networks_of_range(ts.start, ts.end, ts.version):
+                self.routes.add(network, source, via=child.peer[0])
+                child.routes.append((network, source))
 
     def _policy_specs(self, child: KernelChild) -> List[PolicySpec]:
         specs = []
@@ -404,52 +507,54 @@ class KernelDataplane:
             for remote in child.remote_ts:
                 if local.version != remote.version:
                     continue
-                for out_sel in _pair_selectors(local, remote):
+                for out_sel, in_sel in _pair_selectors(local, remote):
                     specs.append(PolicySpec(out_sel, "out", child.local, child.peer[0], child.reqid, spi=spi))
-                    in_sel = out_sel.reversed()
                     for direction in ("in", "fwd"):
                         specs.append(PolicySpec(in_sel, direction, child.peer[0], child.local, child.reqid))
         return specs
 
-    def _retire(self, child: KernelChild, sa: KernelSA, outbound: bool) -> None:
+    def _retire(self, child: KernelChild, sa: KernelSA) -> None:
         """Fold the SA's last counters into the child's totals and delete its state."""
         self.limits.remove(sa)
-        src, dst = (child.local, child.peer[0]) if outbound else (child.peer[0], child.local)
+        where = self._where(child, sa)
         try:
-            info = self.xfrm.get_state(dst, sa.spi, src)
+            info = self.xfrm.get_state(*where)
             sa.traffic.bytes, sa.traffic.packets = info.bytes, info.packets
-        except XfrmError:
-            pass
-        total = child.retired_out if outbound else child.retired_in
+        except OSError:
+            pass  # gone already (its hard lifetime), or the kernel did not answer: the last counts stand
+        total = child.retired_out if sa.outbound else child.retired_in
         total.bytes += sa.traffic.bytes
         total.packets += sa.traffic.packets
-        self._quietly(self.xfrm.delete_state, dst, sa.spi, src)
+        self._quietly(self.xfrm.delete_state, *where)
 
-    def _remove(self, child: KernelChild, quiet: bool = False) -> None:
+    def _remove(self, child: KernelChild) -> None:
         self._children.pop(child.child_id, None)
+        for network, source in child.routes:
+            try:
+                self.routes.remove(network, source)
+            except OSError as exc:
+                log.warning("%s: %s", child.child_id, exc)
+        child.routes = []
         for spec in child.policies:
             self._quietly(self.xfrm.delete_policy, spec.selector, spec.direction)
         child.policies = []
-        if child.outbound is not None:
-            self._retire(child, child.outbound, outbound=True)
-        for spi in list(child.inbound):
-            self._retire(child, child.inbound.pop(spi), outbound=False)
+        for sa in self._sas(child):
+            self._retire(child, sa)
+        child.outbound, child.previous_out = None, []
+        child.inbound.clear()
 
     def _refresh(self, sas: List[KernelSA]) -> None:
         """Read the kernel's counters of these SAs (XFRM_MSG_GETSA each)."""
         where = {}
         for child in self._children.values():
-            if child.outbound is not None:
-                where[child.outbound] = (child.peer[0], child.local)
-            for sa in child.inbound.values():
-                where[sa] = (child.local, child.peer[0])
+            for sa in self._sas(child):
+                where[sa] = self._where(child, sa)
         for sa in sas:
             if sa not in where:
                 continue
-            dst, src = where[sa]
             try:
-                info = self.xfrm.get_state(dst, sa.spi, src)
-            except XfrmError as exc:
+                info = self.xfrm.get_state(*where[sa])
+            except OSError as exc:  # one SA's failure must not stop the poll of the others (or the daemon)
                 log.warning("cannot read the counters of SA %08x: %s", sa.spi, exc)
                 continue
             sa.traffic.bytes, sa.traffic.packets = info.bytes, info.packets
@@ -458,21 +563,50 @@ class KernelDataplane:
     def _quietly(fn: Callable[..., Any], *args: Any) -> None:
         try:
             fn(*args)
-        except XfrmError as exc:
+        except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ESRCH):
                 log.warning("%s", exc)
 
 
-def _pair_selectors(local: Any, remote: Any) -> List[Selector]:
-    """The XFRM selectors (prefixes, protocol, ports) of one pair of traffic selectors, local -> remote."""
-    selectors = []
+def _source_for(route_source: Any, version: int) -> Optional[str]:
+    """The preferred source of this IP version among ``route_source`` (an address, or one per version)."""
+    sources = [route_source] if isinstance(route_source, str) else list(route_source or ())
+    for source in sources:
+        if source and (":" in source) == (version == 6):
+            return source
+    return None
+
+
+def _pair_selectors(local: Any, remote: Any) -> List[Tuple[Selector, Selector]]:
+    """(out, in) XFRM selectors (prefixes, protocol, ports) of one pair of traffic selectors: out is
+    local -> remote, in the packets coming back."""
+    pairs = []
     proto = max(local.protocol, remote.protocol)
-    sport, sport_mask = _ports(local.start_port, local.end_port)
-    dport, dport_mask = _ports(remote.start_port, remote.end_port)
+    if proto in ICMP_PROTOCOLS:
+        ports = _icmp_ports(local, remote)
+        out_ports = in_ports = ports
+    else:
+        sport, sport_mask = _ports(local.start_port, local.end_port)
+        dport, dport_mask = _ports(remote.start_port, remote.end_port)
+        out_ports, in_ports = (sport, sport_mask, dport, dport_mask), (dport, dport_mask, sport, sport_mask)
     for src in networks_of_range(local.start, local.end, local.version):
         for dst in networks_of_range(remote.start, remote.end, remote.version):
-            selectors.append(Selector(src, dst, proto, sport, sport_mask, dport, dport_mask))
-    return selectors
+            pairs.append((Selector(src, dst, proto, *out_ports), Selector(dst, src, proto, *in_ports)))
+    return pairs
+
+
+def _icmp_ports(local: Any, remote: Any) -> Tuple[int, int, int, int]:
+    """ICMP type and code in an XFRM selector's sport and dport (the kernel's xfrm_flowi_sport/dport),
+    from the port fields of an IKEv2 selector, which carry type << 8 | code (RFC 7296 §3.13.1); the
+    narrower of the two selectors says which (as strongSwan's ts2selector())."""
+    ts = min((local, remote), key=lambda t: t.end_port - t.start_port)
+    start, end = ts.start_port, ts.end_port
+    icmp_type, type_mask = _ports(start >> 8, end >> 8)
+    if start >> 8 == end >> 8 and (start & 0xFF, end & 0xFF) != (0, 0xFF):
+        code, code_mask = _ports(start & 0xFF, end & 0xFF)
+    else:
+        code, code_mask = 0, 0
+    return icmp_type, type_mask, code, code_mask
 
 
 def _ports(start: int, end: int) -> Tuple[int, int]:
