@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..ike.events import Failure, InstallTrap, PeerUnmatched, ResolvePeer
 from ..ike.sa import ESTABLISHED
@@ -23,6 +23,45 @@ from .traps import Traps
 log = logging.getLogger("pyike.daemon")
 
 ACQUIRE_SLACK = 5.0  # seconds an acquire may take beyond resolution and the retransmission schedule
+STAND_IN_DELAYS = (2.0, 300.0)  # first and longest wait before a kernel-mode trap's stand-in initiates again
+
+
+class TrapStandIns:
+    """Traps with the kernel dataplane, until XFRM acquires are implemented: instead of waiting for a
+    first packet, initiate at once and again after each failure (back-off doubling up to 5 minutes)
+    until the child is up, so close_action and dpd_action trap still bring the tunnel back."""
+
+    def __init__(self, initiate: Callable[[str, str], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.initiate = initiate
+        self.loop = loop
+        self.pending: Dict[Tuple[str, str], Tuple[str, float]] = {}  # (conn, child) -> (origin, next delay)
+        self.timers: Dict[Tuple[str, str], asyncio.TimerHandle] = {}
+
+    def install(self, conn: str, child: str, origin: str) -> None:
+        if (conn, child) not in self.pending:
+            log.warning("%s/%s: %s trap needs XFRM acquires, not implemented with the kernel dataplane; "
+                        "initiating now and after each failure instead", conn, child, origin)  # fmt: skip
+        self.pending[(conn, child)] = (origin, STAND_IN_DELAYS[0])
+        self.loop.call_soon(self._again, conn, child)  # not inside the event flush that asked for it
+
+    def failed(self, conn: str) -> None:
+        for (name, child), (origin, delay) in list(self.pending.items()):
+            if name == conn and (name, child) not in self.timers:
+                self.pending[(name, child)] = (origin, min(2 * delay, STAND_IN_DELAYS[1]))
+                self.timers[(name, child)] = self.loop.call_later(delay, self._again, name, child)
+
+    def _again(self, conn: str, child: str) -> None:
+        self.timers.pop((conn, child), None)
+        if (conn, child) in self.pending:
+            self.initiate(conn, child)
+
+    def remove(self, keep: Callable[[str, str, str], bool] = lambda conn, child, origin: False) -> None:
+        for (conn, child), (origin, _delay) in list(self.pending.items()):
+            if not keep(conn, child, origin):
+                self.pending.pop((conn, child))
+                timer = self.timers.pop((conn, child), None)
+                if timer is not None:
+                    timer.cancel()
 
 
 class ConnectionActions:
@@ -36,12 +75,13 @@ class ConnectionActions:
         self.resolver = resolver or Resolver()
         self.names = PeerNames()
         self.traps: Optional[Traps] = None
+        self.stand_ins: Optional[TrapStandIns] = None  # traps with the kernel dataplane
         self.tasks: Set[asyncio.Future] = set()  # look-ups under way (kept referenced, cancelled at close)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Once the dataplane runs: traps need its SPD and routes."""
         if getattr(self.daemon.dataplane, "kernel", False):
-            # traps need XFRM acquires in kernel mode (not implemented): start_action trap initiates
+            self.stand_ins = TrapStandIns(self._acquire, loop)
             return
         timeout = self.engine.retransmit.span() + self.resolver.timeout + ACQUIRE_SLACK
         self.traps = Traps(self.daemon.dataplane, self._acquire, loop.call_soon, timeout)
@@ -51,6 +91,8 @@ class ConnectionActions:
             task.cancel()
         if self.traps is not None:
             self.traps.remove_all("the daemon stops")
+        if self.stand_ins is not None:
+            self.stand_ins.remove()
         self.resolver.close()
 
     # --- start actions (at start and after a reload) ---------------------------------------------------
@@ -59,15 +101,11 @@ class ConnectionActions:
         resolved once, so that a responder knows its peers' addresses."""
         now = time.monotonic()
         self._prune_traps()
-        kernel = getattr(self.daemon.dataplane, "kernel", False)
         for name, policy in self.engine.policies.items():
             for child in policy.children.values():
-                if child.start_action == "trap" and not kernel:
+                if child.start_action == "trap":
                     self.install_trap(name, child.name, "start_action")
-                elif child.start_action in ("start", "trap"):
-                    if child.start_action == "trap":
-                        log.warning("%s/%s: start_action trap needs XFRM acquires, not implemented with the "
-                                    "kernel dataplane; initiating instead", name, child.name)  # fmt: skip
+                elif child.start_action == "start":
                     try:
                         self.engine.initiate(name, child.name, now)
                     except (KeyError, ValueError) as exc:
@@ -78,19 +116,14 @@ class ConnectionActions:
     def _prune_traps(self) -> None:
         """Remove traps whose connection or child is gone, whose selectors changed, or whose reason no
         longer holds (start_action, close_action or dpd_action is not trap any more)."""
+        if self.stand_ins is not None:
+            self.stand_ins.remove(keep=self._trap_wanted)
         if self.traps is None:
             return
         for trap in list(self.traps.traps.values()):
             policy = self.engine.policies.get(trap.conn)
             child = policy.children.get(trap.child) if policy is not None else None
-            wanted = (
-                child is not None
-                and {
-                    "start_action": child.start_action == "trap",
-                    "close_action": child.close_action == "trap",
-                    "dpd_action": policy.dpd_action == "trap",
-                }[trap.origin]
-            )
+            wanted = self._trap_wanted(trap.conn, trap.child, trap.origin)
             same = child is not None and (
                 tuple(address_ranges(child.local_ts)),
                 tuple(address_ranges(child.remote_ts)),
@@ -98,12 +131,28 @@ class ConnectionActions:
             if not (wanted and same):
                 self.traps.remove(trap.conn, trap.child, "the configuration changed")
 
+    def _trap_wanted(self, conn: str, child_name: str, origin: str) -> bool:
+        """Whether the configuration still asks for a trap of this origin."""
+        policy = self.engine.policies.get(conn)
+        child = policy.children.get(child_name) if policy is not None else None
+        if child is None:
+            return False
+        return {
+            "start_action": child.start_action == "trap",
+            "close_action": child.close_action == "trap",
+            "dpd_action": policy.dpd_action == "trap",
+        }[origin]
+
     def terminated(self, conn: str) -> None:
         """Our terminate: traps that close_action or dpd_action installed go (start_action's stay)."""
         if self.traps is not None:
             self.traps.remove_all(
                 "terminated by operator", keep=lambda trap: trap.conn != conn or trap.origin == "start_action"
             )
+        if self.stand_ins is not None:
+            self.stand_ins.remove(
+                keep=lambda name, _child, _origin: name != conn
+            )  # nothing waits for a packet
 
     # --- engine events -----------------------------------------------------------------------------------
     def act_on(self, event: object) -> bool:
@@ -127,15 +176,22 @@ class ConnectionActions:
     def failed(self, failure: Failure) -> None:
         if self.traps is not None:
             self.traps.conn_failed(failure.conn, "%s failed: %s" % (failure.what, failure.reason))
+        if self.stand_ins is not None:
+            self.stand_ins.failed(failure.conn)
 
     def child_up(self, conn: str, child: str) -> None:
         if self.traps is not None:
             self.traps.child_up(conn, child)
+        if self.stand_ins is not None:
+            self.stand_ins.remove(keep=lambda name, child_name, _origin: (name, child_name) != (conn, child))
 
     # --- traps -------------------------------------------------------------------------------------------
     def install_trap(self, conn: str, child: str, origin: str) -> None:
         policy = self.engine.policies.get(conn)
         config = policy.children.get(child) if policy is not None else None
+        if config is not None and self.stand_ins is not None:
+            self.stand_ins.install(conn, child, origin)
+            return
         if self.traps is None or config is None:
             return
         local_ts, remote_ts = address_ranges(config.local_ts), address_ranges(config.remote_ts)
