@@ -32,12 +32,12 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..esp.replay import DEFAULT_WINDOW
 from ..ids import EncrId, IntegId
+from .udp import SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP
 from .xfrm_msg import (
-    UDP_ENCAP_ESPINUDP,
     XFRM_INF,
     XFRM_MODE_TUNNEL,
     XFRM_MSG_DELPOLICY,
@@ -52,6 +52,7 @@ from .xfrm_msg import (
     XFRM_POLICY_FWD,
     XFRM_POLICY_IN,
     XFRM_POLICY_OUT,
+    XFRM_STATE_AF_UNSPEC,
     XFRM_STATE_ESN,
     blank,
     xfrm_userpolicy_id,
@@ -72,12 +73,16 @@ NLMSGERR_ATTR_MSG = 1
 NETLINK_EXT_ACK = 11  # socket option (SOL_NETLINK)
 SOL_NETLINK = 270
 IPPROTO_ESP = 50
+IP_XFRM_POLICY = 17  # <linux/in.h> socket option (IPPROTO_IP)
+IPV6_XFRM_POLICY = 35  # <linux/in6.h> socket option (IPPROTO_IPV6)
+REQUEST_TIMEOUT = 5.0  # seconds the kernel may take to answer one request (it answers in microseconds)
 
 # Our reqids ("py" in the high half): every state and policy we install carries one.
 REQID_MIN = 0x70790000
 REQID_MAX = 0x7079FFFF
 PROBE_REQID = REQID_MAX  # never handed to a Child SA (see KernelDataplane's allocator)
-PROBE_SPI = 0xFF  # SPIs 1-255 are reserved by IANA (RFC 4303 §2.1): IKE never negotiates one
+PROBE_SPI = 0xFF  # SPIs 1-255 are reserved by IANA (RFC 4303 §2.1): IKE never negotiates one; the probe
+# counts down from here, one SPI per throw-away state
 
 # strongSwan kernel_netlink_ipsec.c get_priority(): base of a regular (non-trap) policy
 PRIO_BASE = 200000
@@ -93,6 +98,8 @@ _MSG_NAMES = {
     XFRM_MSG_GETPOLICY: "XFRM_MSG_GETPOLICY",
 }
 DIRECTIONS = {"in": XFRM_POLICY_IN, "out": XFRM_POLICY_OUT, "fwd": XFRM_POLICY_FWD}
+# in dumps: XFRM_POLICY_MAX (3) + dir are per-socket policies (IP_XFRM_POLICY, e.g. our IKE sockets' bypass)
+_DIRECTION_NAMES = {**{v: k for k, v in DIRECTIONS.items()}, 3: "socket in", 4: "socket out", 5: "socket fwd"}
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 
 
@@ -101,6 +108,13 @@ class XfrmError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def missing(exc: BaseException) -> bool:
+    """Is ``exc`` the kernel saying "no such state or policy"? Deleting or reading a state that is not
+    there gives ESRCH (xfrm_user.c xfrm_user_state_lookup()), a policy ENOENT: both mean it is gone
+    (another flush, an expiry), which a delete can take as done."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ESRCH)
 
 
 # --- algorithms ------------------------------------------------------------------------------
@@ -249,8 +263,12 @@ class StateSpec:
     def message(self) -> xfrm_usersa_info:
         """XFRM_MSG_NEWSA/UPDSA body, with attributes in the order iproute2 and strongSwan send them."""
         msg = blank(xfrm_usersa_info)
-        # selector left empty (family 0): the kernel sets its family (xfrm_state_construct()); in tunnel
-        # mode the policies decide which inner packets an SA carries
+        # Selector left empty (family 0): in tunnel mode the policies decide which inner packets an SA
+        # carries. XFRM_STATE_AF_UNSPEC keeps its family 0; without it the kernel sets the outer family
+        # (xfrm_user.c copy_from_user_state()), and xfrm_state_look_at() then skips the state for inner
+        # packets of the other family: an IPv6 child over IPv4 (or the reverse) would find no outbound
+        # SA. strongSwan sets the flag on every tunnel-mode SA (kernel_netlink_ipsec.c add_sa()).
+        flags = XFRM_STATE_AF_UNSPEC
         msg["id_daddr"] = _addr(self.dst)
         msg["id_spi"] = self.spi
         msg["id_proto"] = IPPROTO_ESP
@@ -287,9 +305,10 @@ class StateSpec:
             # (xfrm_user.c xfrm_alloc_replay_state_esn() accepts the bare struct)
             attrs.append(("XFRMA_REPLAY_ESN_VAL", {"bmp_len": words, "replay_window": self.replay_window}))
             if self.esn:
-                msg["flags"] = XFRM_STATE_ESN
+                flags |= XFRM_STATE_ESN
         else:
             msg["replay_window"] = self.replay_window
+        msg["flags"] = flags
         msg["attrs"] = attrs
         return msg
 
@@ -370,16 +389,27 @@ class PolicyInfo:
 
 # --- the client ------------------------------------------------------------------------------
 class Xfrm:
-    """Blocking requests on one NETLINK_XFRM socket (each answered by the kernel in microseconds)."""
+    """Blocking requests on one NETLINK_XFRM socket (each answered by the kernel in microseconds).
 
-    def __init__(self) -> None:
+    Every failure of a request is an :class:`XfrmError` naming the request: the kernel's refusal, a
+    socket error (ENOBUFS on an overrun socket), no answer within ``timeout`` seconds (ETIMEDOUT:
+    a stuck kernel must not block the daemon's event loop for ever) or an answer that does not decode
+    (EPROTO)."""
+
+    def __init__(self, timeout: float = REQUEST_TIMEOUT) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
         try:
-            self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        except OSError:  # kernels before 4.12: errors without the kernel's text
-            pass
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self._sock.bind((0, 0))
+            try:
+                self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            except OSError:  # kernels before 4.12: errors without the kernel's text
+                pass
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self._sock.bind((0, 0))
+            self._sock.settimeout(timeout)
+        except OSError:
+            self._sock.close()
+            raise
+        self.timeout = timeout
         self._seq = int.from_bytes(os.urandom(2), "big")
 
     def close(self) -> None:
@@ -406,14 +436,18 @@ class Xfrm:
         )
         for msg_type, data in replies:
             if msg_type == XFRM_MSG_NEWSA:
-                return _state_info(data)
+                return _decoded(_state_info, data, "XFRM_MSG_GETSA esp SPI %08x to %s" % (spi, dst))
         raise XfrmError(
             errno.ENOENT, "XFRM_MSG_GETSA esp SPI %08x to %s: no state in the answer" % (spi, dst)
         )
 
     def states(self) -> List[StateInfo]:
         replies = self.request(XFRM_MSG_GETSA, blank(xfrm_usersa_id), NLM_F_DUMP, ack=False, what="dump")
-        return [_state_info(data) for msg_type, data in replies if msg_type == XFRM_MSG_NEWSA]
+        return [
+            _decoded(_state_info, data, "XFRM_MSG_GETSA dump")
+            for msg_type, data in replies
+            if msg_type == XFRM_MSG_NEWSA
+        ]
 
     # policies
     def add_policy(self, spec: PolicySpec, update: bool = False) -> None:
@@ -432,30 +466,31 @@ class Xfrm:
         replies = self.request(
             XFRM_MSG_GETPOLICY, blank(xfrm_userpolicy_id), NLM_F_DUMP, ack=False, what="dump"
         )
-        return [_policy_info(data) for msg_type, data in replies if msg_type == XFRM_MSG_NEWPOLICY]
+        return [
+            _decoded(_policy_info, data, "XFRM_MSG_GETPOLICY dump")
+            for msg_type, data in replies
+            if msg_type == XFRM_MSG_NEWPOLICY
+        ]
 
     def flush_ours(self, reqid_min: int = REQID_MIN, reqid_max: int = REQID_MAX) -> Tuple[int, int]:
         """Delete every state and policy whose reqid is ours; returns (states, policies) deleted.
-        Never XFRM_MSG_FLUSHSA/FLUSHPOLICY: those would take other daemons' SAs with them."""
+        Never XFRM_MSG_FLUSHSA/FLUSHPOLICY: those would take other daemons' SAs with them.
+
+        What is gone meanwhile (:func:`missing`) counts as deleted. States with SPI 0 are skipped: those
+        are the kernel's larval ACQUIRE states (an out policy of ours met no SA), which are not in the
+        by-SPI table, so DELSA cannot name them (ESRCH), and which expire by themselves
+        (net.core.xfrm_acq_expires, 30 s); with our policies gone no new one appears."""
         states = policies = 0
         for info in self.policies():
             if info.reqid is not None and reqid_min <= info.reqid <= reqid_max:
                 sel = Selector(info.src, info.dst, **{k: info.fields[k] for k in _PORT_FIELDS})
-                self._ignore_missing(self.delete_policy, sel, info.direction)
+                _unless_missing(self.delete_policy, sel, info.direction)
                 policies += 1
         for state in self.states():
-            if reqid_min <= state.reqid <= reqid_max:
-                self._ignore_missing(self.delete_state, state.dst, state.spi, state.src)
+            if reqid_min <= state.reqid <= reqid_max and state.spi != 0:
+                _unless_missing(self.delete_state, state.dst, state.spi, state.src)
                 states += 1
         return states, policies
-
-    @staticmethod
-    def _ignore_missing(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except XfrmError as exc:
-            if exc.errno != errno.ENOENT:  # gone meanwhile (another flush, an expiry)
-                raise
 
     # the wire
     def request(
@@ -466,9 +501,22 @@ class Xfrm:
         seq = self._seq
         data = encode(msg_type, msg, NLM_F_REQUEST | (NLM_F_ACK if ack else 0) | flags, seq)
         name = _MSG_NAMES.get(msg_type, "XFRM message %d" % msg_type)
-        self._sock.send(data)
-        del data
-        dump = bool(flags & NLM_F_DUMP)
+        try:
+            self._sock.send(data)
+        except OSError as exc:
+            raise _socket_error(exc, "%s %s" % (name, what), "send", self.timeout) from None
+        finally:
+            del data
+        try:
+            return self._answers(seq, name, what, dump=bool(flags & NLM_F_DUMP), ack=ack)
+        except XfrmError:
+            raise
+        except OSError as exc:
+            raise _socket_error(exc, "%s %s" % (name, what), "receive the answer", self.timeout) from None
+        except (struct.error, ValueError, IndexError) as exc:
+            raise XfrmError(errno.EPROTO, "%s %s: malformed netlink answer: %s" % (name, what, exc)) from None
+
+    def _answers(self, seq: int, name: str, what: str, dump: bool, ack: bool) -> List[Tuple[int, bytes]]:
         answers: List[Tuple[int, bytes]] = []
         while True:
             buf = self._sock.recv(1 << 20)
@@ -476,7 +524,7 @@ class Xfrm:
             while offset + _HEADER.size <= len(buf):
                 length, rtype, rflags, rseq, _pid = _HEADER.unpack_from(buf, offset)
                 if length < _HEADER.size:
-                    raise XfrmError(errno.EPROTO, "%s: malformed netlink answer" % name)
+                    raise XfrmError(errno.EPROTO, "%s %s: malformed netlink answer" % (name, what))
                 chunk = buf[offset : offset + length]
                 offset += (length + 3) & ~3
                 if rseq != seq:
@@ -495,6 +543,37 @@ class Xfrm:
                 answers.append((rtype, chunk))
                 if not dump and not ack:
                     return answers
+
+
+def _socket_error(exc: OSError, request: str, doing: str, timeout: float) -> XfrmError:
+    """An OSError of the netlink socket as an XfrmError that names the request."""
+    if isinstance(exc, socket.timeout):  # TimeoutError from Python 3.10; its errno is None
+        code = errno.ETIMEDOUT
+        return XfrmError(
+            code, "%s: no answer from the kernel within %g s (errno %d)" % (request, timeout, code)
+        )
+    code = exc.errno or errno.EIO
+    return XfrmError(
+        code, "%s: cannot %s: %s (errno %d)" % (request, doing, exc.strerror or os.strerror(code), code)
+    )
+
+
+def _decoded(decode: Callable[[bytes], Any], data: bytes, what: str) -> Any:
+    """``decode(data)``; an answer pyroute2 cannot decode is an XfrmError (EPROTO) naming the request."""
+    try:
+        return decode(data)
+    except Exception as exc:  # pyroute2 raises struct.error, KeyError, ValueError, ... on a short message
+        raise XfrmError(
+            errno.EPROTO, "%s: malformed answer: %s (errno %d)" % (what, exc, errno.EPROTO)
+        ) from None
+
+
+def _unless_missing(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except XfrmError as exc:
+        if not missing(exc):
+            raise
 
 
 def encode(msg_type: int, msg: Any, flags: int, seq: int = 0) -> bytes:
@@ -603,7 +682,7 @@ def _policy_info(data: bytes) -> PolicyInfo:
     src = "%s/%d" % (_text(msg["sel_saddr"], family), msg["sel_prefixlen_s"])
     dst = "%s/%d" % (_text(msg["sel_daddr"], family), msg["sel_prefixlen_d"])
     tmpl = msg.get_attr("XFRMA_TMPL")
-    direction = {v: k for k, v in DIRECTIONS.items()}.get(msg["dir"], str(msg["dir"]))
+    direction = _DIRECTION_NAMES.get(msg["dir"], str(msg["dir"]))
     tmpl_src = tmpl_dst = None
     if tmpl is not None:
         tmpl_src, tmpl_dst = _text(tmpl["saddr"], tmpl["family"]), _text(tmpl["id_daddr"], tmpl["family"])
@@ -619,63 +698,145 @@ def _policy_info(data: bytes) -> PolicyInfo:
     )
 
 
-def policies_for(
-    local_nets: Iterable[str], remote_nets: Iterable[str], local: str, peer: str, reqid: int
-) -> List[PolicySpec]:
-    """The policies of one Child SA: per pair of local and remote prefix, ``out`` (local -> remote
-    through the SA to the peer), ``in`` and ``fwd`` (remote -> local, from the peer), as strongSwan
-    installs them (the fwd policy lets a gateway forward decrypted packets)."""
-    specs = []
-    for local_net in local_nets:
-        for remote_net in remote_nets:
-            if ipaddress.ip_network(local_net).version != ipaddress.ip_network(remote_net).version:
-                continue
-            specs.append(PolicySpec(Selector(local_net, remote_net), "out", local, peer, reqid))
-            for direction in ("in", "fwd"):
-                specs.append(PolicySpec(Selector(remote_net, local_net), direction, peer, local, reqid))
-    return specs
+# --- IKE sockets ---------------------------------------------------------------------------
+def socket_bypass_policy(direction: str, family: int) -> bytes:
+    """A per-socket policy (``struct xfrm_userpolicy_info``, 168 octets) that lets every packet of
+    the socket pass in ``direction`` ("in" or "out") without IPsec, whatever the SPD says: set with
+    IP_XFRM_POLICY / IPV6_XFRM_POLICY on the IKE sockets, so that a Child SA whose selectors cover the
+    IKE endpoints (host to host, 0.0.0.0/0) neither sends our IKE messages into the SA nor drops the
+    peer's plaintext IKE (strongSwan kernel_netlink_ipsec.c bypass_socket())."""
+    msg = blank(xfrm_userpolicy_info)
+    msg["sel_family"] = family
+    for name in ("soft_byte_limit", "hard_byte_limit", "soft_packet_limit", "hard_packet_limit"):
+        msg["lft_" + name] = XFRM_INF
+    msg["dir"] = DIRECTIONS[direction]
+    msg["action"] = XFRM_POLICY_ALLOW
+    msg.encode()
+    return bytes(msg.data[_HEADER.size :])
+
+
+def bypass_socket(sock: socket.socket) -> None:
+    """Exempt ``sock`` (an IKE socket) from IPsec in both directions; raises OSError if the kernel refuses
+    (needs CAP_NET_ADMIN). On a dual-stack IPv6 socket the policy covers its IPv4 (v4-mapped) peers too:
+    the kernel matches a socket policy's empty selector whatever the packet's family."""
+    if sock.family == socket.AF_INET6:
+        level, option = socket.IPPROTO_IPV6, IPV6_XFRM_POLICY
+    else:
+        level, option = socket.IPPROTO_IP, IP_XFRM_POLICY
+    for direction in ("in", "out"):
+        sock.setsockopt(level, option, socket_bypass_policy(direction, sock.family))
 
 
 # --- the probe -------------------------------------------------------------------------------
-def probe() -> Tuple[bool, str]:
-    """Can this kernel install a tunnel-mode ESP state? (ok, reason).
+# Every ESP transform the engine can negotiate (crypto/proposals.py) as (what the reason calls it,
+# encryption, key octets, integrity, key octets). The first is the question "ESP at all?" (RFC 8221
+# §5's mandatory pair, in every kernel with ESP); its failure is reported as ESP being unavailable.
+_PROBED = (
+    ("cbc(aes) with hmac(sha256)", EncrId.AES_CBC, 16, IntegId.HMAC_SHA2_256_128, 32),
+    ("rfc4106(gcm(aes)) 128", EncrId.AES_GCM_16, 20, 0, 0),
+    ("rfc4106(gcm(aes)) 256", EncrId.AES_GCM_16, 36, 0, 0),
+    ("rfc7539esp(chacha20,poly1305)", EncrId.CHACHA20_POLY1305, 36, 0, 0),
+    ("hmac(sha1)", EncrId.AES_CBC, 16, IntegId.HMAC_SHA1_96, 20),
+    ("hmac(sha384)", EncrId.AES_CBC, 16, IntegId.HMAC_SHA2_384_192, 48),
+    ("hmac(sha512)", EncrId.AES_CBC, 16, IntegId.HMAC_SHA2_512_256, 64),
+)
+_AVAILABLE = (
+    "kernel ESP available: installed and removed tunnel-mode ESP states (cbc(aes) with hmac(sha1|sha256|"
+    "sha384|sha512), rfc4106(gcm(aes)) 128 and 256, rfc7539esp(chacha20,poly1305)) over %s, and ESP in UDP "
+    "on %s"
+)
 
-    Installs a throw-away AES-CBC/HMAC-SHA2-256 state (the algorithms every kernel with ESP has; the
-    question is ESP itself, RFC 8221 §5's mandatory pair) to 127.0.0.1 under a reserved SPI (1-255, RFC 4303 §2.1: no
-    peer ever uses one) and our probe reqid, without any policy, so no packet can use it, and deletes
-    it at once. The reason names what failed, e.g. "kernel ESP unavailable: XFRM_MSG_NEWSA for esp:
-    Requested type not found (errno 93)".
+
+class ProbeResult(tuple):
+    """(ok, reason) of :func:`probe`, and ``esp``: whether the kernel has ESP at all (``ok`` is that and
+    every transform, family and ESP in UDP besides)."""
+
+    esp: bool
+
+    def __new__(cls, ok: bool, reason: str, esp: Optional[bool] = None) -> ProbeResult:
+        result = super().__new__(cls, (ok, reason))
+        result.esp = ok if esp is None else esp
+        return result
+
+
+def probe() -> ProbeResult:
+    """Can this kernel carry every Child SA the engine may negotiate? (ok, reason), with ``.esp``.
+
+    Installs one throw-away tunnel-mode state per ESP transform (:data:`_PROBED`) to 127.0.0.1, and one
+    to ::1 where the host has IPv6 (esp6 is a module of its own), each under a reserved SPI (1-255,
+    RFC 4303 §2.1: no peer ever uses one) and our probe reqid, without any policy, so no packet can use
+    it, and deletes it at once. Then sets UDP_ENCAP_ESPINUDP on a throw-away UDP socket per family.
+
+    The reason names what failed: "kernel ESP unavailable: XFRM_MSG_NEWSA for esp: Requested type not
+    found (errno 93)" when ESP itself is missing, else e.g. "kernel ESP lacks
+    rfc7539esp(chacha20,poly1305) (Function not implemented, errno 38)".
     """
     try:
         xfrm = Xfrm()
     except OSError as exc:
-        return False, "kernel ESP unavailable: no XFRM netlink socket: %s (errno %s)" % (
-            exc.strerror,
-            exc.errno,
+        return ProbeResult(
+            False, "kernel ESP unavailable: no XFRM netlink socket: %s (errno %s)" % (exc.strerror, exc.errno)
         )
+    ipv6 = _has_ipv6()
+    lacks: List[str] = []
     with xfrm:
-        spec = StateSpec(
-            "127.0.0.1",
-            "127.0.0.1",
-            PROBE_SPI,
-            PROBE_REQID,
-            EncrId.AES_CBC,
-            os.urandom(16),
-            IntegId.HMAC_SHA2_256_128,
-            os.urandom(32),
-        )
-        try:
-            xfrm.add_state(spec)
-        except XfrmError as exc:
-            if exc.errno != errno.EEXIST:  # EEXIST: a concurrent probe installed the same state
-                text = str(exc).replace(" esp SPI %08x to 127.0.0.1" % PROBE_SPI, " for esp")
-                return False, "kernel ESP unavailable: %s" % text
-        try:
-            xfrm.delete_state("127.0.0.1", PROBE_SPI)
-        except XfrmError as exc:
-            if exc.errno != errno.ENOENT:
-                return False, "kernel ESP probe state could not be removed: %s" % exc
-    return (
-        True,
-        "kernel ESP available: installed and removed a tunnel-mode ESP state (cbc(aes), hmac(sha256))",
+        spi = PROBE_SPI
+        for index, (label, encr, encr_len, integ, integ_len) in enumerate(_PROBED):
+            targets = ["127.0.0.1"] + (["::1"] if ipv6 and index == 0 else [])
+            for target in targets:
+                spec = StateSpec(target, target, spi, PROBE_REQID, encr, os.urandom(encr_len), integ,
+                                 os.urandom(integ_len))  # fmt: skip
+                spi -= 1
+                failure = _try_state(xfrm, spec)
+                if failure is None:
+                    continue
+                if index == 0 and target == "127.0.0.1":
+                    return ProbeResult(False, "kernel ESP unavailable: %s" % failure, esp=False)
+                lacks.append("%s (%s)" % ("IPv6 ESP (esp6)" if target == "::1" else label, failure))
+        for family in (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,):
+            failure = _try_esp_in_udp(family)
+            if failure is not None:
+                lacks.append("ESP in UDP on %s sockets (%s)" % (_FAMILY_NAMES[family], failure))
+    if lacks:
+        return ProbeResult(False, "kernel ESP lacks %s" % "; ".join(lacks), esp=True)
+    families = " and ".join(
+        _FAMILY_NAMES[f] for f in ((socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,))
     )
+    return ProbeResult(True, _AVAILABLE % (families, families), esp=True)
+
+
+_FAMILY_NAMES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
+
+
+def _has_ipv6() -> bool:
+    """Does this kernel have IPv6 (not built without it, nor booted with ipv6.disable=1)?"""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()
+    except OSError:
+        return False
+    return True
+
+
+def _try_state(xfrm: Xfrm, spec: StateSpec) -> Optional[str]:
+    """Install and delete one throw-away state; None if that worked, else the kernel's reason."""
+    try:
+        xfrm.add_state(spec)
+    except XfrmError as exc:
+        if exc.errno != errno.EEXIST:  # EEXIST: a concurrent probe installed the same state
+            return str(exc).replace(" esp SPI %08x to %s" % (spec.spi, spec.dst), " for esp")
+    try:
+        xfrm.delete_state(spec.dst, spec.spi)
+    except XfrmError as exc:
+        if not missing(exc):  # gone: a concurrent probe deleted it
+            return "the probe state could not be removed: %s" % exc
+    return None
+
+
+def _try_esp_in_udp(family: int) -> Optional[str]:
+    """Set UDP_ENCAP_ESPINUDP on a throw-away UDP socket (never bound); None if the kernel took it."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+    except OSError as exc:
+        return "UDP_ENCAP_ESPINUDP: %s (errno %s)" % (exc.strerror, exc.errno)
+    return None

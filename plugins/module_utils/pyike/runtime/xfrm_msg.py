@@ -27,6 +27,7 @@ XFRM_MSG_UPDSA = 0x1A
 
 # xfrm_usersa_info.flags
 XFRM_STATE_NOECN = 1
+XFRM_STATE_AF_UNSPEC = 32  # the selector's family is the inner packets', not the outer one (tunnel mode)
 XFRM_STATE_ESN = 128
 XFRM_MODE_TRANSPORT = 0
 XFRM_MODE_TUNNEL = 1
@@ -35,7 +36,6 @@ XFRM_POLICY_OUT = 1
 XFRM_POLICY_FWD = 2
 XFRM_POLICY_ALLOW = 0
 XFRM_INF = (1 << 64) - 1
-UDP_ENCAP_ESPINUDP = 2  # <linux/udp.h>
 
 
 def _selector(prefix: str) -> tuple:
@@ -130,8 +130,8 @@ class _attrs:
             ("calgos", "I"),
         )
 
-    class xfrm_userpolicy_type(nla):  # XFRMA_POLICY_TYPE
-        fields = (("type", "B"), ("reserved1", "H"), ("reserved2", "B"))
+    class xfrm_userpolicy_type(nla):  # XFRMA_POLICY_TYPE (6 octets: u8, pad, u16, u8, pad)
+        fields = (("type", "B"), ("pad1", "x"), ("reserved1", "H"), ("reserved2", "B"), ("pad2", "x"))
 
 
 _NLA_MAP = (
@@ -224,11 +224,3 @@ class nlmsgerr(nlmsg):
     """NLMSG_ERROR (<linux/netlink.h> struct nlmsgerr): a negative errno, or 0 for an ACK."""
 
     fields = (("error", "i"),)
-
-
-SIZES = {
-    xfrm_usersa_info: 224,
-    xfrm_usersa_id: 24,
-    xfrm_userpolicy_info: 168,
-    xfrm_userpolicy_id: 64,
-}
