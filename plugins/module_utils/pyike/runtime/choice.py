@@ -1,9 +1,11 @@
 """Which dataplane carries ESP on this host: settings.dataplane (auto | kernel | userspace) and the probe.
 
-``auto`` installs a throw-away ESP state in the kernel (:func:`.xfrm.probe`) and picks the kernel when
-that works, else the userspace dataplane (TUN); ``kernel`` refuses to start without kernel ESP;
-``userspace`` never asks the kernel. The choice and its reason are kept for ``pyikectl stats`` and
-the sa_info module.
+``auto`` installs throw-away ESP states in the kernel (:func:`.xfrm.probe`: every ESP transform the
+engine can negotiate, IPv4 and IPv6, and ESP in UDP) and picks the kernel only when all of them work,
+else the userspace dataplane (TUN), which has them all; ``kernel`` refuses to start without kernel ESP
+and starts with a warning when only some transforms are missing (a Child SA that needs one then fails to
+install); ``userspace`` never asks the kernel. The choice and its reason are kept for ``pyikectl stats``
+and the sa_info module.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ KERNEL = "kernel"
 USERSPACE = "userspace"
 AUTO = "auto"
 
-Probe = Callable[[], Tuple[bool, str]]
+Probe = Callable[[], Tuple[bool, str]]  # (ok, reason); may carry .esp: ESP at all, even if not ok
 
 
 class DataplaneUnavailable(Exception):
@@ -27,6 +29,7 @@ class DataplaneChoice:
     mode: str  # kernel | userspace
     setting: str  # what settings.dataplane said
     reason: str
+    complete: bool = True  # False: kernel mode although the probe found something missing
 
     def as_dict(self) -> Dict[str, str]:
         return {"mode": self.mode, "setting": self.setting, "reason": self.reason}
@@ -38,14 +41,15 @@ def choose_dataplane(setting: str, probe: Optional[Probe] = None) -> DataplaneCh
         return DataplaneChoice(USERSPACE, setting, "settings.dataplane is userspace")
     if probe is None:
         from .xfrm import probe  # pyroute2's message classes: only when the kernel is asked
-    ok, found = probe()
+    result = probe()
+    ok, found = result[0], result[1]
     if setting == KERNEL:
-        if not ok:
+        if not getattr(result, "esp", ok):
             raise DataplaneUnavailable(
                 "settings.dataplane is kernel, but %s; set settings.dataplane to auto or userspace "
                 "(ipsec_dataplane in the inventory) to use the userspace dataplane" % found
             )
-        return DataplaneChoice(KERNEL, setting, "settings.dataplane is kernel; %s" % found)
+        return DataplaneChoice(KERNEL, setting, "settings.dataplane is kernel; %s" % found, complete=ok)
     if setting != AUTO:
         raise ValueError("settings.dataplane must be auto, kernel or userspace, not %r" % (setting,))
     if ok:

@@ -35,13 +35,12 @@ from ..ike.events import (
 from ..ike.impair import Impair
 from ..ike.policy import IkePolicy, policy_from_config
 from .actions import ConnectionActions
-from .choice import KERNEL, DataplaneChoice, DataplaneUnavailable, choose_dataplane
+from .choice import AUTO, KERNEL, USERSPACE, DataplaneChoice, DataplaneUnavailable, choose_dataplane
 from .commands import DEFAULT_INITIATE_WAIT, MAX_INITIATE_WAIT, Commands
 from .control import ControlError, ControlServer
 from .dataplane import Dataplane
 from .errors import describe_error
 from .installer import INBOUND_LINGER, ChildSaInstaller, _local_address_in
-from .kernel_dataplane import KernelDataplane
 from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
@@ -145,13 +144,15 @@ class Daemon(Commands, ChildSaInstaller):
             self.dataplane_choice = choose_dataplane(settings.dataplane)
         except DataplaneUnavailable as exc:
             raise StartError(str(exc)) from None
-        log.info("dataplane: %s (%s)", self.dataplane_choice.mode, self.dataplane_choice.reason)
         listen = [str(address) for address in settings.listen]
         tun: Optional[Tun] = None
         routes: Optional[RouteManager] = None
+        endpoints: Optional[List[Any]] = None
         if self.dataplane_choice.mode == KERNEL:
-            endpoints = self._kernel_dataplane(listen)
-        else:
+            endpoints = self._kernel_dataplane(listen)  # None: auto fell back to userspace
+        choice = self.dataplane_choice
+        (log.info if choice.complete else log.warning)("dataplane: %s (%s)", choice.mode, choice.reason)
+        if endpoints is None:
             with _start_step("TUN device %s (MTU %d)" % (settings.tun_name, settings.tun_mtu)):
                 tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
             _no_redirects(tun.name)
@@ -227,9 +228,17 @@ class Daemon(Commands, ChildSaInstaller):
             self.engine.policies = _policies(self.config, raw_esp=False)
         return endpoints
 
-    def _kernel_dataplane(self, listen: List[str]) -> List[Any]:
+    def _kernel_dataplane(self, listen: List[str]) -> Optional[List[Any]]:
         """XFRM states and policies: IKE sockets only (no GRO/GSO: the kernel decapsulates ESP in UDP
-        on the NAT-T socket), and what a crashed daemon left in the kernel flushed first."""
+        on the NAT-T socket), and what a crashed daemon left in the kernel flushed first.
+
+        Every IKE socket bypasses IPsec (per-socket policies, as strongSwan's bypass_socket()), so that
+        a Child SA whose selectors cover the IKE endpoints cannot capture IKE. If the kernel refuses
+        that or ESP in UDP on a real socket, ``auto`` falls back to the userspace dataplane (returns
+        None, with the reason in ``dataplane_choice``); ``kernel`` cannot start."""
+        from .kernel_dataplane import KernelDataplane  # pyroute2: only in kernel mode
+        from .xfrm import bypass_socket
+
         settings = self.config.settings
         with _start_step(
             "UDP ports %d/%d on %s" % (settings.ike_port, settings.nat_t_port, ", ".join(listen))
@@ -238,10 +247,25 @@ class Daemon(Commands, ChildSaInstaller):
                 listen, (settings.ike_port, settings.nat_t_port), gro=False, gso=False
             )
         try:
-            with _start_step("ESP in UDP on the NAT-T socket (UDP_ENCAP_ESPINUDP)"):
+            try:
+                step = "ESP in UDP on the NAT-T socket (UDP_ENCAP_ESPINUDP)"
                 for endpoint in endpoints:
                     if endpoint.nat_t:
                         enable_esp_in_udp(endpoint)
+                step = "IPsec bypass policies on the IKE sockets (IP_XFRM_POLICY)"
+                for endpoint in endpoints:
+                    bypass_socket(endpoint.sock)
+            except OSError as exc:
+                if self.dataplane_choice is None or self.dataplane_choice.setting != AUTO:
+                    raise StartError("%s: %s" % (step, describe_error(exc))) from exc
+                for endpoint in endpoints:
+                    endpoint.close()
+                self.dataplane_choice = DataplaneChoice(
+                    USERSPACE,
+                    AUTO,
+                    "auto: kernel ESP is there, but %s failed: %s" % (step, describe_error(exc)),
+                )
+                return None
             with _start_step("XFRM netlink"):
                 self.dataplane = KernelDataplane(
                     endpoints, nat_t_port=settings.nat_t_port, ike_handler=self._on_ike
@@ -392,7 +416,10 @@ class Daemon(Commands, ChildSaInstaller):
         _check_own_certificates(config)
         self._flush()
         self._start_actions()
-        if isinstance(self.dataplane, KernelDataplane):
+        restart = _restart_needed(self.dataplane_choice, config)
+        if restart:
+            log.warning(restart)
+        if getattr(self.dataplane, "kernel", False):
             try:
                 states, policies = self.dataplane.reconcile()
             except OSError as exc:
@@ -407,8 +434,23 @@ class Daemon(Commands, ChildSaInstaller):
             sorted(after - before) or "none",
             sorted(before - after) or "none",
         )
+        if restart:
+            message += "; " + restart
         log.info(message)
         return {"message": message}
+
+
+def _restart_needed(choice: Optional[DataplaneChoice], config: Any) -> str:
+    """A warning if the reloaded configuration asks for another dataplane: the dataplane is chosen at
+    start (sockets, TUN device or XFRM), so a new settings.dataplane takes effect at the next restart."""
+    wanted = getattr(config.settings, "dataplane", None)
+    if choice is None or wanted is None or wanted == choice.setting:
+        return ""
+    return "settings.dataplane changed from %s to %s: the %s dataplane stays until the daemon restarts" % (
+        choice.setting,
+        wanted,
+        choice.mode,
+    )
 
 
 def _check_own_certificates(config: Any, now: Optional[float] = None) -> List[str]:

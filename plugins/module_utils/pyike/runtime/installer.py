@@ -17,7 +17,6 @@ from ..ids import IntegId
 from ..ike.events import ChildSaDown, ChildSaUp
 from ..selectors import address_ranges
 from .errors import describe_error
-from .kernel_dataplane import kernel_sa_pair
 from .netlink import Netlink
 
 log = logging.getLogger("pyike.daemon")
@@ -70,6 +69,8 @@ class ChildSaInstaller:
         local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
         try:
             if getattr(self.dataplane, "kernel", False):
+                from .kernel_dataplane import kernel_sa_pair  # pyroute2: only in kernel mode
+
                 outbound, inbound = kernel_sa_pair(event)  # the kernel encrypts: it gets the keys
             else:
                 outbound = OutboundSA(
