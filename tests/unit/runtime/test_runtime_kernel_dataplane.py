@@ -206,6 +206,9 @@ class FakeRoutes:
     def cleanup(self):
         self.routes = []
 
+    def flush_protocol(self):
+        return 0
+
     def close(self):
         pass
 

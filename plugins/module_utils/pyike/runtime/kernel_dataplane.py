@@ -54,6 +54,7 @@ log = logging.getLogger("pyike.kernel")
 
 LIFETIME_MARGIN = 60  # seconds the kernel keeps a state past the engine's hard lifetime (a backstop only)
 MAX_PREVIOUS_OUT = 4  # outbound states kept after a switch, awaiting their DELETE (oldest go first)
+ROUTE_PROTOCOL = 0x70  # rtm_protocol of our routes in table 220 ("p"; iproute2's rt_protos leaves it free)
 ICMP_PROTOCOLS = (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6)
 
 IkeHandler = Callable[[bytes, Address, Address], None]
@@ -168,7 +169,7 @@ class KernelDataplane:
         self.nat_t_port = nat_t_port
         self.ike_handler = ike_handler
         self.xfrm = xfrm or Xfrm()
-        self.routes = routes if routes is not None else RouteManager(None)  # along the path to each peer
+        self.routes = routes if routes is not None else RouteManager(None, protocol=ROUTE_PROTOCOL)
         self._children: Dict[str, KernelChild] = {}
         self._next_reqid = REQID_MIN
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -180,7 +181,15 @@ class KernelDataplane:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def flush(self) -> Tuple[int, int]:
-        """Remove every state and policy with our reqids (what a crashed daemon left behind)."""
+        """Remove every state and policy with our reqids and our routes (what a crashed daemon left
+        behind); returns (states, policies)."""
+        try:
+            routes = self.routes.flush_protocol()
+        except OSError as exc:
+            log.warning("%s", exc)
+        else:
+            if routes:
+                log.info("removed %d route(s) an earlier run left in table %d", routes, self.routes.table)
         return self.xfrm.flush_ours()
 
     def start(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:

@@ -57,8 +57,10 @@ class RouteManager:
         table: int = ROUTE_TABLE,
         rule_priority: Optional[int] = RULE_PRIORITY,
         netlink: Optional[Netlink] = None,
+        protocol: Optional[int] = None,
     ):
         self.ifname = ifname
+        self.protocol = protocol  # rtm_protocol marking our routes, so a restart finds a dead run's
         self.table = table
         self.rule_priority = rule_priority if table != RT_TABLE_MAIN else None
         self._netlink = netlink or Netlink()
@@ -110,9 +112,18 @@ class RouteManager:
         )
         if source and command != "del":
             spec["prefsrc"] = source
+        if self.protocol is not None:
+            spec["proto"] = self.protocol
         ifname = self.ifname
         nexthop = self._nexthops.get(str(network))
-        if nexthop is not None and nexthop[1] and command != "del":
+        if (
+            nexthop is not None
+            and nexthop[1]
+            and (":" in nexthop[1]) == (network.version == 6)
+            and command != "del"
+        ):
+            # a gateway of the other family (IPv6 inside IPv4) cannot be one: the device alone serves, as
+            # the IPsec policy decides where the packet really goes
             spec["gateway"] = nexthop[1]
 
         def request(ipr) -> bool:
@@ -199,6 +210,29 @@ class RouteManager:
                 raise RouteError(
                     code, "cannot remove route %s via %s: %s" % (network, self.ifname, exc)
                 ) from None
+
+    def flush_protocol(self) -> int:
+        """Delete every route of our table marked with our protocol (what a killed run left behind);
+        returns how many."""
+        table, protocol = self.table, self.protocol
+        if protocol is None:
+            return 0
+
+        def flush(ipr) -> int:
+            count = 0
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for route in ipr.get_routes(family=family, table=table):
+                    if route["proto"] == protocol:
+                        ipr.route("del", family=family, table=table, dst=route.get_attr("RTA_DST"),
+                                  dst_len=route["dst_len"], proto=protocol)  # fmt: skip
+                        count += 1
+            return count
+
+        try:
+            return self._netlink.call(flush)
+        except Exception as exc:  # pyroute2's NetlinkError
+            raise RouteError(getattr(exc, "code", errno.EIO), "cannot flush the routes of table %d: %s"
+                             % (table, exc)) from None  # fmt: skip
 
     def cleanup(self) -> None:
         """Remove every route (and the rule) this manager added; tolerant of a vanished device."""
