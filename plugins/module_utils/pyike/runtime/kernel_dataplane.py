@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import logging
 import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -48,7 +47,7 @@ from .children import Address, DataplaneError, Endpoint, _selectors
 from .lifetimes import VolumeWatch
 from .routes import RouteManager, networks_of_range
 from .udp import NON_ESP_MARKER, UdpEndpoint
-from .xfrm import PROBE_REQID, REQID_MAX, REQID_MIN, PolicySpec, Selector, StateSpec, Xfrm
+from .xfrm import PROBE_REQID, REQID_MAX, REQID_MIN, PolicySpec, Selector, StateSpec, Xfrm, missing
 
 log = logging.getLogger("pyike.kernel")
 
@@ -573,7 +572,7 @@ class KernelDataplane:
         try:
             fn(*args)
         except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.ESRCH):
+            if not missing(exc):
                 log.warning("%s", exc)
 
 
