@@ -45,7 +45,7 @@ KEY = re.compile(r"0x[0-9a-f]{16,}")  # key material in `ip xfrm state` output
 def pyike(lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, **settings):
     local, remote = nets or ([me["net"]], [peer["net"]])
     conf = site_to_site("s2s", me["addr"], peer["addr"], me["id"], peer["id"], PSK, local, remote,
-                        esp_proposals=[esp], dataplane="kernel", **settings)  # fmt: skip
+                        esp_proposals=[esp], **dict({"dataplane": "kernel"}, **settings))  # fmt: skip
     conf["connections"]["s2s"]["encap"] = encap
     daemon = PyikeDaemon(lab, me["host"])
     daemons.append(daemon)
@@ -266,3 +266,54 @@ def test_ipv6_over_ipv4_and_the_gateways_own_traffic_cross_only_as_esp(make_lab,
     assert "fd00:0:2::/64" in lab.run_in("gw1", ["ip", "-6", "route", "show", "table", "220"])
     left.stop()
     assert lab.run_in("gw1", ["ip", "route", "show", "table", "220"]).strip() == ""  # our routes went too
+
+
+def test_pyike_kernel_and_pyike_userspace_carry_pings_both_ways(make_lab, daemons):
+    """The two dataplanes speak the same ESP: one gateway in the kernel, the other over its TUN device."""
+    lab = make_lab(TWO_SITES)
+    left = pyike(lab, daemons, LEFT, RIGHT)
+    right = pyike(lab, daemons, RIGHT, LEFT, dataplane="userspace")
+    assert "initiate completed successfully" in right.ctl(
+        "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
+    )
+    both_ways_only_esp(lab)
+    assert_kernel_sas_of(left, lab, "gw1", LEFT, RIGHT, ["rfc4106(gcm(aes))"])
+    assert right.stats()["dataplane"]["mode"] == "userspace"
+    assert not [
+        s for s in states(lab, "gw2") if ours(s)
+    ]  # the userspace side installed nothing in its kernel
+
+
+NAT_RULES = b"""
+table ip labnat {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 192.0.2.1 ip daddr 198.51.100.1 udp dport { 500, 4500 } snat to 198.51.100.254:40000-40999
+  }
+}
+"""
+
+
+def test_nat_t_through_a_nat_host(make_lab, daemons):
+    """gw1 behind a NAT that rewrites its address and ports: the kernel sends and takes ESP in UDP to and
+    from the NAT's mapped port (RFC 3948), pings cross both ways, nothing in the clear."""
+    lab = make_lab(TWO_SITES)
+    lab.run_in("internet", ["nft", "-f", "-"], input_data=NAT_RULES)
+    left = pyike(lab, daemons, LEFT, RIGHT)
+    right = pyike(lab, daemons, RIGHT, dict(LEFT, addr="%any"))  # the responder sees only the NAT's address
+    assert "initiate completed successfully" in left.ctl(
+        "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
+    )
+    with Capture(lab, "internet", "inet0", "ip or ip6") as wire:
+        ping(lab, LEFT, RIGHT)
+        ping(lab, RIGHT, LEFT)
+    assert not [line for line in wire.lines if "ICMP" in line], wire.lines
+    mapped = re.findall(
+        r"198\.51\.100\.254\.(4\d{4}) > 198\.51\.100\.1\.4500: UDP-encap", " ".join(wire.lines)
+    )
+    assert len(mapped) >= 10 and all(40000 <= int(port) <= 40999 for port in mapped), wire.lines
+    (port,) = set(mapped)
+    gw2 = [s for s in states(lab, "gw2") if ours(s)]
+    assert len(gw2) == 2 and all(s["encap"] for s in gw2), [s["text"] for s in gw2]
+    assert {s["encap"].groups() for s in gw2} == {("espinudp", "4500", port), ("espinudp", port, "4500")}
+    assert right.stats()["dataplane"]["mode"] == "kernel"
