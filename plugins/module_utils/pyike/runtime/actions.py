@@ -24,44 +24,79 @@ log = logging.getLogger("pyike.daemon")
 
 ACQUIRE_SLACK = 5.0  # seconds an acquire may take beyond resolution and the retransmission schedule
 STAND_IN_DELAYS = (2.0, 300.0)  # first and longest wait before a kernel-mode trap's stand-in initiates again
+STAND_IN_WATCH = 30.0  # seconds between checks that a stand-in's child is still up
 
 
 class TrapStandIns:
-    """Traps with the kernel dataplane, until XFRM acquires are implemented: instead of waiting for a
-    first packet, initiate at once and again after each failure (back-off doubling up to 5 minutes)
-    until the child is up, so close_action and dpd_action trap still bring the tunnel back."""
+    """Traps with the kernel dataplane, until XFRM acquires are implemented. A trap waits for a first
+    packet; its stand-in cannot see packets, so it keeps the child up instead: it initiates, again after
+    each failure (back-off doubling up to 5 minutes, reset once the child is up), and checks every
+    30 s that the child is still up, as long as the configuration asks for the trap (an operator's
+    terminate ends it). ``initiate(conn, child)`` returns False when the child is up already."""
 
-    def __init__(self, initiate: Callable[[str, str], Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, initiate: Callable[[str, str], bool], loop: asyncio.AbstractEventLoop) -> None:
         self.initiate = initiate
         self.loop = loop
         self.pending: Dict[Tuple[str, str], Tuple[str, float]] = {}  # (conn, child) -> (origin, next delay)
         self.timers: Dict[Tuple[str, str], asyncio.TimerHandle] = {}
 
     def install(self, conn: str, child: str, origin: str) -> None:
-        if (conn, child) not in self.pending:
+        key = (conn, child)
+        if key not in self.pending:
             log.warning("%s/%s: %s trap needs XFRM acquires, not implemented with the kernel dataplane; "
-                        "initiating now and after each failure instead", conn, child, origin)  # fmt: skip
-        self.pending[(conn, child)] = (origin, STAND_IN_DELAYS[0])
-        self.loop.call_soon(self._again, conn, child)  # not inside the event flush that asked for it
+                        "keeping the child up by initiating instead", conn, child, origin)  # fmt: skip
+            self.pending[key] = (origin, STAND_IN_DELAYS[0])
+            self._schedule(key, 0.0)  # not inside the event flush that asked for it
+        else:
+            self._back_off(key)  # a peer that keeps closing the child is not answered at once
 
     def failed(self, conn: str) -> None:
-        for (name, child), (origin, delay) in list(self.pending.items()):
-            if name == conn and (name, child) not in self.timers:
-                self.pending[(name, child)] = (origin, min(2 * delay, STAND_IN_DELAYS[1]))
-                self.timers[(name, child)] = self.loop.call_later(delay, self._again, name, child)
+        for key in list(self.pending):
+            if key[0] == conn:
+                self._back_off(key)
 
-    def _again(self, conn: str, child: str) -> None:
-        self.timers.pop((conn, child), None)
-        if (conn, child) in self.pending:
-            self.initiate(conn, child)
+    def child_up(self, conn: str, child: str) -> None:
+        key = (conn, child)
+        if key in self.pending:
+            self.pending[key] = (self.pending[key][0], STAND_IN_DELAYS[0])
+            self._cancel(key)
+            self._schedule(key, STAND_IN_WATCH)
 
     def remove(self, keep: Callable[[str, str, str], bool] = lambda conn, child, origin: False) -> None:
         for (conn, child), (origin, _delay) in list(self.pending.items()):
             if not keep(conn, child, origin):
                 self.pending.pop((conn, child))
-                timer = self.timers.pop((conn, child), None)
-                if timer is not None:
-                    timer.cancel()
+                self._cancel((conn, child))
+
+    def _back_off(self, key: Tuple[str, str]) -> None:
+        if key in self.timers:
+            return  # a retry is due already
+        origin, delay = self.pending[key]
+        self.pending[key] = (origin, min(2 * delay, STAND_IN_DELAYS[1]))
+        self._schedule(key, delay)
+
+    def _schedule(self, key: Tuple[str, str], delay: float) -> None:
+        self._cancel(key)
+        self.timers[key] = self.loop.call_later(delay, self._due, key)
+
+    def _cancel(self, key: Tuple[str, str]) -> None:
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _due(self, key: Tuple[str, str]) -> None:
+        self.timers.pop(key, None)
+        if key not in self.pending:
+            return
+        try:
+            initiated = self.initiate(*key)
+        except Exception as exc:  # e.g. the connection went with a reload: try again later, never stop
+            log.warning("%s/%s: cannot initiate for the trap: %s", key[0], key[1], exc)
+            self._back_off(key)
+            return
+        if not initiated:
+            self._schedule(key, STAND_IN_WATCH)  # up: look again later
+        # initiated: its failure (failed) or success (child_up) schedules what comes next
 
 
 class ConnectionActions:
@@ -183,7 +218,7 @@ class ConnectionActions:
         if self.traps is not None:
             self.traps.child_up(conn, child)
         if self.stand_ins is not None:
-            self.stand_ins.remove(keep=lambda name, child_name, _origin: (name, child_name) != (conn, child))
+            self.stand_ins.child_up(conn, child)
 
     # --- traps -------------------------------------------------------------------------------------------
     def install_trap(self, conn: str, child: str, origin: str) -> None:

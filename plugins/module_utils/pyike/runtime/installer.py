@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..ids import IntegId
@@ -98,7 +98,7 @@ class ChildSaInstaller:
                 event.remote,
                 event.encap,
                 local=event.local[0],
-                route_source=_local_address_in(event.local_ts, self._netlink()),
+                route_source=_local_addresses_in(event.local_ts, self._netlink()),
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
@@ -153,18 +153,26 @@ class ChildSaInstaller:
 
 
 def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
-    """An address of this host inside our side's selectors, as the source for tunnel routes
-    (traffic the gateway itself sends then matches the policy, as strongSwan does)."""
+    """An address of this host inside our side's selectors (the first found, of either version)."""
+    found = _local_addresses_in(selectors, netlink)
+    return found[0] if found else None
+
+
+def _local_addresses_in(selectors, netlink: Netlink) -> Tuple[str, ...]:
+    """Addresses of this host inside our side's selectors, the first of each IP version, as the sources
+    for tunnel routes (traffic the gateway itself sends then matches the policy, as strongSwan does; a
+    child with IPv4 and IPv6 selectors needs one of each)."""
     try:
         addresses = netlink.call(
             lambda ipr: [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
         )
     except (OSError, ValueError, RuntimeError):
-        return None
+        return ()
+    ranges = address_ranges(selectors)
+    found: Dict[int, str] = {}
     for address in addresses:
-        if any(
-            ts.version == address.version and ts.start <= int(address) <= ts.end
-            for ts in address_ranges(selectors)
+        if address.version not in found and any(
+            ts.version == address.version and ts.start <= int(address) <= ts.end for ts in ranges
         ):
-            return str(address)
-    return None
+            found[address.version] = str(address)
+    return tuple(found.values())

@@ -26,9 +26,9 @@ address and the packet would leave in the clear.
 
 Counters come from the kernel (XFRM_MSG_GETSA: bytes, packets, add and use time). Byte, packet and
 sequence-number lifetimes are polled from those counters on the daemon's slow timer
-(:class:`PolledVolumeWatch`). The kernel states carry the hard limits too (time, bytes, packets, and
-2^32-1 packets without ESN): should the daemon die, its SAs still end by their deadline (RFC 4301
-§4.4.2.1), and the policies then drop the traffic instead of passing it in the clear. Everything with
+(:class:`PolledVolumeWatch`). The kernel states carry the hard lifetime plus a margin, and 2^32-1
+packets without ESN: should the daemon die, its SAs still end (RFC 4301 §4.4.2.1), and the policies
+then drop the traffic instead of passing it in the clear. Everything with
 our reqids is flushed at start (a crash leaves states behind), on close, and what no installed child
 owns after a reload.
 """
@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..esp.counters import Traffic
 from ..ike.lifetimes import SEQ_MAX
-from .children import Address, DataplaneError, Endpoint, _selectors
+from .children import Address, DataplaneError, Endpoint, _selectors, _sources
 from .lifetimes import VolumeWatch
 from .routes import RouteManager, networks_of_range
 from .udp import NON_ESP_MARKER, UdpEndpoint
@@ -479,13 +479,11 @@ class KernelDataplane:
             encap = (self.nat_t_port, child.peer[1]) if sa.outbound else (child.peer[1], self.nat_t_port)
         spec = StateSpec(src, dst, sa.spi, child.reqid, sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key,
                          esn=sa.esn, encap=encap)  # fmt: skip
-        # hard limits as a backstop (the engine rekeys and deletes before them): a dead daemon's SAs end
+        # a backstop the engine never meets (it deletes at life_time): a dead daemon's SAs end. Byte and
+        # packet lifetimes stay with the engine (polled): the kernel would delete a state between two
+        # polls, before the engine's rekey, and nothing here listens for its expire messages yet.
         if sa.life_time:
             spec.hard_seconds = int(sa.life_time) + LIFETIME_MARGIN
-        if sa.limits is not None and sa.limits.hard_bytes:
-            spec.hard_bytes = sa.limits.hard_bytes
-        if sa.limits is not None and sa.limits.hard_packets:
-            spec.hard_packets = sa.limits.hard_packets
         if sa.outbound and not sa.esn:
             spec.hard_packets = min(spec.hard_packets, SEQ_MAX)  # RFC 4303 §3.3.3: never wrap
         return spec
@@ -501,7 +499,7 @@ class KernelDataplane:
         """Routes to the remote selectors along the path to the peer, with a source inside ours (only
         where this host has such an address: otherwise its own traffic cannot match the policy)."""
         for ts in child.remote_ts:
-            source = _source_for(route_source, ts.version)
+            source = _sources(route_source).get(ts.version)
             if source is None:
                 continue
             for network in networks_of_range(ts.start, ts.end, ts.version):
@@ -574,15 +572,6 @@ class KernelDataplane:
         except OSError as exc:
             if not missing(exc):
                 log.warning("%s", exc)
-
-
-def _source_for(route_source: Any, version: int) -> Optional[str]:
-    """The preferred source of this IP version among ``route_source`` (an address, or one per version)."""
-    sources = [route_source] if isinstance(route_source, str) else list(route_source or ())
-    for source in sources:
-        if source and (":" in source) == (version == 6):
-            return source
-    return None
 
 
 def _pair_selectors(local: Any, remote: Any) -> List[Tuple[Selector, Selector]]:
