@@ -197,7 +197,8 @@ class FakeRoutes:
     def __init__(self):
         self.routes = []
 
-    def add(self, network, source=None, via=None):
+    def add(self, network, source=None, via=None, via_source=None):
+        assert via_source == "192.0.2.1"
         self.routes.append((network, source, via))
 
     def remove(self, network, source=None):

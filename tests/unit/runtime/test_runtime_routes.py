@@ -29,7 +29,7 @@ ip("-6", "addr", "add", "fd00:0:1::1/64", "dev", "lan0", "nodad")
 ip("route", "add", "default", "via", "192.0.2.254")
 ip("route", "add", "10.9.0.0/24", "dev", "wan0", "table", "220")  # someone else's route in the table
 first = RouteManager(None, protocol=0x70)
-first.add("10.2.0.0/24", "10.1.0.1", via="198.51.100.1")
+first.add("10.2.0.0/24", "10.1.0.1", via="198.51.100.1", via_source="192.0.2.1")
 first.add("fd00:0:2::/64", "fd00:0:1::1", via="198.51.100.1")
 result = {
     "v4": ip("route", "show", "table", "220"),

@@ -44,11 +44,13 @@ class ChildSaInstaller:
         if not others:
             self.dataplane.remove_child(child_id)
             return
-        if gone is not None and self.dataplane.outbound_of(child_id) is gone[1]:
-            # The engine moves the traffic first; should it not have, send through the newest SA left.
-            log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
-            self._switch_outbound(others[-1])
-        self._lingering.append((time.monotonic() + INBOUND_LINGER, child_id, event.spi_in))
+        try:
+            if gone is not None and self.dataplane.outbound_of(child_id) is gone[1]:
+                # The engine moves the traffic first; should it not have, send through the newest SA left.
+                log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
+                self._switch_outbound(others[-1])
+        finally:  # a refused switch must not keep the deleted pair's inbound state for good
+            self._lingering.append((time.monotonic() + INBOUND_LINGER, child_id, event.spi_in))
 
     def _linger_deadline(self) -> Optional[float]:
         return min(at for at, _child_id, _spi in self._lingering) if self._lingering else None

@@ -326,7 +326,9 @@ class KernelDataplane:
         child.outbound = outbound_sa
         if kept:
             child.previous_out.remove(outbound_sa)
-        if old is not None:
+        if old is not None and old.partner not in child.inbound:
+            self._retire(child, old)  # its pair is gone already: nothing will come back to it
+        elif old is not None:
             child.previous_out.append(old)
             while len(child.previous_out) > MAX_PREVIOUS_OUT:
                 self._retire(child, child.previous_out.pop(0))
@@ -503,7 +505,12 @@ class KernelDataplane:
             if source is None:
                 continue
             for network in networks_of_range(ts.start, ts.end, ts.version):
-                self.routes.add(network, source, via=child.peer[0])
+                try:
+                    self.routes.add(network, source, via=child.peer[0], via_source=child.local)
+                except OSError as exc:  # the tunnel still carries the LANs' traffic; say what is missing
+                    log.error("%s: the gateway's own traffic to %s is not routed into the tunnel: %s",
+                              child.child_id, network, exc)  # fmt: skip
+                    continue
                 child.routes.append((network, source))
 
     def _policy_specs(self, child: KernelChild) -> List[PolicySpec]:

@@ -136,11 +136,11 @@ class RouteManager:
         return self._netlink.call(request)
 
     # --- API ---------------------------------------------------------------------------------
-    def path_to(self, address: str) -> Nexthop:
-        """Where the ``main`` table sends packets for ``address`` (a peer): interface and gateway."""
+    def path_to(self, address: str, source: Optional[str] = None) -> Nexthop:
+        """Where packets from ``source`` (our IKE address) to ``address`` (a peer) go: interface and gateway."""
 
         def get(ipr) -> Nexthop:
-            (route,) = ipr.route("get", dst=address)[:1]
+            (route,) = ipr.route("get", dst=address, **({"src": source} if source else {}))[:1]
             return route.get_attr("RTA_OIF"), route.get_attr("RTA_GATEWAY")
 
         try:
@@ -150,13 +150,19 @@ class RouteManager:
                 getattr(exc, "code", errno.EIO), "no route to the peer %s: %s" % (address, exc)
             ) from None
 
-    def add(self, destination: Network, source: Optional[str] = None, via: Optional[str] = None) -> None:
+    def add(
+        self,
+        destination: Network,
+        source: Optional[str] = None,
+        via: Optional[str] = None,
+        via_source: Optional[str] = None,
+    ) -> None:
         """Route ``destination`` (CIDR) into the device, or (``via``, with no device) along the path to
-        that address, preferring ``source`` as our address."""
+        that address from ``via_source``, preferring ``source`` as our address."""
         network = ipaddress.ip_network(destination, strict=False)
         users = self._routes.get(str(network), {})
         if via is not None and not users:
-            self._nexthops[str(network)] = self.path_to(via)
+            self._nexthops[str(network)] = self.path_to(via, via_source)
         if users:
             if source is not None and self._installed[str(network)] is None:
                 self._install(network, source)  # a source beats none; two different sources: the first stays
