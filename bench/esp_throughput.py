@@ -19,6 +19,13 @@ run it on an otherwise idle machine; the load average is printed first.
 pyike runs twice per interpreter: keyed statically (``pyike.runtime.static_tunnel``, the
 dataplane alone) and as the real daemon with the Child SA negotiated over IKEv2
 (:class:`PyikeIke`); both implement the small :class:`Tunnel` seam (``up(lab)``, ``down()``).
+
+Kernel ESP (``--vm``): this machine's kernel has no ESP, so the script boots the VM lab
+(scripts/vmlab.py --script, Debian's stock kernel under QEMU TCG) and runs itself inside it with the
+paths bare, strongswan-kernel (charon with kernel-netlink, its default, the baseline there),
+pyike-kernel (the daemon with ``settings.dataplane: kernel``) and pyike-ike (the userspace dataplane),
+all raw ESP (no UDP encapsulation). The CPU is emulated, so the absolute figures mean nothing; the
+ratios within the run do.
 """
 
 from __future__ import annotations
@@ -45,7 +52,13 @@ from pyike.runtime.static_tunnel import make_pair  # noqa: E402
 from pyike_lab.lab import Lab, LabError, nsenter_argv  # noqa: E402
 from pyike_lab.plan import build_plan  # noqa: E402
 from pyike_lab.pyike import PyikeDaemon, site_to_site  # noqa: E402
-from pyike_lab.strongswan import STRONGSWAN_CONF, SiteToSite, StrongSwan  # noqa: E402
+from pyike_lab.strongswan import (  # noqa: E402
+    KERNEL_NETLINK_PLUGINS,
+    STRONGSWAN_CONF,
+    SWANCTL_PLUGINS,
+    SiteToSite,
+    StrongSwan,
+)
 
 HOSTS = [
     {"name": "gw1", "site": 1, "role": "gateway"},
@@ -61,6 +74,9 @@ SERVER = "10.2.0.10"
 CIPHER = "aes256gcm16"
 INNER_MTU = 1400
 PSK = "bench-only-psk-5be1c0"
+IN_VM = os.environ.get("PYIKE_VM_LAB") == "1"
+SLOW = 10.0 if IN_VM else 1.0  # daemons start and negotiate tens of times slower on an emulated CPU
+VM_PATHS = "bare,strongswan-kernel,pyike-kernel,pyike-ike"
 
 
 class Tunnel:
@@ -166,6 +182,33 @@ def _tun_line(lab: Lab, host: str, hint: str) -> str:
     return "(no %s device)" % hint
 
 
+class StrongSwanKernel(Tunnel):
+    """charon with kernel-netlink (strongSwan's default): the kernel carries ESP; raw ESP, no TUN."""
+
+    def __init__(self) -> None:
+        self.sides: List[StrongSwan] = []
+        self.label = "strongSwan kernel-netlink"
+
+    def up(self, lab: Lab) -> None:
+        for me, peer in (("gw1", "gw2"), ("gw2", "gw1")):
+            side = StrongSwan(lab, me, plugins=KERNEL_NETLINK_PLUGINS, swanctl_plugins=SWANCTL_PLUGINS,
+                              timeout_scale=SLOW)  # fmt: skip
+            site = SiteToSite("bench", SITES[me]["address"], SITES[peer]["address"], "%s.example" % me,
+                              "%s.example" % peer, PSK, [SITES[me]["ts"]], [SITES[peer]["ts"]], esp_proposals=CIPHER)  # fmt: skip
+            side.configure(site.swanctl_conf())
+            self.sides.append(side)
+            side.start()
+        out = self.sides[0].initiate("net", timeout=int(30 * SLOW))
+        if "initiate completed successfully" not in out:
+            raise LabError("strongSwan did not establish the tunnel:\n%s" % out)
+        self.label = "strongSwan %s kernel-netlink" % _charon_version()
+
+    def down(self) -> None:
+        for side in self.sides:
+            side.stop()
+        self.sides = []
+
+
 class PyikeStatic(Tunnel):
     """pyike's dataplane on both gateways, keyed statically (the static_tunnel test tool)."""
 
@@ -240,10 +283,12 @@ class PyikeStatic(Tunnel):
 class PyikeIke(Tunnel):
     """The real thing: the pyike daemon on both gateways, the Child SA negotiated with IKEv2 (PSK)."""
 
-    def __init__(self, python: str):
+    def __init__(self, python: str, dataplane: str = "userspace", encap: bool = True):
         self.python = python
+        self.dataplane = dataplane
+        self.encap = encap
         self.sides: List[PyikeDaemon] = []
-        self.label = "pyike daemon, IKEv2-keyed (%s)" % python
+        self.label = "pyike daemon, %s ESP (%s)" % (dataplane, python)
 
     def up(self, lab: Lab) -> None:
         for me, peer in (("gw1", "gw2"), ("gw2", "gw1")):
@@ -260,10 +305,14 @@ class PyikeIke(Tunnel):
                 [SITES[peer]["ts"]],
                 esp_proposals=[CIPHER],
                 tun_mtu=INNER_MTU,
+                dataplane=self.dataplane,
             )
-            config["connections"]["bench"]["encap"] = True  # ESP in UDP 4500, as kernel-libipsec does
-            side.start(config)
-        self.sides[0].ctl("initiate", "bench")
+            # ESP in UDP 4500, as kernel-libipsec does; raw ESP beside kernel-netlink (--vm)
+            config["connections"]["bench"]["encap"] = self.encap
+            side.start(config, timeout=20 * SLOW)
+        out = self.sides[0].ctl("initiate", "bench", "--wait", str(10 * SLOW), timeout=20 * SLOW)
+        if "initiate completed successfully" not in out:
+            raise LabError("pyike did not establish the tunnel: %s" % out)
 
     def down(self) -> None:
         for side in self.sides:
@@ -319,19 +368,29 @@ def main() -> int:
         help="comma-separated subset of bare,strongswan,pyike (static keys),pyike-ike (the daemon; default: all)",
     )
     parser.add_argument("--profile", help="cProfile the pyike gateways into PREFIX.<host>.prof")
+    parser.add_argument(
+        "--vm", action="store_true", help="kernel ESP: run in the VM lab (paths %s)" % VM_PATHS
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: it builds a lab of network namespaces", file=sys.stderr)
         return 2
+    if args.vm and not IN_VM:
+        argv = [sys.executable, str(REPO / "scripts" / "vmlab.py"), "--script", *sys.argv]
+        if "--paths" not in sys.argv:
+            argv += ["--paths", VM_PATHS]
+        env = dict(os.environ, VM_TIMEOUT=os.environ.get("VM_TIMEOUT", "3600"))
+        return subprocess.run(argv, env=env, check=False).returncode
     pythons = args.python or ["/usr/bin/python3"]
     if not args.python and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
         pythons.append(sys.executable)
 
     load = os.getloadavg()
     print(
-        "esp_throughput: %d s per figure, %s, inner MTU %d, load average %.2f %.2f %.2f (%d CPUs)"
-        % (args.seconds, CIPHER, INNER_MTU, load[0], load[1], load[2], os.cpu_count() or 0)
-    )
+        "esp_throughput: %d s per figure, %s, inner MTU %d, load average %.2f %.2f %.2f (%d CPUs)%s"
+        % (args.seconds, CIPHER, INNER_MTU, load[0], load[1], load[2], os.cpu_count() or 0,
+           ", in the VM lab (QEMU TCG, kernel %s)" % os.uname().release if IN_VM else "")
+    )  # fmt: skip
     paths = {path.strip() for path in args.paths.split(",")}
     tunnels: List[Tunnel] = []
     if "bare" in paths:
@@ -340,8 +399,12 @@ def main() -> int:
         tunnels.append(StrongSwanPair())
     if "pyike" in paths:
         tunnels.extend(PyikeStatic(python, args.profile) for python in pythons)
+    if "strongswan-kernel" in paths:
+        tunnels.append(StrongSwanKernel())
+    if "pyike-kernel" in paths:
+        tunnels.extend(PyikeIke(python, "kernel", encap=False) for python in pythons)
     if "pyike-ike" in paths:
-        tunnels.extend(PyikeIke(python) for python in pythons)
+        tunnels.extend(PyikeIke(python, encap=not args.vm) for python in pythons)
 
     lab = Lab("bench" + uuid.uuid4().hex[:6])
     server = None

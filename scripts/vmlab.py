@@ -1,12 +1,13 @@
 """The VM lab (make vm-test): boot ONE VM with Debian's stock kernel, run pytest inside it, return its result.
 
     python scripts/vmlab.py [PYTEST_ARGS...]      (default: tests/vm)
+    python scripts/vmlab.py --script SCRIPT [ARGS...]   (a program instead, e.g. bench/esp_throughput.py)
 
 The VM is virtme-ng's `vng` under QEMU TCG (--disable-kvm: nested KVM hangs on these machines) with the
 host's root filesystem shared read-only; scripts/vm-guest.sh prepares it (modules, tmpfs) and runs
 pytest with this interpreter. The exit code is honest: non-zero when the VM cannot start, times out,
 crashes, when a test fails, when no test ran or when a test was skipped (a skipped VM test proves
-nothing). Environment: VM_KERNEL (a /boot/vmlinuz-*), VM_MEMORY (2G), VM_CPUS (2), VM_TIMEOUT (600 s:
+nothing). Environment: VM_KERNEL (a /boot/vmlinuz-*), VM_MEMORY (2G), VM_CPUS (2), VM_TIMEOUT (900 s:
 the budget of the whole VM part, boot to power-off).
 
 The root share is 9p without caching (virtme-ng's choice), so every file lookup is a round trip through
@@ -113,7 +114,7 @@ def vng_argv(
 ) -> List[str]:
     guest = " ".join(
         shlex.quote(arg) for arg in ["bash", GUEST_SCRIPT, results, sys.executable, *pytest_args]
-    )
+    )  # pytest_args may start with --script: vm-guest.sh then runs that program with the rest
     virtfs = [
         "--qemu-opts=-virtfs local,path=%s,mount_tag=%s,security_model=none,readonly=on" % (path, tag)
         for tag, path, _how in shares
@@ -202,7 +203,7 @@ class Boot:
         return ", ".join(parts)
 
 
-def verdict(boot: Boot, results: str) -> List[str]:
+def verdict(boot: Boot, results: str, script: bool = False) -> List[str]:
     """Why this run failed (empty: it passed)."""
     if boot.timed_out:
         return ["the VM did not finish within VM_TIMEOUT=%.0f s and was killed" % boot.timeout]
@@ -226,6 +227,8 @@ def verdict(boot: Boot, results: str) -> List[str]:
         problems.append("pytest inside the VM exited %d" % rc)
     if boot.returncode != rc:
         problems.append("vng exited %s although pytest exited %d" % (boot.returncode, rc))
+    if script:
+        return [problem.replace("pytest", "the script") for problem in problems]
     counts = junit_counts(os.path.join(results, "junit.xml"))
     if counts is None:
         problems.append("pytest wrote no readable junit.xml")
@@ -245,7 +248,7 @@ def main(argv: List[str]) -> int:
     try:
         tools = find_tools()
         kernel = find_kernel(environ)
-        timeout = float(environ.get("VM_TIMEOUT", "600"))
+        timeout = float(environ.get("VM_TIMEOUT", "900"))
         shares = cached_shares()
     except (VmLabError, ValueError) as exc:
         print("vm-test: FAILED: %s" % exc, file=sys.stderr)
@@ -260,7 +263,7 @@ def main(argv: List[str]) -> int:
     print("vm-test: kernel %s, QEMU TCG, results in %s" % (kernel, results), flush=True)
     boot = Boot(vng_argv(tools["vng"], kernel, results, shares, argv or DEFAULT_TESTS, environ), timeout)
     boot.run()
-    problems = verdict(boot, results)
+    problems = verdict(boot, results, script=bool(argv) and argv[0] == "--script")
     print("vm-test: times: %s" % boot.phases())
     if problems:
         for problem in problems:

@@ -126,6 +126,17 @@ connections:
       remote_address: 198.51.100.1
       children:
         lan: {state: INSTALLED, bytes_in: 840, bytes_out: 840, packets_in: 10, packets_out: 10}
+dataplane:
+  description:
+    - Which dataplane carries ESP on the host (the engine's C(settings.dataplane)) and why - C(kernel)
+      (XFRM states and policies) or C(userspace) (the daemon encrypts, packets pass a TUN device); with
+      C(auto) the reason says what the probe at start found.
+  returned: always
+  type: dict
+  sample:
+    mode: userspace
+    setting: auto
+    reason: "auto: kernel ESP unavailable: XFRM_MSG_NEWSA for esp: Requested type not found (errno 93)"
 not_up:
   description: Entries of O(wait_for) that are not up (empty on success).
   returned: always
@@ -144,6 +155,7 @@ from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.client i
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.sas import (
     Waiter,
     WaitError,
+    dataplane_of,
     summarize,
 )
 
@@ -181,11 +193,13 @@ def main():
             not_up=not_up,
             waited=round(time.monotonic() - started, 2),
         )
+        try:
+            stats = call("stats", None, 10.0)
+        except DaemonError:
+            stats = {}
+        result["dataplane"] = dataplane_of(stats)
         if not_up and not module.check_mode:
-            try:
-                failures = call("stats", None, 10.0).get("recent_failures", [])
-            except DaemonError:
-                failures = []
+            failures = stats.get("recent_failures", [])
             failures = [f for f in failures if f.get("seconds_ago", 0) <= timeout + 10]
             module.fail_json(msg=waiter.failure_message(not_up, conns, sas, timeout, failures), **result)
     except WaitError as exc:

@@ -113,6 +113,11 @@ def test_install_start_tunnel_and_idempotence(lab, inventory):
         assert status["connections"]["site2site"]["up"] is True
         assert status["connections"]["site2site"]["children"]["net"]["state"] == "INSTALLED"
         assert status["not_up"] == []
+        # which dataplane carries ESP and why (settings.dataplane, default auto: the probe decides)
+        dataplane = status["dataplane"]
+        assert dataplane["setting"] == "auto" and dataplane["mode"] in ("kernel", "userspace"), dataplane
+        assert dataplane["reason"].startswith("auto: kernel ESP %s" % (
+            "available" if dataplane["mode"] == "kernel" else "unavailable: XFRM_MSG_NEWSA")), dataplane  # fmt: skip
         # The supervisor holds the pid file; the daemon is its child; the control socket answers.
         pid = int(sh(lab, host, "cat /run/pyike/pyiked.pid").strip())
         assert pid == started["pid"]

@@ -193,7 +193,13 @@ def _ctl(args: argparse.Namespace) -> int:
                 _out(json.dumps(result, indent=2, sort_keys=True))
             else:
                 for key in sorted(result):
-                    _out("%s: %s" % (key, result[key]))
+                    value = result[key]
+                    if key == "dataplane" and isinstance(value, dict) and "mode" in value:
+                        # "dataplane: kernel (auto: kernel ESP available: ...)", then its counters
+                        _out("dataplane: %s (%s)" % (value["mode"], value.get("reason", "")))
+                        value = {k: v for k, v in value.items() if k not in ("mode", "setting", "reason")}
+                        key = "dataplane_counters"
+                    _out("%s: %s" % (key, value))
     except ControlError as exc:
         _err("pyikectl: %s" % exc)
         return 1

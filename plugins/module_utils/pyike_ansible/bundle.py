@@ -97,6 +97,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.ike.tasks import informational as engine_ike_tasks_informational
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import actions as engine_runtime_actions
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import children as engine_runtime_children
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import choice as engine_runtime_choice
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import commands as engine_runtime_commands
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import control as engine_runtime_control
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import daemon as engine_runtime_daemon
@@ -105,6 +106,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import errors as engine_runtime_errors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import installer as engine_runtime_installer
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import kernel_dataplane as engine_runtime_kernel_dataplane
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import resolver as engine_runtime_resolver
@@ -113,6 +115,8 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import traps as engine_runtime_traps
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import tun as engine_runtime_tun
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import udp as engine_runtime_udp
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm as engine_runtime_xfrm
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm_msg as engine_runtime_xfrm_msg
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import codec as engine_wire_codec
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import config as engine_wire_config
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import eap as engine_wire_eap

@@ -68,6 +68,14 @@ def missing_children(target, conns, sas):
     return [name for name in wanted if name not in up]
 
 
+def dataplane_of(stats):
+    """Which dataplane carries ESP and why, from the daemon's C(stats): {mode, setting, reason}."""
+    dataplane = stats.get("dataplane") if isinstance(stats, dict) else None
+    if not isinstance(dataplane, dict):
+        return {"mode": "unknown", "setting": "", "reason": "the daemon did not say"}
+    return {key: dataplane.get(key, "") for key in ("mode", "setting", "reason")}
+
+
 def summarize(conns, sas):
     """{conn: {local_address, remote_address, up, ike_state, children: {child: {state, counters}}}}."""
     summary = {}

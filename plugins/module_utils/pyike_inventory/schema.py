@@ -38,6 +38,7 @@ HOST_VARIABLES = (
     "ipsec_private_key",
     "ipsec_ca_certificates",
     "ipsec_tun_mtu",
+    "ipsec_dataplane",
     "ipsec_retransmit_timeout",
     "ipsec_retransmit_base",
     "ipsec_retransmit_tries",
@@ -45,6 +46,7 @@ HOST_VARIABLES = (
 # Host variables that become the engine's daemon-wide settings, by engine setting name.
 SETTINGS_VARIABLES = {
     "ipsec_tun_mtu": "tun_mtu",
+    "ipsec_dataplane": "dataplane",
     "ipsec_retransmit_timeout": "retransmit_timeout",
     "ipsec_retransmit_base": "retransmit_base",
     "ipsec_retransmit_tries": "retransmit_tries",
@@ -67,7 +69,7 @@ SCHEMA: Dict[str, Any] = {
         "describe the whole VPN and must be the same for every gateway (group_vars/all, or a group that "
         "holds every gateway); the gateway variables (ipsec_public_address, ipsec_local_address, "
         "ipsec_id, ipsec_lan_subnets, ipsec_listen, the certificate variables and the engine settings "
-        "ipsec_tun_mtu and ipsec_retransmit_*) belong in each gateway's host_vars or its groups' vars. "
+        "ipsec_tun_mtu, ipsec_dataplane and ipsec_retransmit_*) belong in each gateway's host_vars or its groups' vars. "
         "pyike.ipsec.validate checks them and computes each gateway's engine configuration "
         "(schemas/pyike-config.schema.json). Proposals follow strongSwan's syntax."
     ),
@@ -199,6 +201,17 @@ SCHEMA: Dict[str, Any] = {
                 "MTU of the engine's TUN device (the engine's settings.tun_mtu, default 1400): leave room "
                 "for ESP and UDP encapsulation below the path MTU; at least 1280 when a tunnel carries "
                 "IPv6 (RFC 8200 §5). Per host."
+            ),
+        },
+        "ipsec_dataplane": {
+            "type": "string",
+            "enum": ["auto", "kernel", "userspace"],
+            "description": (
+                "Who carries ESP on this gateway (the engine's settings.dataplane, default auto): kernel "
+                "(XFRM states and policies; needs kernel ESP - esp4/esp6 and xfrm_user, as stock Debian, "
+                "Ubuntu and RHEL kernels have), userspace (the engine encrypts, packets pass its TUN device; "
+                "any kernel with TUN), or auto (a probe at start picks kernel where an ESP state can be "
+                "installed, else userspace). kernel refuses to start without kernel ESP. Per host."
             ),
         },
         "ipsec_retransmit_timeout": {

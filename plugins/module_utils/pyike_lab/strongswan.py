@@ -201,6 +201,7 @@ class StrongSwan:
         deadline = time.monotonic() + timeout
         ready = "test -S %s && swanctl --stats >/dev/null 2>&1 && echo yes || true" % VICI_SOCKET
         while time.monotonic() < deadline:
+            # swanctl loads its plugins first: tens of seconds where the CPU is emulated (timeout_scale)
             if self._sh(ready, timeout=30.0 * self.timeout_scale).strip() == "yes":
                 self.swanctl("--load-all", "--noprompt")
                 return

@@ -159,6 +159,7 @@ class _Builder(CredentialParts, ChildParts):
             "tun_name": attempt(get, raw, "tun_name", path, "str", defaults.DEFAULT_TUN_NAME),
             "tun_mtu": attempt(get, raw, "tun_mtu", path, "int", defaults.DEFAULT_TUN_MTU),
             "log_level": attempt(get, raw, "log_level", path, "str", defaults.DEFAULT_LOG_LEVEL),
+            "dataplane": attempt(get, raw, "dataplane", path, "str", defaults.DEFAULT_DATAPLANE),
             "retransmit_timeout": attempt(
                 get, raw, "retransmit_timeout", path, "number", defaults.DEFAULT_RETRANSMIT_TIMEOUT
             ),

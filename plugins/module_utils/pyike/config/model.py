@@ -110,6 +110,7 @@ class Settings:
     ike_port: int = defaults.DEFAULT_IKE_PORT
     nat_t_port: int = defaults.DEFAULT_NAT_T_PORT
     log_level: str = defaults.DEFAULT_LOG_LEVEL
+    dataplane: str = defaults.DEFAULT_DATAPLANE  # auto | kernel | userspace
     retransmit_timeout: float = defaults.DEFAULT_RETRANSMIT_TIMEOUT
     retransmit_base: float = defaults.DEFAULT_RETRANSMIT_BASE
     retransmit_tries: int = defaults.DEFAULT_RETRANSMIT_TRIES
@@ -134,6 +135,7 @@ class Settings:
             "ike_port": self.ike_port,
             "nat_t_port": self.nat_t_port,
             "log_level": self.log_level,
+            "dataplane": self.dataplane,
             "retransmit_timeout": self.retransmit_timeout,
             "retransmit_base": self.retransmit_base,
             "retransmit_tries": self.retransmit_tries,

@@ -31,6 +31,8 @@ DEFAULT_LISTEN: List[str] = ["0.0.0.0"]  # noqa: S104 - the daemon listens on ev
 DEFAULT_IKE_PORT = 500  # RFC 7296 §2
 DEFAULT_NAT_T_PORT = 4500  # RFC 3948 / RFC 7296 §2.23
 DEFAULT_LOG_LEVEL = "info"
+DEFAULT_DATAPLANE = "auto"
+DATAPLANES = ["auto", "kernel", "userspace"]
 DEFAULT_AUTH = "psk"
 MIN_PSK_OCTETS = 20  # shorter keys, or one character repeated, need allow_weak_psk
 DEFAULT_ALLOW_WEAK_PSK = False
@@ -150,6 +152,20 @@ SCHEMA: Dict[str, Any] = {
                     "description": (
                         "name of the TUN device that carries the tunnelled traffic: 1 to 15 letters, digits, "
                         "'_', '.' or '-', but not '.' or '..'"
+                    ),
+                },
+                "dataplane": {
+                    "type": "string",
+                    "enum": DATAPLANES,
+                    "default": DEFAULT_DATAPLANE,
+                    "description": (
+                        "who carries ESP: 'kernel' installs the Child SAs as XFRM states and policies "
+                        "(needs kernel ESP: esp4/esp6 and xfrm_user, as every stock Debian, Ubuntu or RHEL "
+                        "kernel has), 'userspace' encrypts in the daemon and moves packets through the TUN "
+                        "device (works on any kernel with TUN, hundreds of Mbit/s), 'auto' probes at start by "
+                        "installing a throw-away ESP state and picks kernel if that works, else userspace; "
+                        "'kernel' refuses to start without kernel ESP. `pyikectl stats` and sa_info show the "
+                        "choice and why"
                     ),
                 },
                 "tun_mtu": {

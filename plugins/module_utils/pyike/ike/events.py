@@ -75,6 +75,7 @@ class ChildSaUp:
     rekey_of: Optional[int] = None  # inbound SPI of the Child SA this one replaces (RFC 7296 §2.8)
     outbound: bool = True  # send through it now; otherwise wait for ChildSaOutbound (make-before-break)
     limits: Optional[VolumeLimits] = None
+    life_time: float = 0.0  # seconds until the engine deletes the SA at the latest (0: no time limit)
 
 
 @dataclass

@@ -39,7 +39,13 @@ def schedule_child(engine, child: ChildSa, now: float) -> None:
     rekey_time = child.policy.rekey_time if child.policy is not None else 0
     if rekey_time and rekey_time > 0:
         child.rekey_at = now + rekey_time - jitter(engine, rekey_time)
-        child.expire_at = now + rekey_time * HARD_LIFETIME_FACTOR
+        child.expire_at = now + child_life_time(child)
+
+
+def child_life_time(child: ChildSa) -> float:
+    """The hard lifetime in seconds (0: none): the latest the engine deletes the Child SA."""
+    rekey_time = child.policy.rekey_time if child.policy is not None else 0
+    return rekey_time * HARD_LIFETIME_FACTOR if rekey_time and rekey_time > 0 else 0.0
 
 
 def retry_at(engine, now: float, expire_at=None, spread: float = RETRY_DELAY) -> float:

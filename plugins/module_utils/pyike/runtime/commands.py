@@ -148,6 +148,10 @@ class Commands:
         check_args("reload", args, ())
         return await self._reload(raise_errors=True)
 
+    def _dataplane_choice(self) -> Dict[str, str]:
+        choice = getattr(self, "dataplane_choice", None)
+        return choice.as_dict() if choice is not None else {"mode": "userspace", "setting": "", "reason": ""}
+
     async def _stats(self, args: Dict[str, Any]) -> Dict[str, Any]:
         check_args("stats", args, ())
         return {
@@ -160,7 +164,8 @@ class Commands:
             "ike": dict(self.engine.counters),
             "ike_sas": len(self.engine.sas),
             "half_open": self.engine.guard.describe(),  # RFC 7296 §2.6 flood protection
-            "dataplane": self.dataplane.stats(),
+            # the counters, and which dataplane carries ESP and why (settings.dataplane)
+            "dataplane": dict(self.dataplane.stats(), **self._dataplane_choice()),
             "traps": self._traps(),
             "recent_failures": [
                 {

@@ -35,6 +35,7 @@ from ..ike.events import (
 from ..ike.impair import Impair
 from ..ike.policy import IkePolicy, policy_from_config
 from .actions import ConnectionActions
+from .choice import AUTO, KERNEL, USERSPACE, DataplaneChoice, DataplaneUnavailable, choose_dataplane
 from .commands import DEFAULT_INITIATE_WAIT, MAX_INITIATE_WAIT, Commands
 from .control import ControlError, ControlServer
 from .dataplane import Dataplane
@@ -43,7 +44,7 @@ from .installer import INBOUND_LINGER, ChildSaInstaller, _local_address_in
 from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
-from .udp import RawEspEndpoint, dual_stack_wanted, open_endpoints, raw_esp_addresses
+from .udp import RawEspEndpoint, dual_stack_wanted, enable_esp_in_udp, open_endpoints, raw_esp_addresses
 
 log = logging.getLogger("pyike.daemon")
 
@@ -116,7 +117,8 @@ class Daemon(Commands, ChildSaInstaller):
             nat_t_port=settings.nat_t_port,
             impair=Impair(settings.impair),
         )
-        self.dataplane: Optional[Dataplane] = None
+        self.dataplane: Any = None  # Dataplane (userspace) or KernelDataplane
+        self.dataplane_choice: Optional[DataplaneChoice] = None
         self.control: Optional[ControlServer] = None
         self.failures: List[Tuple[float, Failure]] = []  # recent, for `initiate` answers and `stats`
         self._children: Dict[int, str] = {}  # spi_in -> dataplane child id (rekeyed SAs and twins share it)
@@ -138,26 +140,25 @@ class Daemon(Commands, ChildSaInstaller):
         settings = self.config.settings
         loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
-        with _start_step("TUN device %s (MTU %d)" % (settings.tun_name, settings.tun_mtu)):
-            tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
-        _no_redirects(tun.name)
-        listen = [str(address) for address in settings.listen]
-        with _start_step(
-            "UDP ports %d/%d on %s" % (settings.ike_port, settings.nat_t_port, ", ".join(listen))
-        ):
-            endpoints: List[Any] = open_endpoints(listen, (settings.ike_port, settings.nat_t_port))
         try:
-            for address in raw_esp_addresses(listen):  # raw sockets are never dual-stack
-                endpoints.append(RawEspEndpoint(address))
-        except OSError as exc:
-            log.warning("no raw ESP socket (%s): every Child SA will use ESP in UDP", describe_error(exc))
-            for endpoint in [e for e in endpoints if isinstance(e, RawEspEndpoint)]:
-                endpoint.close()
-                endpoints.remove(endpoint)
-            self.raw_esp = False
-            self.engine.policies = _policies(self.config, raw_esp=False)
-        routes = RouteManager(tun.name)
-        self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
+            self.dataplane_choice = choose_dataplane(settings.dataplane)
+        except DataplaneUnavailable as exc:
+            raise StartError(str(exc)) from None
+        listen = [str(address) for address in settings.listen]
+        tun: Optional[Tun] = None
+        routes: Optional[RouteManager] = None
+        endpoints: Optional[List[Any]] = None
+        if self.dataplane_choice.mode == KERNEL:
+            endpoints = self._kernel_dataplane(listen)  # None: auto fell back to userspace
+        choice = self.dataplane_choice
+        (log.info if choice.complete else log.warning)("dataplane: %s (%s)", choice.mode, choice.reason)
+        if endpoints is None:
+            with _start_step("TUN device %s (MTU %d)" % (settings.tun_name, settings.tun_mtu)):
+                tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
+            _no_redirects(tun.name)
+            endpoints = self._userspace_endpoints(listen)
+            routes = RouteManager(tun.name)
+            self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
         self.dataplane.limits.on_limit = self._on_volume_limit
         self.dataplane.start(loop)
         self.actions.start(loop)
@@ -168,8 +169,8 @@ class Daemon(Commands, ChildSaInstaller):
             loop.add_signal_handler(signum, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
         log.info(
-            "pyike daemon started: TUN %s, IKE on %s%s ports %d/%d, control %s",
-            tun.name,
+            "pyike daemon started: %s, IKE on %s%s ports %d/%d, control %s",
+            "TUN %s" % tun.name if tun is not None else "kernel ESP (XFRM)",
             ", ".join(listen),
             " (dual-stack: IPv4 too)" if dual_stack_wanted(listen) else "",
             settings.ike_port,
@@ -199,13 +200,86 @@ class Daemon(Commands, ChildSaInstaller):
         self.actions.close()
         await self.control.close()
         self.dataplane.close()
-        routes.cleanup()
+        if routes is not None:
+            routes.cleanup()
         if self._ipr is not None:
             self._ipr.close()
         for endpoint in endpoints:
             endpoint.close()
-        tun.close()
+        if tun is not None:
+            tun.close()
         return status
+
+    def _userspace_endpoints(self, listen: List[str]) -> List[Any]:
+        settings = self.config.settings
+        with _start_step(
+            "UDP ports %d/%d on %s" % (settings.ike_port, settings.nat_t_port, ", ".join(listen))
+        ):
+            endpoints: List[Any] = open_endpoints(listen, (settings.ike_port, settings.nat_t_port))
+        try:
+            for address in raw_esp_addresses(listen):  # raw sockets are never dual-stack
+                endpoints.append(RawEspEndpoint(address))
+        except OSError as exc:
+            log.warning("no raw ESP socket (%s): every Child SA will use ESP in UDP", describe_error(exc))
+            for endpoint in [e for e in endpoints if isinstance(e, RawEspEndpoint)]:
+                endpoint.close()
+                endpoints.remove(endpoint)
+            self.raw_esp = False
+            self.engine.policies = _policies(self.config, raw_esp=False)
+        return endpoints
+
+    def _kernel_dataplane(self, listen: List[str]) -> Optional[List[Any]]:
+        """XFRM states and policies: IKE sockets only (no GRO/GSO: the kernel decapsulates ESP in UDP
+        on the NAT-T socket), and what a crashed daemon left in the kernel flushed first.
+
+        Every IKE socket bypasses IPsec (per-socket policies, as strongSwan's bypass_socket()), so that
+        a Child SA whose selectors cover the IKE endpoints cannot capture IKE. If the kernel refuses
+        that or ESP in UDP on a real socket, ``auto`` falls back to the userspace dataplane (returns
+        None, with the reason in ``dataplane_choice``); ``kernel`` cannot start."""
+        from .kernel_dataplane import KernelDataplane  # pyroute2: only in kernel mode
+        from .xfrm import bypass_socket
+
+        settings = self.config.settings
+        with _start_step(
+            "UDP ports %d/%d on %s" % (settings.ike_port, settings.nat_t_port, ", ".join(listen))
+        ):
+            endpoints: List[Any] = open_endpoints(
+                listen, (settings.ike_port, settings.nat_t_port), gro=False, gso=False
+            )
+        try:
+            try:
+                step = "ESP in UDP on the NAT-T socket (UDP_ENCAP_ESPINUDP)"
+                for endpoint in endpoints:
+                    if endpoint.nat_t:
+                        enable_esp_in_udp(endpoint)
+                step = "IPsec bypass policies on the IKE sockets (IP_XFRM_POLICY)"
+                for endpoint in endpoints:
+                    bypass_socket(endpoint.sock)
+            except OSError as exc:
+                if self.dataplane_choice is None or self.dataplane_choice.setting != AUTO:
+                    raise StartError("%s: %s" % (step, describe_error(exc))) from exc
+                for endpoint in endpoints:
+                    endpoint.close()
+                self.dataplane_choice = DataplaneChoice(
+                    USERSPACE,
+                    AUTO,
+                    "auto: kernel ESP is there, but %s failed: %s" % (step, describe_error(exc)),
+                )
+                return None
+            with _start_step("XFRM netlink"):
+                self.dataplane = KernelDataplane(
+                    endpoints, nat_t_port=settings.nat_t_port, ike_handler=self._on_ike
+                )
+                states, policies = self.dataplane.flush()
+        except StartError:
+            for endpoint in endpoints:
+                endpoint.close()
+            raise
+        if states or policies:
+            log.warning(
+                "removed %d state(s) and %d policy(ies) an earlier run left in the kernel", states, policies
+            )
+        return endpoints
 
     def _start_actions(self) -> None:
         self.actions.apply_start_actions()
@@ -342,6 +416,17 @@ class Daemon(Commands, ChildSaInstaller):
         _check_own_certificates(config)
         self._flush()
         self._start_actions()
+        restart = _restart_needed(self.dataplane_choice, config)
+        if restart:
+            log.warning(restart)
+        if getattr(self.dataplane, "kernel", False):
+            try:
+                states, policies = self.dataplane.reconcile()
+            except OSError as exc:
+                log.warning("cannot check the kernel for stale states and policies: %s", describe_error(exc))
+            else:
+                if states or policies:
+                    log.info("removed %d stale state(s) and %d policy(ies) from the kernel", states, policies)
         after = set(self.engine.policies)
         message = "reloaded %s: %d connection(s), added %s, removed %s" % (
             self.config_path,
@@ -349,8 +434,23 @@ class Daemon(Commands, ChildSaInstaller):
             sorted(after - before) or "none",
             sorted(before - after) or "none",
         )
+        if restart:
+            message += "; " + restart
         log.info(message)
         return {"message": message}
+
+
+def _restart_needed(choice: Optional[DataplaneChoice], config: Any) -> str:
+    """A warning if the reloaded configuration asks for another dataplane: the dataplane is chosen at
+    start (sockets, TUN device or XFRM), so a new settings.dataplane takes effect at the next restart."""
+    wanted = getattr(config.settings, "dataplane", None)
+    if choice is None or wanted is None or wanted == choice.setting:
+        return ""
+    return "settings.dataplane changed from %s to %s: the %s dataplane stays until the daemon restarts" % (
+        choice.setting,
+        wanted,
+        choice.mode,
+    )
 
 
 def _check_own_certificates(config: Any, now: Optional[float] = None) -> List[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..ids import IntegId
@@ -44,11 +44,13 @@ class ChildSaInstaller:
         if not others:
             self.dataplane.remove_child(child_id)
             return
-        if gone is not None and self.dataplane.outbound_of(child_id) is gone[1]:
-            # The engine moves the traffic first; should it not have, send through the newest SA left.
-            log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
-            self._switch_outbound(others[-1])
-        self._lingering.append((time.monotonic() + INBOUND_LINGER, child_id, event.spi_in))
+        try:
+            if gone is not None and self.dataplane.outbound_of(child_id) is gone[1]:
+                # The engine moves the traffic first; should it not have, send through the newest SA left.
+                log.warning("%s: outbound SA %08x removed while in use", child_id, gone[1].spi)
+                self._switch_outbound(others[-1])
+        finally:  # a refused switch must not keep the deleted pair's inbound state for good
+            self._lingering.append((time.monotonic() + INBOUND_LINGER, child_id, event.spi_in))
 
     def _linger_deadline(self) -> Optional[float]:
         return min(at for at, _child_id, _spi in self._lingering) if self._lingering else None
@@ -68,17 +70,22 @@ class ChildSaInstaller:
         # the dataplane enforces address ranges; selectors of other TS types mean nothing to it
         local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
         try:
-            outbound = OutboundSA(
-                event.spi_out,
-                make_cipher(event.encr_id, event.encr_key_out, integ, event.integ_key_out),
-                event.esn,
-            )
-            inbound = InboundSA(
-                event.spi_in,
-                make_cipher(event.encr_id, event.encr_key_in, integ, event.integ_key_in),
-                event.esn,
-                selectors=SelectorSet(local_ts, remote_ts),
-            )
+            if getattr(self.dataplane, "kernel", False):
+                from .kernel_dataplane import kernel_sa_pair  # pyroute2: only in kernel mode
+
+                outbound, inbound = kernel_sa_pair(event)  # the kernel encrypts: it gets the keys
+            else:
+                outbound = OutboundSA(
+                    event.spi_out,
+                    make_cipher(event.encr_id, event.encr_key_out, integ, event.integ_key_out),
+                    event.esn,
+                )
+                inbound = InboundSA(
+                    event.spi_in,
+                    make_cipher(event.encr_id, event.encr_key_in, integ, event.integ_key_in),
+                    event.esn,
+                    selectors=SelectorSet(local_ts, remote_ts),
+                )
             if event.rekey_of is not None and event.rekey_of in self._children:
                 self._install_rekeyed(event, outbound, inbound)
                 self._watch(event, outbound, inbound)
@@ -93,7 +100,7 @@ class ChildSaInstaller:
                 event.remote,
                 event.encap,
                 local=event.local[0],
-                route_source=_local_address_in(event.local_ts, self._netlink()),
+                route_source=_local_addresses_in(event.local_ts, self._netlink()),
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)
@@ -148,18 +155,26 @@ class ChildSaInstaller:
 
 
 def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
-    """An address of this host inside our side's selectors, as the source for tunnel routes
-    (traffic the gateway itself sends then matches the policy, as strongSwan does)."""
+    """An address of this host inside our side's selectors (the first found, of either version)."""
+    found = _local_addresses_in(selectors, netlink)
+    return found[0] if found else None
+
+
+def _local_addresses_in(selectors, netlink: Netlink) -> Tuple[str, ...]:
+    """Addresses of this host inside our side's selectors, the first of each IP version, as the sources
+    for tunnel routes (traffic the gateway itself sends then matches the policy, as strongSwan does; a
+    child with IPv4 and IPv6 selectors needs one of each)."""
     try:
         addresses = netlink.call(
             lambda ipr: [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
         )
     except (OSError, ValueError, RuntimeError):
-        return None
+        return ()
+    ranges = address_ranges(selectors)
+    found: Dict[int, str] = {}
     for address in addresses:
-        if any(
-            ts.version == address.version and ts.start <= int(address) <= ts.end
-            for ts in address_ranges(selectors)
+        if address.version not in found and any(
+            ts.version == address.version and ts.start <= int(address) <= ts.end for ts in ranges
         ):
-            return str(address)
-    return None
+            found[address.version] = str(address)
+    return tuple(found.values())

@@ -31,6 +31,7 @@ class Watch:
         "hard_bytes",
         "hard_packets",
         "key",
+        "outbound",
         "sa",
         "soft_bytes",
         "soft_packets",
@@ -44,7 +45,9 @@ class Watch:
         self.hard_bytes = limits.hard_bytes
         self.soft_packets = limits.soft_packets
         self.hard_packets = limits.hard_packets
-        self.soft_seq = limits.soft_seq if isinstance(sa, OutboundSA) else 0
+        # a kernel SA (KernelSA) says which way it goes: one class serves both directions
+        self.outbound = isinstance(sa, OutboundSA) or getattr(sa, "outbound", False) is True
+        self.soft_seq = limits.soft_seq if self.outbound else 0
         self.fired = 0
 
     @property
@@ -58,7 +61,7 @@ class Watch:
             return None
         sa = self.sa
         traffic = sa.traffic
-        outbound = isinstance(sa, OutboundSA)
+        outbound = self.outbound
         if self.fired != SOFT:
             if self.soft_bytes and traffic.bytes >= self.soft_bytes:
                 return SOFT, "bytes"

@@ -448,6 +448,17 @@ class RawEspEndpoint:
         return _send_each(self.sock, self.counters, packets, (peer[0], 0), self._addressing.source(source))
 
 
+UDP_ENCAP = 100  # <linux/udp.h> socket option (SOL_UDP)
+UDP_ENCAP_ESPINUDP = 2  # RFC 3948 framing: ESP with a non-zero SPI, IKE behind the non-ESP marker
+
+
+def enable_esp_in_udp(endpoint: UdpEndpoint) -> None:
+    """Let the kernel take ESP in UDP (RFC 3948) off this NAT-T socket and decrypt it with its XFRM states;
+    IKE (behind the non-ESP marker) still reaches the socket, NAT keepalives are dropped by the kernel
+    (net/ipv4/xfrm4_input.c xfrm4_udp_encap_rcv()). Raises OSError where the kernel has no ESP in UDP."""
+    endpoint.sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+
+
 def open_endpoints(
     addresses: Sequence[str], ports: Sequence[int] = (IKE_PORT, NAT_T_PORT), **options
 ) -> List[UdpEndpoint]:

@@ -106,6 +106,7 @@ def install_child(
         outbound=outbound,
     )
     child.limits = event.limits = lifetimes.volume_limits(engine, child, event.esn)
+    event.life_time = lifetimes.child_life_time(child)
     duplicates.link_twin(engine, sa, child, event)  # a twin in a parallel IKE SA (reauthentication)
     engine.emit(event)
     return event

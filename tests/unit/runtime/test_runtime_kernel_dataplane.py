@@ -1,0 +1,337 @@
+"""The kernel dataplane's choices and what it asks of the kernel, on a kernel without ESP (this machine):
+the dataplane choice, the policies of a Child SA, the kernel's refusal reported with its reason, and the
+bookkeeping of installs, rekeys and failures against a recording XFRM table (:class:`FakeXfrm`) that
+can refuse any request. The states themselves are proven in the VM (tests/vm/test_kernel_*.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pyike.esp import TrafficSelector
+from pyike.ids import EncrId
+from pyike.ike.events import VolumeLimits
+from pyike.ike.lifetimes import SEQ_MAX
+from pyike.runtime.children import DataplaneError
+from pyike.runtime.choice import DataplaneUnavailable, choose_dataplane
+from pyike.runtime.kernel_dataplane import (
+    LIFETIME_MARGIN,
+    KernelChild,
+    KernelDataplane,
+    _pair_selectors,
+    _ports,
+    kernel_sa_pair,
+)
+from pyike.runtime.xfrm import XfrmError
+from pyike.runtime.xfrm_msg import XFRM_INF
+
+HERE = Path(__file__).resolve().parent
+MODULE_UTILS = HERE.parents[2] / "plugins" / "module_utils"
+NO_ESP = "kernel ESP unavailable: XFRM_MSG_NEWSA for esp: Requested type not found (errno 93)"
+
+
+def test_auto_takes_the_kernel_only_when_the_probe_installed_a_state():
+    def yes():
+        return True, "kernel ESP available: ..."
+
+    def no():
+        return False, NO_ESP
+
+    assert choose_dataplane("auto", no).as_dict() == {
+        "mode": "userspace",
+        "setting": "auto",
+        "reason": "auto: " + NO_ESP,
+    }
+    assert choose_dataplane("auto", yes).mode == "kernel"
+    assert choose_dataplane("kernel", yes).mode == "kernel"
+
+    def never():
+        raise AssertionError("userspace must not probe the kernel")
+
+    assert choose_dataplane("userspace", never).reason == "settings.dataplane is userspace"
+    with pytest.raises(DataplaneUnavailable) as caught:
+        choose_dataplane("kernel", no)
+    assert str(caught.value).startswith(
+        "settings.dataplane is kernel, but " + NO_ESP + "; set settings.dataplane"
+    )
+
+
+def test_port_ranges_become_masks_as_strongswan_computes_them():
+    assert _ports(0, 65535) == (0, 0)
+    assert _ports(443, 443) == (443, 0xFFFF)
+    assert _ports(1024, 2047) == (1024, 0xFC00)  # an aligned range is exact
+    assert _ports(1000, 1100) == (0, 0xF800)  # widened to the common leading bits (0-2047)
+
+
+def test_selectors_of_a_pair_cover_ranges_with_prefixes():
+    local = TrafficSelector.from_network("10.1.0.0/24")
+    remote = TrafficSelector(
+        4,
+        int.from_bytes(bytes([10, 2, 0, 0]), "big"),
+        int.from_bytes(bytes([10, 2, 0, 2]), "big"),
+        6,
+        0,
+        65535,
+    )
+    got = [(s.src, s.dst, s.proto, s.dport, s.dport_mask) for s, _back in _pair_selectors(local, remote)]
+    assert got == [("10.1.0.0/24", "10.2.0.0/31", 6, 0, 0), ("10.1.0.0/24", "10.2.0.2/32", 6, 0, 0)]
+
+
+def test_policies_of_a_child_name_the_outbound_spi_in_the_out_template():
+    dataplane = KernelDataplane.__new__(KernelDataplane)  # no socket: only the policy layout is asked
+    child = KernelChild("c", 0x70790001, "192.0.2.1", ("198.51.100.1", 4500), True,
+                        (TrafficSelector.from_network("10.1.0.0/24"),), (TrafficSelector.from_network("10.2.0.0/24"),))  # fmt: skip
+
+    class Out:
+        spi = 0xC0FFEE01
+
+    child.outbound = Out()
+    specs = dataplane._policy_specs(child)
+    got = [
+        (s.direction, s.selector.src, s.selector.dst, s.tmpl_src, s.tmpl_dst, s.spi, s.selector.priority())
+        for s in specs
+    ]
+    assert got == [
+        ("out", "10.1.0.0/24", "10.2.0.0/24", "192.0.2.1", "198.51.100.1", 0xC0FFEE01, 375423),
+        ("in", "10.2.0.0/24", "10.1.0.0/24", "198.51.100.1", "192.0.2.1", 0, 375423),
+        ("fwd", "10.2.0.0/24", "10.1.0.0/24", "198.51.100.1", "192.0.2.1", 0, 375423),
+    ]
+
+
+SCRIPT = r"""
+import json, subprocess
+from pyike.esp import TrafficSelector
+from pyike.ids import EncrId
+from pyike.runtime.kernel_dataplane import KernelDataplane, KernelSA
+from pyike.runtime.xfrm import probe
+dataplane = KernelDataplane([], nat_t_port=4500)
+from pyike.ids import IntegId
+out = KernelSA(0xC0FFEE01, EncrId.AES_CBC, bytes(16), IntegId.HMAC_SHA2_256_128, bytes(32), True, outbound=True)
+inb = KernelSA(0xC0FFEE02, EncrId.AES_CBC, bytes(16), IntegId.HMAC_SHA2_256_128, bytes(32), True)
+result = {"probe": probe()}
+try:
+    dataplane.install_child("c", out, inb, ["10.1.0.0/24"], ["10.2.0.0/24"], ("198.51.100.1", 4500), True, local="192.0.2.1")
+except OSError as exc:
+    result["error"] = str(exc)
+result["children"] = list(dataplane.children)
+result["states"] = subprocess.run(["ip", "xfrm", "state"], capture_output=True, text=True).stdout
+result["policies"] = subprocess.run(["ip", "xfrm", "policy"], capture_output=True, text=True).stdout
+dataplane.close()
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.root
+def test_the_kernels_refusal_names_the_request_and_reason():
+    done = subprocess.run(
+        ["unshare", "--net", "--", sys.executable, "-c", SCRIPT],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(MODULE_UTILS)), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    if result["probe"][0]:
+        pytest.skip("this kernel has ESP: the VM tests prove installs (tests/vm/test_kernel_*.py)")
+    assert (
+        result["error"] == "XFRM_MSG_NEWSA esp SPI c0ffee02 to 192.0.2.1: Requested type not found (errno 93)"
+    )
+    assert result["children"] == [] and result["states"] == "" and result["policies"] == ""
+
+
+# --- bookkeeping against a recording XFRM table -----------------------------------------------------
+class FakeXfrm:
+    """The XFRM calls KernelDataplane makes, kept in dicts; ``fail_at`` refuses the Nth request."""
+
+    def __init__(self, fail_at=None, fail_errno=errno.ENOBUFS):
+        self.states, self.policies, self.requests = {}, {}, 0
+        self.fail_at, self.fail_errno = fail_at, fail_errno
+        self.counters = {}
+
+    def _request(self, what):
+        self.requests += 1
+        if self.fail_at is not None and self.requests == self.fail_at:
+            raise XfrmError(self.fail_errno, "refused %s" % what)
+
+    def add_state(self, spec, update=False):
+        self._request("NEWSA")
+        assert spec.spi not in self.states
+        self.states[spec.spi] = spec
+
+    def delete_state(self, dst, spi, src=None):
+        self._request("DELSA")
+        if self.states.pop(spi, None) is None:
+            raise XfrmError(errno.ESRCH, "no such state")
+
+    def get_state(self, dst, spi, src=None):
+        self._request("GETSA")
+        if spi not in self.states:
+            raise XfrmError(errno.ESRCH, "no such state")
+        packets = self.counters.get(spi, 0)
+        return SimpleNamespace(bytes=100 * packets, packets=packets)
+
+    def add_policy(self, spec, update=False):
+        self._request("UPDPOLICY" if update else "NEWPOLICY")
+        key = (repr(spec.selector), spec.direction)
+        assert update == (key in self.policies)
+        self.policies[key] = dataclasses.replace(spec)
+
+    def delete_policy(self, selector, direction):
+        self._request("DELPOLICY")
+        if self.policies.pop((repr(selector), direction), None) is None:
+            raise XfrmError(errno.ENOENT, "no such policy")
+
+    def out_spis(self):
+        return {spec.spi for (_sel, direction), spec in self.policies.items() if direction == "out"}
+
+    def close(self):
+        pass
+
+
+class FakeRoutes:
+    def __init__(self):
+        self.routes = []
+
+    def add(self, network, source=None, via=None, via_source=None):
+        assert via_source == "192.0.2.1"
+        self.routes.append((network, source, via))
+
+    def remove(self, network, source=None):
+        self.routes.remove(next(r for r in self.routes if r[:2] == (network, source)))
+
+    def cleanup(self):
+        self.routes = []
+
+    def flush_protocol(self):
+        return 0
+
+    def close(self):
+        pass
+
+
+LOCAL_TS, REMOTE_TS = ["10.1.0.0/24", "fd01::/64"], ["10.2.0.0/24", "fd02::/64"]
+
+
+def pair(spi_in, spi_out, esn=False, life_time=3960.0, limits=None):
+    event = SimpleNamespace(spi_in=spi_in, spi_out=spi_out, encr_id=EncrId.AES_GCM_16, integ_id=None, esn=esn,
+                            encr_key_in=b"\x01" * 36, encr_key_out=b"\x02" * 36, integ_key_in=b"", integ_key_out=b"",
+                            life_time=life_time, limits=limits)  # fmt: skip
+    return kernel_sa_pair(event)
+
+
+def kernel(xfrm):
+    return KernelDataplane([], nat_t_port=4500, xfrm=xfrm, routes=FakeRoutes())
+
+
+def install(dataplane, out, inb, **kw):
+    dataplane.install_child("c", out, inb, LOCAL_TS, REMOTE_TS, ("198.51.100.1", 4500), True, local="192.0.2.1",
+                            route_source=("10.1.0.1", "fd01::1"), **kw)  # fmt: skip
+
+
+def test_an_install_refused_at_any_step_leaves_nothing_installed():
+    total = FakeXfrm()
+    install(kernel(total), *pair(0x1001, 0x2001))
+    assert len(total.states) == 2 and len(total.policies) == 6  # 2 families x out/in/fwd
+    for step in range(1, total.requests + 1):
+        xfrm = FakeXfrm(fail_at=step)
+        dataplane = kernel(xfrm)
+        with pytest.raises(XfrmError):
+            install(dataplane, *pair(0x1001, 0x2001))
+        assert (xfrm.states, xfrm.policies, dataplane.children, dataplane.routes.routes) == (
+            {},
+            {},
+            (),
+            [],
+        ), step
+
+
+def test_states_carry_a_lifetime_backstop_and_the_keys_leave_python_after_install():
+    xfrm = FakeXfrm()
+    dataplane = kernel(xfrm)
+    out, inb = pair(
+        0x1001, 0x2001, limits=VolumeLimits(soft_bytes=900, hard_bytes=1000, soft_seq=SEQ_MAX - 5)
+    )
+    install(dataplane, out, inb)
+    sent, received = xfrm.states[0x2001], xfrm.states[0x1001]
+    assert sent.hard_seconds == received.hard_seconds == 3960 + LIFETIME_MARGIN
+    assert sent.hard_bytes == received.hard_bytes == XFRM_INF  # volumes: the engine's (polled) alone
+    assert sent.hard_packets == SEQ_MAX and received.hard_packets == XFRM_INF  # only the sender numbers
+    assert (out.encr_key, inb.encr_key) == (b"", b"")
+    assert dataplane.routes.routes == [("10.2.0.0/24", "10.1.0.1", "198.51.100.1"),
+                                       ("fd02::/64", "fd01::1", "198.51.100.1")]  # fmt: skip
+
+
+def test_sequence_numbers_and_volumes_fire_from_the_kernels_counters():
+    xfrm = FakeXfrm()
+    dataplane = kernel(xfrm)
+    fired = []
+    dataplane.limits.on_limit = lambda key, hard, what: fired.append((key, hard, what))
+    limits = VolumeLimits(soft_seq=SEQ_MAX - 5)
+    out, inb = pair(0x1001, 0x2001, limits=limits)
+    install(dataplane, out, inb)
+    dataplane.watch(inb, 0x1001, limits)
+    dataplane.watch(out, 0x1001, limits)
+    assert dataplane.limits.check(everything=True) == 0
+    xfrm.counters[0x2001] = SEQ_MAX - 5
+    assert dataplane.limits.check(everything=True) == 1
+    xfrm.counters[0x2001] = SEQ_MAX
+    assert dataplane.limits.check(everything=True) == 1
+    assert fired == [(0x1001, False, "sequence numbers"), (0x1001, True, "sequence numbers")]
+    xfrm.fail_at, xfrm.fail_errno = (
+        xfrm.requests + 1,
+        errno.ETIMEDOUT,
+    )  # one unanswered GETSA: logged, no raise
+    assert dataplane.limits.check(everything=True) == 0
+    assert "error" not in dataplane.stats()["children"]["c"]
+
+
+def test_rekey_keeps_the_old_outbound_state_until_its_inbound_partner_goes():
+    xfrm = FakeXfrm()
+    dataplane = kernel(xfrm)
+    out1, in1 = pair(0x1001, 0x2001)
+    out2, in2 = pair(0x1002, 0x2002)
+    install(dataplane, out1, in1)
+    dataplane.add_inbound("c", in2)
+    assert dataplane.switch_outbound("c", out2) is out1
+    assert xfrm.out_spis() == {0x2002} and 0x2001 in xfrm.states  # the old one still numbers on
+    assert dataplane.switch_outbound("c", out1) is out2  # back to a kept one: no second NEWSA
+    assert xfrm.out_spis() == {0x2001} and set(xfrm.states) == {0x1001, 0x1002, 0x2001, 0x2002}
+    dataplane.switch_outbound("c", out2)
+    dataplane.remove_inbound("c", 0x1001)
+    assert set(xfrm.states) == {0x1002, 0x2002}
+    with pytest.raises(DataplaneError, match="was removed from the kernel; it needs a rekey"):
+        dataplane.switch_outbound("c", out1)
+    dataplane.remove_child("c")
+    assert (xfrm.states, xfrm.policies, dataplane.routes.routes) == ({}, {}, [])
+
+
+def test_a_refused_outbound_switch_leaves_the_policies_and_states_as_they_were():
+    xfrm = FakeXfrm()
+    dataplane = kernel(xfrm)
+    out1, in1 = pair(0x1001, 0x2001)
+    out2, in2 = pair(0x1002, 0x2002)
+    install(dataplane, out1, in1)
+    dataplane.add_inbound("c", in2)
+    xfrm.fail_at = xfrm.requests + 3  # NEWSA, the first UPDPOLICY, then the second is refused
+    with pytest.raises(XfrmError):
+        dataplane.switch_outbound("c", out2)
+    assert xfrm.out_spis() == {0x2001} and set(xfrm.states) == {0x1001, 0x1002, 0x2001}
+    assert dataplane.outbound_of("c") is out1
+    assert {s.spi for s in dataplane._children["c"].policies if s.direction == "out"} == {0x2001}
+
+
+def test_icmp_selectors_put_type_and_code_where_the_kernel_reads_them():
+    icmp = TrafficSelector(4, int.from_bytes(bytes([10, 1, 0, 0]), "big"), int.from_bytes(bytes([10, 1, 0, 255]), "big"),
+                           1, 8 << 8, 8 << 8)  # echo request, code 0 (RFC 7296 §3.13.1)  # fmt: skip
+    anything = TrafficSelector(4, int.from_bytes(bytes([10, 2, 0, 0]), "big"),
+                               int.from_bytes(bytes([10, 2, 0, 255]), "big"), 1, 0, 65535)  # fmt: skip
+    ((out_sel, in_sel),) = _pair_selectors(icmp, anything)
+    assert (out_sel.sport, out_sel.sport_mask, out_sel.dport, out_sel.dport_mask) == (8, 0xFFFF, 0, 0xFFFF)
+    assert (in_sel.sport, in_sel.sport_mask, in_sel.dport, in_sel.dport_mask) == (8, 0xFFFF, 0, 0xFFFF)
+    ((out_sel, _in),) = _pair_selectors(anything, anything)
+    assert (out_sel.sport_mask & 0xFF, out_sel.dport_mask) == (0, 0)  # any type, any code
