@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from netns import run_in_new_netns
 from pyike.esp import TrafficSelector
 from pyike.ids import EncrId
 from pyike.ike.events import VolumeLimits
@@ -32,8 +28,6 @@ from pyike.runtime.kernel_dataplane import (
 from pyike.runtime.xfrm import XfrmError
 from pyike.runtime.xfrm_msg import XFRM_INF
 
-HERE = Path(__file__).resolve().parent
-MODULE_UTILS = HERE.parents[2] / "plugins" / "module_utils"
 NO_ESP = "kernel ESP unavailable: XFRM_MSG_NEWSA for esp: Requested type not found (errno 93)"
 
 
@@ -130,12 +124,7 @@ print(json.dumps(result))
 
 @pytest.mark.root
 def test_the_kernels_refusal_names_the_request_and_reason():
-    done = subprocess.run(
-        ["unshare", "--net", "--", sys.executable, "-c", SCRIPT],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(MODULE_UTILS)), check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_in_new_netns(SCRIPT)
     if result["probe"][0]:
         pytest.skip("this kernel has ESP: the VM tests prove installs (tests/vm/test_kernel_*.py)")
     assert (

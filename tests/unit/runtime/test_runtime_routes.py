@@ -4,15 +4,8 @@ peer gets a device route, and a restart removes what a killed run left (our prot
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-MODULE_UTILS = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
+from netns import run_in_new_netns
 
 SCRIPT = r"""
 import json, subprocess
@@ -45,12 +38,7 @@ print(json.dumps(result))
 
 @pytest.mark.root
 def test_routes_follow_the_path_to_the_peer_with_our_source_and_a_restart_flushes_only_ours():
-    done = subprocess.run(
-        ["unshare", "--net", "--", sys.executable, "-c", SCRIPT],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(MODULE_UTILS)), check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_in_new_netns(SCRIPT)
     assert "10.2.0.0/24 via 192.0.2.254 dev wan0 proto 112 src 10.1.0.1" in result["v4"], result["v4"]
     assert "fd00:0:2::/64 dev wan0 proto 112 src fd00:0:1::1" in result["v6"], result["v6"]
     assert "src 10.1.0.1" in result["get"] and "via 192.0.2.254" in result["get"], result["get"]

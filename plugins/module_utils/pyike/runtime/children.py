@@ -8,6 +8,7 @@ it retired, so that its counters never go backwards.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..esp import InboundSA, OutboundSA, Policy, TrafficSelector
@@ -192,3 +193,18 @@ class Child:
             "sas_out": sas_out,
             "sas_in": sas_in,
         }
+
+
+def ike_socket_for(endpoints: Iterable[Endpoint], local: Address, peer: Address) -> UdpEndpoint:
+    """The UDP socket to send IKE from our (address, port) to the peer; a wildcard socket serves any
+    address of its family (the message still leaves from ``local``'s address)."""
+    family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+    for endpoint in endpoints:
+        if (
+            isinstance(endpoint, UdpEndpoint)
+            and endpoint.local[1] == local[1]
+            and family in endpoint.families
+        ):
+            if endpoint.local[0] == local[0] or endpoint.wildcard:
+                return endpoint
+    raise DataplaneError("no UDP socket on %s:%d to send IKE from" % local)

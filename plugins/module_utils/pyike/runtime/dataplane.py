@@ -50,6 +50,7 @@ from .children import (
     _add_counts,
     _selectors,
     _sources,
+    ike_socket_for,
 )
 from .early import EarlyPackets
 from .gro import TcpCoalescer
@@ -298,16 +299,7 @@ class Dataplane:
         return self._udp_for(local, peer).send_keepalive(peer, local[0])
 
     def _udp_for(self, local: Address, peer: Address) -> UdpEndpoint:
-        family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
-        for endpoint in self.endpoints:
-            if (
-                isinstance(endpoint, UdpEndpoint)
-                and endpoint.local[1] == local[1]
-                and family in endpoint.families
-            ):
-                if endpoint.local[0] == local[0] or endpoint.wildcard:
-                    return endpoint
-        raise DataplaneError("no UDP socket on %s:%d to send IKE from" % local)
+        return ike_socket_for(self.endpoints, local, peer)
 
     def _deliver_ike(self, data: bytes, source: Address, local: Address) -> None:
         self.io.ike_in += 1

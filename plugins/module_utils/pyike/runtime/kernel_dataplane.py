@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..esp.counters import Traffic
 from ..ike.lifetimes import SEQ_MAX
-from .children import Address, DataplaneError, Endpoint, _selectors, _sources
+from .children import Address, DataplaneError, Endpoint, _selectors, _sources, ike_socket_for
 from .lifetimes import VolumeWatch
 from .routes import RouteManager, networks_of_range
 from .udp import NON_ESP_MARKER, UdpEndpoint
@@ -412,12 +412,7 @@ class KernelDataplane:
         return self._udp_for(local, peer).send_keepalive(peer, local[0])
 
     def _udp_for(self, local: Address, peer: Address) -> UdpEndpoint:
-        family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
-        for endpoint in self.endpoints:
-            if endpoint.local[1] == local[1] and family in endpoint.families:
-                if endpoint.local[0] == local[0] or endpoint.wildcard:
-                    return endpoint
-        raise DataplaneError("no UDP socket on %s:%d to send IKE from" % local)
+        return ike_socket_for(self.endpoints, local, peer)
 
     def _on_socket(self, endpoint: UdpEndpoint) -> None:
         """IKE only: the kernel took ESP off the NAT-T socket (and ate NAT keepalives) before us."""
