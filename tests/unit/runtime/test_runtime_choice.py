@@ -63,7 +63,9 @@ def _refuse(*args):
 def test_auto_falls_back_to_userspace_when_the_ike_sockets_cannot_be_set_up(
     monkeypatch, endpoints, refused, step
 ):
-    ok = lambda arg: None  # noqa: E731
+    def ok(_arg):
+        return None
+
     monkeypatch.setattr(daemon_module, "enable_esp_in_udp", _refuse if refused == "enable_esp_in_udp" else ok)
     monkeypatch.setattr(xfrm, "bypass_socket", _refuse if refused == "bypass_socket" else ok)
     daemon = _daemon(AUTO)
@@ -94,7 +96,7 @@ def test_every_ike_socket_gets_the_bypass_policies(monkeypatch, endpoints):
         def flush(self):
             return 0, 0
 
-    import pyike.runtime.kernel_dataplane as kernel_dataplane
+    from pyike.runtime import kernel_dataplane
 
     monkeypatch.setattr(kernel_dataplane, "KernelDataplane", Kernel)
     daemon = _daemon(AUTO)

@@ -246,9 +246,9 @@ class Daemon(Commands, ChildSaInstaller):
             endpoints: List[Any] = open_endpoints(
                 listen, (settings.ike_port, settings.nat_t_port), gro=False, gso=False
             )
+        step = "ESP in UDP on the NAT-T socket (UDP_ENCAP_ESPINUDP)"
         try:
             try:
-                step = "ESP in UDP on the NAT-T socket (UDP_ENCAP_ESPINUDP)"
                 for endpoint in endpoints:
                     if endpoint.nat_t:
                         enable_esp_in_udp(endpoint)
