@@ -279,13 +279,19 @@ def test_sequence_numbers_and_volumes_fire_from_the_kernels_counters():
     assert "error" not in dataplane.stats()["children"]["c"]
 
 
-def test_rekey_keeps_the_old_outbound_state_until_its_inbound_partner_goes():
+def mid_rekey():
+    """A child installed with SA pair 1 and the inbound SA of pair 2 added (a rekey before its switch)."""
     xfrm = FakeXfrm()
     dataplane = kernel(xfrm)
     out1, in1 = pair(0x1001, 0x2001)
     out2, in2 = pair(0x1002, 0x2002)
     install(dataplane, out1, in1)
     dataplane.add_inbound("c", in2)
+    return xfrm, dataplane, out1, out2
+
+
+def test_rekey_keeps_the_old_outbound_state_until_its_inbound_partner_goes():
+    xfrm, dataplane, out1, out2 = mid_rekey()
     assert dataplane.switch_outbound("c", out2) is out1
     assert xfrm.out_spis() == {0x2002} and 0x2001 in xfrm.states  # the old one still numbers on
     assert dataplane.switch_outbound("c", out1) is out2  # back to a kept one: no second NEWSA
@@ -300,12 +306,7 @@ def test_rekey_keeps_the_old_outbound_state_until_its_inbound_partner_goes():
 
 
 def test_a_refused_outbound_switch_leaves_the_policies_and_states_as_they_were():
-    xfrm = FakeXfrm()
-    dataplane = kernel(xfrm)
-    out1, in1 = pair(0x1001, 0x2001)
-    out2, in2 = pair(0x1002, 0x2002)
-    install(dataplane, out1, in1)
-    dataplane.add_inbound("c", in2)
+    xfrm, dataplane, out1, out2 = mid_rekey()
     xfrm.fail_at = xfrm.requests + 3  # NEWSA, the first UPDPOLICY, then the second is refused
     with pytest.raises(XfrmError):
         dataplane.switch_outbound("c", out2)
