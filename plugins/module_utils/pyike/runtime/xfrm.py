@@ -40,6 +40,7 @@ from .udp import SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP
 from .xfrm_msg import (
     XFRM_INF,
     XFRM_MODE_TUNNEL,
+    XFRM_MSG_ACQUIRE,
     XFRM_MSG_DELPOLICY,
     XFRM_MSG_DELSA,
     XFRM_MSG_GETPOLICY,
@@ -54,7 +55,9 @@ from .xfrm_msg import (
     XFRM_POLICY_OUT,
     XFRM_STATE_AF_UNSPEC,
     XFRM_STATE_ESN,
+    XFRMNLGRP_ACQUIRE,
     blank,
+    xfrm_user_acquire,
     xfrm_userpolicy_id,
     xfrm_userpolicy_info,
     xfrm_usersa_id,
@@ -695,6 +698,93 @@ def _policy_info(data: bytes) -> PolicyInfo:
         tmpl_src=tmpl_src,
         tmpl_dst=tmpl_dst,
         fields={name: msg["sel_" + name] for name in _PORT_FIELDS},
+    )
+
+
+# --- acquires --------------------------------------------------------------------------------
+@dataclass
+class AcquireInfo:
+    """An XFRM_MSG_ACQUIRE: an outbound packet met a policy whose template (``reqid``, tunnel ``src`` ->
+    ``dst``) has no state. The kernel drops the packet, keeps a larval state for the template for
+    net.core.xfrm_acq_expires (30 s) and asks no more for that template meanwhile."""
+
+    reqid: Optional[int]  # None: the policy has no template we could read
+    src: str
+    dst: str
+    flow: str  # the packet's addresses, "10.1.0.10 -> 10.2.0.10"
+
+
+class AcquireListener:
+    """The kernel's acquires (multicast group XFRMNLGRP_ACQUIRE) on a non-blocking NETLINK_XFRM socket
+    of their own; :meth:`read` returns what arrived. Messages that do not decode are counted and skipped;
+    an overrun socket (ENOBUFS) loses acquires, which the kernel sends again once its larval states
+    expire."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self._sock.bind((0, 1 << (XFRMNLGRP_ACQUIRE - 1)))
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+        self.malformed = 0
+        self.overruns = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def read(self) -> List[AcquireInfo]:
+        found: List[AcquireInfo] = []
+        while True:
+            try:
+                buf = self._sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return found
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.overruns += 1
+                continue
+            if not buf:
+                return found
+            for msg_type, chunk in _messages(buf):
+                if msg_type != XFRM_MSG_ACQUIRE:
+                    continue
+                try:
+                    found.append(_acquire_info(chunk))
+                except Exception:  # pyroute2 raises struct.error, KeyError, ...: never the daemon's end
+                    self.malformed += 1
+
+
+def _messages(buf: bytes) -> List[Tuple[int, bytes]]:
+    """(type, message) of each netlink message in one datagram; stops at a malformed length."""
+    found = []
+    offset = 0
+    while offset + _HEADER.size <= len(buf):
+        length, msg_type = _HEADER.unpack_from(buf, offset)[:2]
+        if length < _HEADER.size or offset + length > len(buf):
+            break
+        found.append((msg_type, buf[offset : offset + length]))
+        offset += (length + 3) & ~3
+    return found
+
+
+def _acquire_info(data: bytes) -> AcquireInfo:
+    msg = xfrm_user_acquire(data)
+    msg.decode()
+    tmpl = msg.get_attr("XFRMA_TMPL")
+    outer = tmpl["family"] if tmpl is not None else msg["sel_family"]
+    inner = msg["sel_family"]
+    return AcquireInfo(
+        reqid=tmpl["reqid"] if tmpl is not None else None,
+        src=_text(msg["saddr"], outer),
+        dst=_text(msg["id_daddr"], outer),
+        flow="%s -> %s" % (_text(msg["sel_saddr"], inner), _text(msg["sel_daddr"], inner)),
     )
 
 

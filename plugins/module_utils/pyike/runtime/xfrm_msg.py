@@ -4,7 +4,7 @@ Each class mirrors one structure of ``<linux/xfrm.h>`` field for field, nested s
 under a prefix (``sel_``, ``id_``, ``lft_``, ``cur_``, ``stats_``), with the compiler's padding written
 out as ``x`` fields so that the sizes match the kernel's (``sizeof``: xfrm_selector 56, xfrm_usersa_info
 224, xfrm_usersa_id 24, xfrm_userpolicy_info 168, xfrm_userpolicy_id 64, xfrm_user_tmpl 64,
-xfrm_encap_tmpl 24). Addresses are ``xfrm_address_t`` (16 octets, an IPv4 address in the first 4);
+xfrm_encap_tmpl 24, xfrm_user_acquire 280). Addresses are ``xfrm_address_t`` (16 octets, an IPv4 address in the first 4);
 ``__be16``/``__be32`` fields (ports, SPIs) are big-endian, everything else host order.
 
 pyroute2 encodes and decodes them (``msg.encode()`` → ``msg.data``; ``cls(data).decode()``); the
@@ -22,6 +22,7 @@ XFRM_MSG_GETSA = 0x12
 XFRM_MSG_NEWPOLICY = 0x13
 XFRM_MSG_DELPOLICY = 0x14
 XFRM_MSG_GETPOLICY = 0x15
+XFRM_MSG_ACQUIRE = 0x17
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
 
@@ -36,6 +37,7 @@ XFRM_POLICY_OUT = 1
 XFRM_POLICY_FWD = 2
 XFRM_POLICY_ALLOW = 0
 XFRM_INF = (1 << 64) - 1
+XFRMNLGRP_ACQUIRE = 1  # multicast group (enum xfrm_nlgroups) of XFRM_MSG_ACQUIRE
 
 
 def _selector(prefix: str) -> tuple:
@@ -208,6 +210,31 @@ class xfrm_userpolicy_id(nlmsg, _attrs):
     """XFRM_MSG_DELPOLICY / GETPOLICY requests (64 octets)."""
 
     fields = (*_selector("sel_"), ("index", "I"), ("dir", "B"), ("pad", "3x"))
+    nla_map = _NLA_MAP
+
+
+class xfrm_user_acquire(nlmsg, _attrs):
+    """XFRM_MSG_ACQUIRE (280 octets + XFRMA_TMPL): an outbound packet met a policy whose template has no
+    state. ``sel_`` is the packet's flow; ``pol_`` the policy it met (its selector, priority, index)."""
+
+    fields = (
+        *_ID,
+        ("saddr", "16s"),
+        *_selector("sel_"),
+        *_selector("pol_sel_"),
+        *(("pol_" + name, fmt) for name, fmt in _LIFETIME_CFG + _LIFETIME_CUR),
+        ("pol_priority", "I"),
+        ("pol_index", "I"),
+        ("pol_dir", "B"),
+        ("pol_action", "B"),
+        ("pol_flags", "B"),
+        ("pol_share", "B"),
+        ("pol_pad", "4x"),
+        ("aalgos", "I"),
+        ("ealgos", "I"),
+        ("calgos", "I"),
+        ("seq", "I"),
+    )
     nla_map = _NLA_MAP
 
 
