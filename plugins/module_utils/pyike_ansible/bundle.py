@@ -107,6 +107,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import gro as engine_runtime_gro
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import installer as engine_runtime_installer
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import kernel_dataplane as engine_runtime_kernel_dataplane
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import kernel_traps as engine_runtime_kernel_traps
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import resolver as engine_runtime_resolver
@@ -117,6 +118,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import udp as engine_runtime_udp
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm as engine_runtime_xfrm
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm_msg as engine_runtime_xfrm_msg
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm_selectors as engine_runtime_xfrm_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import codec as engine_wire_codec
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import config as engine_wire_config
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import eap as engine_wire_eap

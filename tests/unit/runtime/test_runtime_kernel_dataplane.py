@@ -5,11 +5,11 @@ can refuse any request. The states themselves are proven in the VM (tests/vm/tes
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 from types import SimpleNamespace
 
 import pytest
+from kernel_fakes import FakeRoutes, FakeXfrm
 from netns import run_in_new_netns
 from pyike.esp import TrafficSelector
 from pyike.ids import EncrId
@@ -21,12 +21,11 @@ from pyike.runtime.kernel_dataplane import (
     LIFETIME_MARGIN,
     KernelChild,
     KernelDataplane,
-    _pair_selectors,
-    _ports,
     kernel_sa_pair,
 )
 from pyike.runtime.xfrm import XfrmError
 from pyike.runtime.xfrm_msg import XFRM_INF
+from pyike.runtime.xfrm_selectors import _pair_selectors, _ports
 
 NO_ESP = "kernel ESP unavailable: XFRM_MSG_NEWSA for esp: Requested type not found (errno 93)"
 
@@ -133,76 +132,7 @@ def test_the_kernels_refusal_names_the_request_and_reason():
     assert result["children"] == [] and result["states"] == "" and result["policies"] == ""
 
 
-# --- bookkeeping against a recording XFRM table -----------------------------------------------------
-class FakeXfrm:
-    """The XFRM calls KernelDataplane makes, kept in dicts; ``fail_at`` refuses the Nth request."""
-
-    def __init__(self, fail_at=None, fail_errno=errno.ENOBUFS):
-        self.states, self.policies, self.requests = {}, {}, 0
-        self.fail_at, self.fail_errno = fail_at, fail_errno
-        self.counters = {}
-
-    def _request(self, what):
-        self.requests += 1
-        if self.fail_at is not None and self.requests == self.fail_at:
-            raise XfrmError(self.fail_errno, "refused %s" % what)
-
-    def add_state(self, spec, update=False):
-        self._request("NEWSA")
-        assert spec.spi not in self.states
-        self.states[spec.spi] = spec
-
-    def delete_state(self, dst, spi, src=None):
-        self._request("DELSA")
-        if self.states.pop(spi, None) is None:
-            raise XfrmError(errno.ESRCH, "no such state")
-
-    def get_state(self, dst, spi, src=None):
-        self._request("GETSA")
-        if spi not in self.states:
-            raise XfrmError(errno.ESRCH, "no such state")
-        packets = self.counters.get(spi, 0)
-        return SimpleNamespace(bytes=100 * packets, packets=packets)
-
-    def add_policy(self, spec, update=False):
-        self._request("UPDPOLICY" if update else "NEWPOLICY")
-        key = (repr(spec.selector), spec.direction)
-        assert update == (key in self.policies)
-        self.policies[key] = dataclasses.replace(spec)
-
-    def delete_policy(self, selector, direction):
-        self._request("DELPOLICY")
-        if self.policies.pop((repr(selector), direction), None) is None:
-            raise XfrmError(errno.ENOENT, "no such policy")
-
-    def out_spis(self):
-        return {spec.spi for (_sel, direction), spec in self.policies.items() if direction == "out"}
-
-    def close(self):
-        pass
-
-
-class FakeRoutes:
-    def __init__(self):
-        self.routes = []
-
-    def add(self, network, source=None, via=None, via_source=None):
-        assert via_source == "192.0.2.1"
-        self.routes.append((network, source, via))
-
-    def remove(self, network, source=None):
-        self.routes.remove(next(r for r in self.routes if r[:2] == (network, source)))
-
-    def cleanup(self):
-        self.routes = []
-
-    def flush_protocol(self):
-        return 0
-
-    def close(self):
-        pass
-
-
+# --- bookkeeping against a recording XFRM table (kernel_fakes.py) -----------------------------------
 LOCAL_TS, REMOTE_TS = ["10.1.0.0/24", "fd01::/64"], ["10.2.0.0/24", "fd02::/64"]
 
 

@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from ..ike.events import Failure, InstallTrap, PeerUnmatched, ResolvePeer
 from ..ike.sa import ESTABLISHED
@@ -23,80 +23,6 @@ from .traps import Traps
 log = logging.getLogger("pyike.daemon")
 
 ACQUIRE_SLACK = 5.0  # seconds an acquire may take beyond resolution and the retransmission schedule
-STAND_IN_DELAYS = (2.0, 300.0)  # first and longest wait before a kernel-mode trap's stand-in initiates again
-STAND_IN_WATCH = 30.0  # seconds between checks that a stand-in's child is still up
-
-
-class TrapStandIns:
-    """Traps with the kernel dataplane, until XFRM acquires are implemented. A trap waits for a first
-    packet; its stand-in cannot see packets, so it keeps the child up instead: it initiates, again after
-    each failure (back-off doubling up to 5 minutes, reset once the child is up), and checks every
-    30 s that the child is still up, as long as the configuration asks for the trap (an operator's
-    terminate ends it). ``initiate(conn, child)`` returns False when the child is up already."""
-
-    def __init__(self, initiate: Callable[[str, str], bool], loop: asyncio.AbstractEventLoop) -> None:
-        self.initiate = initiate
-        self.loop = loop
-        self.pending: Dict[Tuple[str, str], Tuple[str, float]] = {}  # (conn, child) -> (origin, next delay)
-        self.timers: Dict[Tuple[str, str], asyncio.TimerHandle] = {}
-
-    def install(self, conn: str, child: str, origin: str) -> None:
-        key = (conn, child)
-        if key not in self.pending:
-            log.warning("%s/%s: %s trap needs XFRM acquires, not implemented with the kernel dataplane; "
-                        "keeping the child up by initiating instead", conn, child, origin)  # fmt: skip
-            self.pending[key] = (origin, STAND_IN_DELAYS[0])
-            self._schedule(key, 0.0)  # not inside the event flush that asked for it
-        else:
-            self._back_off(key)  # a peer that keeps closing the child is not answered at once
-
-    def failed(self, conn: str) -> None:
-        for key in list(self.pending):
-            if key[0] == conn:
-                self._back_off(key)
-
-    def child_up(self, conn: str, child: str) -> None:
-        key = (conn, child)
-        if key in self.pending:
-            self.pending[key] = (self.pending[key][0], STAND_IN_DELAYS[0])
-            self._cancel(key)
-            self._schedule(key, STAND_IN_WATCH)
-
-    def remove(self, keep: Callable[[str, str, str], bool] = lambda conn, child, origin: False) -> None:
-        for (conn, child), (origin, _delay) in list(self.pending.items()):
-            if not keep(conn, child, origin):
-                self.pending.pop((conn, child))
-                self._cancel((conn, child))
-
-    def _back_off(self, key: Tuple[str, str]) -> None:
-        if key in self.timers:
-            return  # a retry is due already
-        origin, delay = self.pending[key]
-        self.pending[key] = (origin, min(2 * delay, STAND_IN_DELAYS[1]))
-        self._schedule(key, delay)
-
-    def _schedule(self, key: Tuple[str, str], delay: float) -> None:
-        self._cancel(key)
-        self.timers[key] = self.loop.call_later(delay, self._due, key)
-
-    def _cancel(self, key: Tuple[str, str]) -> None:
-        timer = self.timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _due(self, key: Tuple[str, str]) -> None:
-        self.timers.pop(key, None)
-        if key not in self.pending:
-            return
-        try:
-            initiated = self.initiate(*key)
-        except Exception as exc:  # e.g. the connection went with a reload: try again later, never stop
-            log.warning("%s/%s: cannot initiate for the trap: %s", key[0], key[1], exc)
-            self._back_off(key)
-            return
-        if not initiated:
-            self._schedule(key, STAND_IN_WATCH)  # up: look again later
-        # initiated: its failure (failed) or success (child_up) schedules what comes next
 
 
 class ConnectionActions:
@@ -110,14 +36,10 @@ class ConnectionActions:
         self.resolver = resolver or Resolver()
         self.names = PeerNames()
         self.traps: Optional[Traps] = None
-        self.stand_ins: Optional[TrapStandIns] = None  # traps with the kernel dataplane
         self.tasks: Set[asyncio.Future] = set()  # look-ups under way (kept referenced, cancelled at close)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Once the dataplane runs: traps need its SPD and routes."""
-        if getattr(self.daemon.dataplane, "kernel", False):
-            self.stand_ins = TrapStandIns(self._acquire, loop)
-            return
+        """Once the dataplane runs: traps need its SPD and routes (or its kernel policies)."""
         timeout = self.engine.retransmit.span() + self.resolver.timeout + ACQUIRE_SLACK
         self.traps = Traps(self.daemon.dataplane, self._acquire, loop.call_soon, timeout)
 
@@ -126,8 +48,6 @@ class ConnectionActions:
             task.cancel()
         if self.traps is not None:
             self.traps.remove_all("the daemon stops")
-        if self.stand_ins is not None:
-            self.stand_ins.remove()
         self.resolver.close()
 
     # --- start actions (at start and after a reload) ---------------------------------------------------
@@ -151,8 +71,6 @@ class ConnectionActions:
     def _prune_traps(self) -> None:
         """Remove traps whose connection or child is gone, whose selectors changed, or whose reason no
         longer holds (start_action, close_action or dpd_action is not trap any more)."""
-        if self.stand_ins is not None:
-            self.stand_ins.remove(keep=self._trap_wanted)
         if self.traps is None:
             return
         for trap in list(self.traps.traps.values()):
@@ -184,10 +102,6 @@ class ConnectionActions:
             self.traps.remove_all(
                 "terminated by operator", keep=lambda trap: trap.conn != conn or trap.origin == "start_action"
             )
-        if self.stand_ins is not None:
-            self.stand_ins.remove(
-                keep=lambda name, _child, _origin: name != conn
-            )  # nothing waits for a packet
 
     # --- engine events -----------------------------------------------------------------------------------
     def act_on(self, event: object) -> bool:
@@ -211,27 +125,26 @@ class ConnectionActions:
     def failed(self, failure: Failure) -> None:
         if self.traps is not None:
             self.traps.conn_failed(failure.conn, "%s failed: %s" % (failure.what, failure.reason))
-        if self.stand_ins is not None:
-            self.stand_ins.failed(failure.conn)
 
     def child_up(self, conn: str, child: str) -> None:
         if self.traps is not None:
             self.traps.child_up(conn, child)
-        if self.stand_ins is not None:
-            self.stand_ins.child_up(conn, child)
 
     # --- traps -------------------------------------------------------------------------------------------
     def install_trap(self, conn: str, child: str, origin: str) -> None:
         policy = self.engine.policies.get(conn)
         config = policy.children.get(child) if policy is not None else None
-        if config is not None and self.stand_ins is not None:
-            self.stand_ins.install(conn, child, origin)
-            return
         if self.traps is None or config is None:
             return
         local_ts, remote_ts = address_ranges(config.local_ts), address_ranges(config.remote_ts)
+        # the kernel's policy templates name the IKE addresses (a peer's DNS name: as last resolved)
+        peer = policy.remote_address or next(iter(self.engine.peer_addresses.get(conn, ())), None)
+        if peer is None and policy.remote_host and self.traps.kernel:
+            log.info("%s/%s: the %s trap waits for %s to resolve", conn, child, origin, policy.remote_host)
+            return  # _look_up installs it
         try:
-            self.traps.install(conn, child, origin, local_ts, remote_ts, self.route_source(local_ts))
+            self.traps.install(conn, child, origin, local_ts, remote_ts, self.route_source(local_ts),
+                               local=policy.local_address, peer=peer)  # fmt: skip
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install the trap: %s", conn, child, exc)
             self.daemon._failed(Failure(conn, "install the trap of %s" % child, str(exc)))
@@ -282,6 +195,11 @@ class ConnectionActions:
             return
         before = self.engine.peer_addresses.get(conn)
         self.engine.set_peer_addresses(conn, tuple(addresses))
+        if not before and getattr(self.daemon.dataplane, "kernel", False):
+            # a kernel trap's templates name the peer's address: the start_action traps can go in now
+            for child in policy.children.values():
+                if child.start_action == "trap":
+                    self.install_trap(conn, child.name, "start_action")
         if before != tuple(addresses):
             log.info("%s: %s resolves to %s%s", conn, host, ", ".join(addresses),
                      " (was %s)" % ", ".join(before) if before else "")  # fmt: skip

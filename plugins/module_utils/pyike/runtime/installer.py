@@ -69,11 +69,13 @@ class ChildSaInstaller:
         integ = event.integ_id if event.integ_id else IntegId.NONE
         # the dataplane enforces address ranges; selectors of other TS types mean nothing to it
         local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
+        kernel_only = {}
         try:
             if getattr(self.dataplane, "kernel", False):
                 from .kernel_dataplane import kernel_sa_pair  # pyroute2: only in kernel mode
 
                 outbound, inbound = kernel_sa_pair(event)  # the kernel encrypts: it gets the keys
+                kernel_only["trap"] = "%s/%s" % (event.conn, event.child)  # takes its trap's policies over
             else:
                 outbound = OutboundSA(
                     event.spi_out,
@@ -101,6 +103,7 @@ class ChildSaInstaller:
                 event.encap,
                 local=event.local[0],
                 route_source=_local_addresses_in(event.local_ts, self._netlink()),
+                **kernel_only,
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)

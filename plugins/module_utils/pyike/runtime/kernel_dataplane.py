@@ -38,23 +38,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..esp.counters import Traffic
 from ..ike.lifetimes import SEQ_MAX
 from .children import Address, DataplaneError, Endpoint, _selectors, _sources, ike_socket_for
+from .kernel_traps import KernelTrap, KernelTraps
 from .lifetimes import VolumeWatch
 from .routes import RouteManager, networks_of_range
 from .udp import NON_ESP_MARKER, UdpEndpoint
-from .xfrm import PROBE_REQID, REQID_MAX, REQID_MIN, PolicySpec, Selector, StateSpec, Xfrm, missing
+from .xfrm import (
+    PROBE_REQID,
+    REQID_MAX,
+    REQID_MIN,
+    AcquireListener,
+    PolicySpec,
+    Selector,
+    StateSpec,
+    Xfrm,
+    missing,
+)
+from .xfrm_selectors import policy_specs
 
 log = logging.getLogger("pyike.kernel")
 
 LIFETIME_MARGIN = 60  # seconds the kernel keeps a state past the engine's hard lifetime (a backstop only)
 MAX_PREVIOUS_OUT = 4  # outbound states kept after a switch, awaiting their DELETE (oldest go first)
 ROUTE_PROTOCOL = 0x70  # rtm_protocol of our routes in table 220 ("p"; iproute2's rt_protos leaves it free)
-ICMP_PROTOCOLS = (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6)
 
 IkeHandler = Callable[[bytes, Address, Address], None]
 
@@ -150,8 +160,9 @@ class PolledVolumeWatch(VolumeWatch):
         return super().check(everything=True)
 
 
-class KernelDataplane:
-    """Child SAs in the kernel's XFRM tables; IKE on the daemon's UDP sockets (see the module docstring)."""
+class KernelDataplane(KernelTraps):
+    """Child SAs in the kernel's XFRM tables; IKE on the daemon's UDP sockets (see the module docstring);
+    traps as policies without a state (kernel_traps.py)."""
 
     kernel = True
 
@@ -163,8 +174,12 @@ class KernelDataplane:
         ike_handler: Optional[IkeHandler] = None,
         xfrm: Optional[Xfrm] = None,
         routes: Optional[RouteManager] = None,
+        acquire_listener: Callable[[], Any] = AcquireListener,
     ):
         self.endpoints = list(endpoints)
+        self.acquire_listener = acquire_listener  # opened with the first trap
+        self._acquires: Optional[Any] = None
+        self._traps: Dict[str, KernelTrap] = {}
         self.nat_t_port = nat_t_port
         self.ike_handler = ike_handler
         self.xfrm = xfrm or Xfrm()
@@ -198,12 +213,15 @@ class KernelDataplane:
         for endpoint in self.endpoints:
             loop.add_reader(endpoint.fileno(), self._on_socket, endpoint)
         self._loop = loop
+        if self._traps:
+            self._listen()
 
     def stop(self) -> None:
         loop, self._loop = self._loop, None
         if loop is not None:
             for endpoint in self.endpoints:
                 loop.remove_reader(endpoint.fileno())
+        self._stop_listening(loop)
 
     def close(self) -> None:
         """Stop, remove every child, then flush whatever else carries our reqids."""
@@ -223,7 +241,7 @@ class KernelDataplane:
     def reconcile(self) -> Tuple[int, int]:
         """Delete our states and policies that no installed child owns (after a reload)."""
         owned_states = {(c.reqid, sa.spi) for c in self._children.values() for sa in self._sas(c)}
-        owned = {c.reqid for c in self._children.values()}
+        owned = {c.reqid for c in self._children.values()} | {t.reqid for t in self._traps.values()}
         states = policies = 0
         for info in self.xfrm.policies():
             if info.reqid is not None and REQID_MIN <= info.reqid <= REQID_MAX and info.reqid not in owned:
@@ -253,14 +271,17 @@ class KernelDataplane:
         local: Optional[str] = None,
         route: bool = True,
         route_source: Any = None,
+        trap: Optional[str] = None,
     ) -> None:
-        """States (inbound first) and policies of a Child SA; on failure nothing of it stays installed."""
+        """States (inbound first) and policies of a Child SA; on failure nothing of it stays installed.
+        ``trap``: the name of the trap this child answers (kernel_traps.py), whose reqid and policies
+        it takes over."""
         if child_id in self._children:
             raise DataplaneError("child %r is already installed; remove it or rekey it" % child_id)
         if not local:
             raise DataplaneError("child %r: the kernel needs our address of the IKE SA" % child_id)
-        child = KernelChild(child_id, self._reqid(), local, (peer[0], int(peer[1])), encap,
-                            _selectors(local_ts), _selectors(remote_ts))  # fmt: skip
+        child = KernelChild(child_id, self._trap_reqid(trap) or self._reqid(), local, (peer[0], int(peer[1])),
+                            encap, _selectors(local_ts), _selectors(remote_ts))  # fmt: skip
         self._children[child_id] = child
         try:
             if inbound_sa is not None:
@@ -269,10 +290,10 @@ class KernelDataplane:
                 self._add_state(child, outbound_sa, outbound=True)
                 child.outbound = outbound_sa
             for spec in self._policy_specs(child):
-                self.xfrm.add_policy(spec)
+                self.xfrm.add_policy(spec, update=self._trap_policy(spec) is not None)
                 child.policies.append(spec)
             if route:
-                self._add_routes(child, route_source)
+                child.routes = self._add_routes(child_id, child.remote_ts, peer[0], local, route_source)
         except (OSError, ValueError):
             self._remove(child)
             raise
@@ -450,7 +471,7 @@ class KernelDataplane:
         return child
 
     def _reqid(self) -> int:
-        used = {child.reqid for child in self._children.values()}
+        used = {child.reqid for child in self._children.values()} | {t.reqid for t in self._traps.values()}
         for _attempt in range(REQID_MAX - REQID_MIN):
             self._next_reqid = self._next_reqid + 1 if self._next_reqid < PROBE_REQID - 1 else REQID_MIN + 1
             if self._next_reqid not in used:
@@ -492,34 +513,35 @@ class KernelDataplane:
         sa.installed = True
         sa.encr_key = sa.integ_key = b""  # the kernel has them; nothing re-installs an SA
 
-    def _add_routes(self, child: KernelChild, route_source: Any) -> None:
+    def _add_routes(self, name: str, remote_ts: Any, peer: str, local: str, route_source: Any) -> List[Any]:
         """Routes to the remote selectors along the path to the peer, with a source inside ours (only
         where this host has such an address: otherwise its own traffic cannot match the policy)."""
-        for ts in child.remote_ts:
+        routes = []
+        for ts in remote_ts:
             source = _sources(route_source).get(ts.version)
             if source is None:
                 continue
             for network in networks_of_range(ts.start, ts.end, ts.version):
                 try:
-                    self.routes.add(network, source, via=child.peer[0], via_source=child.local)
+                    self.routes.add(network, source, via=peer, via_source=local)
                 except OSError as exc:  # the tunnel still carries the LANs' traffic; say what is missing
                     log.error("%s: the gateway's own traffic to %s is not routed into the tunnel: %s",
-                              child.child_id, network, exc)  # fmt: skip
+                              name, network, exc)  # fmt: skip
                     continue
-                child.routes.append((network, source))
+                routes.append((network, source))
+        return routes
 
-    def _policy_specs(self, child: KernelChild) -> List[PolicySpec]:
-        specs = []
+    def _remove_routes(self, name: str, routes: List[Any]) -> None:
+        for network, source in routes:
+            try:
+                self.routes.remove(network, source)
+            except OSError as exc:
+                log.warning("%s: %s", name, exc)
+
+    @staticmethod
+    def _policy_specs(child: KernelChild) -> List[PolicySpec]:
         spi = child.outbound.spi if child.outbound is not None else 0
-        for local in child.local_ts:
-            for remote in child.remote_ts:
-                if local.version != remote.version:
-                    continue
-                for out_sel, in_sel in _pair_selectors(local, remote):
-                    specs.append(PolicySpec(out_sel, "out", child.local, child.peer[0], child.reqid, spi=spi))
-                    for direction in ("in", "fwd"):
-                        specs.append(PolicySpec(in_sel, direction, child.peer[0], child.local, child.reqid))
-        return specs
+        return policy_specs(child.local_ts, child.remote_ts, child.local, child.peer[0], child.reqid, spi)
 
     def _retire(self, child: KernelChild, sa: KernelSA) -> None:
         """Fold the SA's last counters into the child's totals and delete its state."""
@@ -537,14 +559,14 @@ class KernelDataplane:
 
     def _remove(self, child: KernelChild) -> None:
         self._children.pop(child.child_id, None)
-        for network, source in child.routes:
-            try:
-                self.routes.remove(network, source)
-            except OSError as exc:
-                log.warning("%s: %s", child.child_id, exc)
+        self._remove_routes(child.child_id, child.routes)
         child.routes = []
         for spec in child.policies:
-            self._quietly(self.xfrm.delete_policy, spec.selector, spec.direction)
+            trap_spec = self._trap_policy(spec)
+            if trap_spec is not None:  # the policy is the trap's again (kernel_traps.py)
+                self._quietly(self.xfrm.add_policy, trap_spec, True)
+            else:
+                self._quietly(self.xfrm.delete_policy, spec.selector, spec.direction)
         child.policies = []
         for sa in self._sas(child):
             self._retire(child, sa)
@@ -574,51 +596,6 @@ class KernelDataplane:
         except OSError as exc:
             if not missing(exc):
                 log.warning("%s", exc)
-
-
-def _pair_selectors(local: Any, remote: Any) -> List[Tuple[Selector, Selector]]:
-    """(out, in) XFRM selectors (prefixes, protocol, ports) of one pair of traffic selectors: out is
-    local -> remote, in the packets coming back."""
-    pairs = []
-    proto = max(local.protocol, remote.protocol)
-    if proto in ICMP_PROTOCOLS:
-        ports = _icmp_ports(local, remote)
-        out_ports = in_ports = ports
-    else:
-        sport, sport_mask = _ports(local.start_port, local.end_port)
-        dport, dport_mask = _ports(remote.start_port, remote.end_port)
-        out_ports, in_ports = (sport, sport_mask, dport, dport_mask), (dport, dport_mask, sport, sport_mask)
-    for src in networks_of_range(local.start, local.end, local.version):
-        for dst in networks_of_range(remote.start, remote.end, remote.version):
-            pairs.append((Selector(src, dst, proto, *out_ports), Selector(dst, src, proto, *in_ports)))
-    return pairs
-
-
-def _icmp_ports(local: Any, remote: Any) -> Tuple[int, int, int, int]:
-    """ICMP type and code in an XFRM selector's sport and dport (the kernel's xfrm_flowi_sport/dport),
-    from the port fields of an IKEv2 selector, which carry type << 8 | code (RFC 7296 §3.13.1); the
-    narrower of the two selectors says which (as strongSwan's ts2selector())."""
-    ts = min((local, remote), key=lambda t: t.end_port - t.start_port)
-    start, end = ts.start_port, ts.end_port
-    icmp_type, type_mask = _ports(start >> 8, end >> 8)
-    if start >> 8 == end >> 8 and (start & 0xFF, end & 0xFF) != (0, 0xFF):
-        code, code_mask = _ports(start & 0xFF, end & 0xFF)
-    else:
-        code, code_mask = 0, 0
-    return icmp_type, type_mask, code, code_mask
-
-
-def _ports(start: int, end: int) -> Tuple[int, int]:
-    """(port, mask) of a port range: one port exactly, any port as 0/0, other ranges widened to their
-    common leading bits (strongSwan ts2ports(); the kernel selector has no range)."""
-    if start == end:
-        return start, 0xFFFF
-    mask = 0
-    for bit in range(15, -1, -1):
-        if (start >> bit) & 1 != (end >> bit) & 1:
-            return start & mask, mask
-        mask |= 1 << bit
-    return start & mask, mask
 
 
 def _selector_of(info: Any) -> Selector:

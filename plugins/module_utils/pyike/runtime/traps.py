@@ -14,11 +14,16 @@ that meet a trap while its acquire is under way are held, HOLD_PACKETS at most a
 and sent through the new Child SA once it is installed: the first packet of a flow (a TCP SYN, a DNS
 query, a ping) then need not wait for its sender to retransmit it, a second or more later. Every other
 packet that meets a trap is dropped and counted.
+
+With the kernel dataplane the trap is a set of XFRM policies without a state and the kernel reports the
+acquire (kernel_traps.py); it drops the packets itself, so nothing is held, and ``packets`` counts its
+acquire messages (one per template and per net.core.xfrm_acq_expires, 30 s).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import ipaddress
 import logging
 import time
@@ -84,18 +89,26 @@ class Traps:
         self.clock = clock
         self.traps: Dict[Key, Trap] = {}
         self.by_policy: Dict[str, Trap] = {}
+        self.kernel = getattr(dataplane, "kernel", False)  # policies and acquires in the kernel
 
     # --- installing and removing ---------------------------------------------------------------------
     def install(self, conn: str, child: str, origin: str, local_ts: Sequence[TrafficSelector],
-                remote_ts: Sequence[TrafficSelector], route_source: Optional[str] = None) -> bool:  # fmt: skip
+                remote_ts: Sequence[TrafficSelector], route_source: Optional[str] = None,
+                local: Optional[str] = None, peer: Optional[str] = None) -> bool:  # fmt: skip
         """Install a trap (False: there is one already; a start_action origin wins over the others).
-        Raises OSError when its routes cannot be set (nothing stays installed then)."""
+        Raises OSError when its routes (or kernel policies) cannot be set (nothing stays installed then).
+        ``local`` and ``peer``: the IKE addresses, which the kernel's policy templates name."""
         existing = self.traps.get((conn, child))
         if existing is not None:
             if origin == "start_action":
                 existing.origin = origin
             return False
         trap = Trap(conn, child, origin, local_ts, remote_ts)
+        if self.kernel:
+            on_acquire = functools.partial(self._on_acquire, trap)
+            self.dataplane.install_trap(trap.name, local_ts, remote_ts, local, peer, on_acquire, route_source)
+            self._installed(trap)
+            return True
         routes = self.dataplane.routes
         try:
             for ts in trap.remote_ts if routes is not None else ():
@@ -107,16 +120,21 @@ class Traps:
             raise
         trap.policy = Policy("trap:" + trap.name, trap.local_ts, trap.remote_ts, acquire=self._on_packet)
         self.dataplane.spd.add(trap.policy)
-        self.traps[(conn, child)] = trap
         self.by_policy[trap.policy.name] = trap
-        log.info("%s: trap installed (%s): %s === %s", trap.name, origin, ", ".join(describe(trap.local_ts)),
-                 ", ".join(describe(trap.remote_ts)))  # fmt: skip
+        self._installed(trap)
         return True
+
+    def _installed(self, trap: Trap) -> None:
+        self.traps[(trap.conn, trap.child)] = trap
+        log.info("%s: trap installed (%s): %s === %s", trap.name, trap.origin,
+                 ", ".join(describe(trap.local_ts)), ", ".join(describe(trap.remote_ts)))  # fmt: skip
 
     def remove(self, conn: str, child: str, why: str) -> bool:
         trap = self.traps.pop((conn, child), None)
         if trap is None:
             return False
+        if self.kernel:
+            self.dataplane.remove_trap(trap.name)
         if trap.policy is not None:
             self.dataplane.spd.remove(trap.policy.name)
             self.by_policy.pop(trap.policy.name, None)
@@ -156,6 +174,19 @@ class Traps:
             self._hold(trap, packet, now)
         else:
             trap.counters["dropped"] += 1  # back-off after a failed acquire
+
+    def _on_acquire(self, trap: Trap, flow: str) -> None:
+        """The kernel's acquire for the trap (kernel_traps.py): it dropped the packet and asks no more
+        for this template until its larval state expires (30 s); nothing is held here."""
+        if self.traps.get((trap.conn, trap.child)) is not trap:
+            return
+        trap.counters["packets"] += 1
+        now = self.clock()
+        if trap.acquiring_since is None and now >= trap.not_before:
+            trap.acquiring_since = now
+            trap.counters["acquires"] += 1
+            log.info("%s: acquire: %s matches the trap, initiating (RFC 4301 §5.1)", trap.name, flow)
+            self.defer(self._start, trap)
 
     def _hold(self, trap: Trap, packet, now: float) -> None:
         if len(trap.held) >= HOLD_PACKETS:
