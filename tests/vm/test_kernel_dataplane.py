@@ -315,3 +315,39 @@ def test_nat_t_through_a_nat_host(make_lab, daemons):
     choice = json.loads(right.ctl("stats", "--json"))["dataplane"]
     assert (choice["mode"], choice["setting"]) == ("kernel", "auto"), choice
     assert choice["reason"].startswith("auto: kernel ESP available"), choice
+
+
+def test_a_kernel_trap_starts_the_child_on_the_first_packet_and_comes_back_after_a_terminate(
+    make_lab, daemons
+):
+    """start_action trap in kernel mode: policies without a state until c1's first packet; the kernel's
+    acquire starts the IKE SA, the Child SA takes the trap's policies and reqid over (its outbound state
+    replaces the larval one), and after a terminate the policies are the trap's again and the next
+    packet brings the child back."""
+    lab = make_lab(TWO_SITES)
+    left = pyike(lab, daemons, LEFT, RIGHT, start_action="trap")
+    pyike(lab, daemons, RIGHT, LEFT)
+    (trap,) = json.loads(left.ctl("list-traps", "--json"))
+    assert (trap["state"], trap["acquires"], left.sas()) == ("idle", 0, []), trap
+    trap_policies = policies(lab, "gw1")
+    assert trap_policies.count("tmpl src 192.0.2.1 dst 198.51.100.1") == 1, trap_policies  # out
+    assert trap_policies.count("tmpl src 198.51.100.1 dst 192.0.2.1") == 2, trap_policies  # in, fwd
+
+    for round_ in (1, 2):
+        # the first packets are dropped while the SA is negotiated: ping until one comes back
+        out = lab.run_in("c1", ["ping", "-c", "1", "-W", "2", "-w", str(int(6 * SLOW)), RIGHT["ip"]],
+                         timeout=8 * SLOW)  # fmt: skip
+        assert "1 received" in out, out
+        if round_ == 1:
+            both_ways_only_esp(lab)
+        (trap,) = json.loads(left.ctl("list-traps", "--json"))
+        assert trap["acquires"] == round_ and trap["failed_acquires"] == 0, trap
+        assert_kernel_sas_of(left, lab, "gw1", LEFT, RIGHT, ["rfc4106(gcm(aes))"])
+        larval = [s for s in states(lab, "gw1") if s["spi"] == 0]
+        assert larval == [], [s["text"] for s in larval]  # the outbound state replaced the acquire state
+        assert "terminated 1 IKE SA(s) of s2s" in left.ctl("terminate", "s2s", timeout=5 * SLOW)
+        deadline = time.monotonic() + 3 * SLOW
+        while [s for s in states(lab, "gw1") if ours(s)] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [s["text"] for s in states(lab, "gw1") if ours(s)] == []
+        assert policies(lab, "gw1") == trap_policies  # the trap's again, to the byte
