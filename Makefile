@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 DEMO_INVENTORY := $(ROOT)/playbooks/inventory/demo.yml
 
-.PHONY: setup demo demo-down test lint ruff unit target-unit integration molecule ansible-lint sanity changelog build fuzz vm-test
+.PHONY: setup demo demo-down test lint ruff unit target-unit integration molecule ansible-lint sanity changelog build fuzz vm-test molecule-vm
 
 setup:
 	@bash $(ROOT)/scripts/setup.sh
@@ -71,6 +71,11 @@ ansible-lint:
 VM_TESTS ?= tests/vm
 vm-test:
 	cd $(ROOT) && python scripts/vmlab.py $(VM_TESTS)
+
+# Molecule scenarios (default: `default`) in kernel mode inside the VM lab; not in `make test` (about
+# 15 minutes: Ansible under TCG).  Some:  make molecule-vm MOLECULE_SCENARIOS="default hub_spoke"
+molecule-vm:
+	bash $(ROOT)/scripts/molecule-vm.sh $(MOLECULE_SCENARIOS)
 
 sanity:
 	bash $(ROOT)/scripts/ansible-test-sanity.sh

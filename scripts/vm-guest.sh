@@ -3,7 +3,7 @@
 # VM's shared, read-only root lacks, runs pytest, and leaves its exit code in RESULTS_DIR/rc.
 #
 #   vm-guest.sh RESULTS_DIR PYTHON [PYTEST_ARGS...]
-#   vm-guest.sh RESULTS_DIR PYTHON --script SCRIPT [ARGS...]
+#   vm-guest.sh RESULTS_DIR PYTHON --script SCRIPT [ARGS...]   (SCRIPT.py runs under PYTHON, others as they are)
 #
 # RESULTS_DIR is a host directory shared read-write (vng --rwdir); the host reads rc, junit.xml and
 # error.txt from it, and writes RESULTS_DIR/shares for it. The lines starting with "vmlab: " are markers
@@ -76,9 +76,12 @@ echo "vmlab: prepared kernel $(uname -r), modules ${MODULES[*]}"
 
 # The checkout is on the read-only share: no cache directory, no bytecode. Hypothesis's pytest plugin is
 # 70% of pytest's start (0.75 of 1.1 s on the host, tens of seconds here) and no VM test uses it.
-if [ "${1:-}" = --script ]; then  # a program (a benchmark), not pytest
+if [ "${1:-}" = --script ]; then  # a program (a benchmark, Molecule), not pytest
   shift
-  "$python" "$@"
+  case "$1" in
+    *.py) "$python" "$@" ;;
+    *) PATH="$(dirname "$python"):$PATH" "$@" ;;  # e.g. scripts/molecule.sh: molecule and ansible-* of the venv
+  esac
 else
   "$python" -m pytest -p no:cacheprovider -p no:hypothesispytest --durations=0 --junitxml="$results/junit.xml" "$@"
 fi

@@ -1,7 +1,8 @@
 """The VM lab (make vm-test): boot ONE VM with Debian's stock kernel, run pytest inside it, return its result.
 
     python scripts/vmlab.py [PYTEST_ARGS...]      (default: tests/vm)
-    python scripts/vmlab.py --script SCRIPT [ARGS...]   (a program instead, e.g. bench/esp_throughput.py)
+    python scripts/vmlab.py --script SCRIPT [ARGS...]   (a program instead: bench/esp_throughput.py under this
+                                                        interpreter, scripts/molecule-vm.sh as it is)
 
 The VM is virtme-ng's `vng` under QEMU TCG (--disable-kvm: nested KVM hangs on these machines) with the
 host's root filesystem shared read-only; scripts/vm-guest.sh prepares it (modules, tmpfs) and runs
