@@ -23,7 +23,7 @@ from pyike.runtime.kernel_dataplane import (
     KernelDataplane,
     kernel_sa_pair,
 )
-from pyike.runtime.xfrm import XfrmError
+from pyike.runtime.xfrm import ExpireInfo, XfrmError
 from pyike.runtime.xfrm_msg import XFRM_INF
 from pyike.runtime.xfrm_selectors import _pair_selectors, _ports
 
@@ -169,7 +169,7 @@ def test_an_install_refused_at_any_step_leaves_nothing_installed():
         ), step
 
 
-def test_states_carry_a_lifetime_backstop_and_the_keys_leave_python_after_install():
+def test_states_carry_the_volume_limits_a_time_backstop_and_the_keys_leave_python_after_install():
     xfrm = FakeXfrm()
     dataplane = kernel(xfrm)
     out, inb = pair(
@@ -178,8 +178,10 @@ def test_states_carry_a_lifetime_backstop_and_the_keys_leave_python_after_instal
     install(dataplane, out, inb)
     sent, received = xfrm.states[0x2001], xfrm.states[0x1001]
     assert sent.hard_seconds == received.hard_seconds == 3960 + LIFETIME_MARGIN
-    assert sent.hard_bytes == received.hard_bytes == XFRM_INF  # volumes: the engine's (polled) alone
-    assert sent.hard_packets == SEQ_MAX and received.hard_packets == XFRM_INF  # only the sender numbers
+    assert sent.soft_seconds == received.soft_seconds == 0  # the engine rekeys by time itself
+    assert (sent.soft_bytes, sent.hard_bytes) == (received.soft_bytes, received.hard_bytes) == (900, 1000)
+    assert (sent.soft_packets, sent.hard_packets) == (SEQ_MAX - 5, SEQ_MAX)  # only the sender numbers
+    assert (received.soft_packets, received.hard_packets) == (XFRM_INF, XFRM_INF)
     assert (out.encr_key, inb.encr_key) == (b"", b"")
     assert dataplane.routes.routes == [("10.2.0.0/24", "10.1.0.1", "198.51.100.1"),
                                        ("fd02::/64", "fd01::1", "198.51.100.1")]  # fmt: skip
@@ -207,6 +209,31 @@ def test_sequence_numbers_and_volumes_fire_from_the_kernels_counters():
     )  # one unanswered GETSA: logged, no raise
     assert dataplane.limits.check(everything=True) == 0
     assert "error" not in dataplane.stats()["children"]["c"]
+
+
+def test_the_kernels_expires_reach_the_engine_once_and_only_for_our_states():
+    xfrm = FakeXfrm()
+    dataplane = kernel(xfrm)
+    fired = []
+    dataplane.limits.on_limit = lambda key, hard, what: fired.append((key, hard, what))
+    limits = VolumeLimits(soft_bytes=900, hard_bytes=1000, soft_packets=50)
+    out, inb = pair(0x1001, 0x2001, limits=limits)
+    install(dataplane, out, inb)
+    dataplane.watch(inb, 0x1001, limits)
+    dataplane.watch(out, 0x1001, limits)
+
+    def expire(spi, dst, hard, nbytes, packets=1):
+        dataplane._expired(ExpireInfo(spi, "x", dst, 0, hard, nbytes, packets))
+
+    expire(0x2001, "198.51.100.1", False, 950)  # outbound, soft, by bytes: rekey under the inbound SPI
+    expire(0x2001, "198.51.100.1", False, 960)  # a second soft one: already reported
+    expire(0x1001, "192.0.2.1", False, 10, packets=50)
+    expire(0x2001, "192.0.2.1", True, 1000)  # the SPI, but not our destination for it
+    expire(0x7777, "198.51.100.1", True, 1000)  # not ours
+    expire(0x1001, "192.0.2.1", True, 10, packets=3)  # the time backstop: the kernel deleted the state
+    assert fired == [(0x1001, False, "bytes"), (0x1001, False, "packets"), (0x1001, True, "seconds")]
+    xfrm.counters[0x1001] = 3
+    assert dataplane.limits.check(everything=True) == 0  # the poll reports nothing twice
 
 
 def mid_rekey():

@@ -59,11 +59,9 @@ def setup(xfrm=None):
         listeners.append(FakeListener())
         return listeners[-1]
 
-    dataplane = KernelDataplane(
-        [], nat_t_port=4500, xfrm=xfrm, routes=FakeRoutes(), acquire_listener=listener
-    )
+    dataplane = KernelDataplane([], nat_t_port=4500, xfrm=xfrm, routes=FakeRoutes(), events=listener)
     loop = FakeLoop()
-    dataplane._loop = loop  # started, without UDP endpoints
+    dataplane.start(loop)  # without UDP endpoints: only the kernel's events are read
     return xfrm, dataplane, loop, listeners
 
 
@@ -102,11 +100,11 @@ def test_a_child_takes_the_traps_policies_and_reqid_over_and_gives_them_back():
 
 
 def test_removing_the_trap_under_a_child_leaves_the_childs_policies():
-    xfrm, dataplane, _loop, listeners = setup()
+    xfrm, dataplane, _loop, _listeners = setup()
     trap(dataplane)
     child(dataplane)
     dataplane.remove_trap("c/lan")
-    assert table(xfrm)["out"][1] == 0x2001 and listeners[0].closed
+    assert table(xfrm)["out"][1] == 0x2001
     dataplane.remove_child("c/lan/00001001")
     assert xfrm.policies == {} and xfrm.states == {}
 
@@ -129,12 +127,7 @@ def test_a_trap_refused_at_any_step_leaves_nothing_and_a_peer_is_required():
         xfrm, dataplane, _loop, _listeners = setup(FakeXfrm(fail_at=step))
         with pytest.raises(XfrmError):
             trap(dataplane)
-        assert (xfrm.policies, dataplane._traps, dataplane.routes.routes, dataplane._acquires) == (
-            {},
-            {},
-            [],
-            None,
-        )
+        assert (xfrm.policies, dataplane._traps, dataplane.routes.routes) == ({}, {}, []), step
     _xfrm, dataplane, _loop, _listeners = setup()
     with pytest.raises(DataplaneError, match="c/lan: a trap in kernel mode needs the peer's address"):
         dataplane.install_trap("c/lan", LOCAL_TS, REMOTE_TS, "192.0.2.1", None, print)
@@ -191,7 +184,13 @@ def test_the_traps_of_a_kernel_dataplane_initiate_once_per_acquire_and_back_off_
     [described] = traps.describe()
     assert (described["acquires"], described["failed_acquires"], described["packets"]) == (2, 1, 4)
     traps.remove("c", "lan", "the configuration changed")
-    assert dataplane._traps == {} and listeners[0].closed
+    assert dataplane._traps == {} and xfrm_policies_of(dataplane) == {}
+    dataplane.stop()
+    assert listeners[0].closed and loop.readers == {}
+
+
+def xfrm_policies_of(dataplane):
+    return dataplane.xfrm.policies
 
 
 ACQUIRE = r"""

@@ -24,11 +24,14 @@ the routes to the remote selectors (table 220, :class:`.routes.RouteManager`) fo
 peer with a preferred source inside our selectors; without them the kernel would pick the public
 address and the packet would leave in the clear.
 
-Counters come from the kernel (XFRM_MSG_GETSA: bytes, packets, add and use time). Byte, packet and
-sequence-number lifetimes are polled from those counters on the daemon's slow timer
-(:class:`PolledVolumeWatch`). The kernel states carry the hard lifetime plus a margin, and 2^32-1
-packets without ESN: should the daemon die, its SAs still end (RFC 4301 §4.4.2.1), and the policies
-then drop the traffic instead of passing it in the clear. Everything with
+Counters come from the kernel (XFRM_MSG_GETSA: bytes, packets, add and use time). The states carry
+the negotiated byte and packet lifetimes (and the sequence-number limit as the outbound soft packet
+limit): the kernel reports a soft crossing with XFRM_MSG_EXPIRE, which rekeys the Child SA at once, and
+deletes a state at its hard limit and reports that too (RFC 4301 §4.4.2.1). The counters are also
+polled on the daemon's slow timer (:class:`PolledVolumeWatch`), should an event be lost. Time
+lifetimes stay with the engine; the states carry the hard one plus a margin, and 2^32-1 packets without
+ESN: should the daemon die, its SAs still end, and the policies then drop the traffic instead of
+passing it in the clear. Everything with
 our reqids is flushed at start (a crash leaves states behind), on close, and what no installed child
 owns after a reload.
 """
@@ -51,13 +54,16 @@ from .xfrm import (
     PROBE_REQID,
     REQID_MAX,
     REQID_MIN,
-    AcquireListener,
+    AcquireInfo,
+    ExpireInfo,
     PolicySpec,
     Selector,
     StateSpec,
     Xfrm,
+    XfrmEvents,
     missing,
 )
+from .xfrm_msg import XFRM_INF
 from .xfrm_selectors import policy_specs
 
 log = logging.getLogger("pyike.kernel")
@@ -141,8 +147,8 @@ class KernelChild:
 
 
 class PolledVolumeWatch(VolumeWatch):
-    """Byte and packet lifetimes of kernel SAs: the counters are read from the kernel before each check
-    (the daemon checks every few seconds); the kernel refuses to wrap sequence numbers by itself."""
+    """Byte and packet lifetimes of kernel SAs, should an XFRM_MSG_EXPIRE be lost: the counters are read
+    from the kernel before each check (the daemon checks every few seconds)."""
 
     def __init__(self, refresh: Callable[[List[Any]], None]) -> None:
         super().__init__()
@@ -174,11 +180,11 @@ class KernelDataplane(KernelTraps):
         ike_handler: Optional[IkeHandler] = None,
         xfrm: Optional[Xfrm] = None,
         routes: Optional[RouteManager] = None,
-        acquire_listener: Callable[[], Any] = AcquireListener,
+        events: Callable[[], Any] = XfrmEvents,
     ):
         self.endpoints = list(endpoints)
-        self.acquire_listener = acquire_listener  # opened with the first trap
-        self._acquires: Optional[Any] = None
+        self.events = events  # opened by start(): the kernel's acquires and expires
+        self._events: Optional[Any] = None
         self._traps: Dict[str, KernelTrap] = {}
         self.nat_t_port = nat_t_port
         self.ike_handler = ike_handler
@@ -213,15 +219,23 @@ class KernelDataplane(KernelTraps):
         for endpoint in self.endpoints:
             loop.add_reader(endpoint.fileno(), self._on_socket, endpoint)
         self._loop = loop
-        if self._traps:
-            self._listen()
+        try:
+            self._events = self.events()
+        except OSError as exc:  # lifetimes are still polled; traps stay silent
+            log.error("cannot listen for the kernel's acquires and expires: %s", exc)
+        else:
+            loop.add_reader(self._events.fileno(), self._on_events)
 
     def stop(self) -> None:
         loop, self._loop = self._loop, None
         if loop is not None:
             for endpoint in self.endpoints:
                 loop.remove_reader(endpoint.fileno())
-        self._stop_listening(loop)
+        events, self._events = self._events, None
+        if events is not None:
+            if loop is not None:
+                loop.remove_reader(events.fileno())
+            events.close()
 
     def close(self) -> None:
         """Stop, remove every child, then flush whatever else carries our reqids."""
@@ -422,8 +436,12 @@ class KernelDataplane(KernelTraps):
                 children[child_id] = self.child_stats(child_id)
             except OSError as exc:
                 children[child_id] = {"error": str(exc)}
+        events = self._events
         return {"kernel": True, "children": children, "io": dict(self.io), "endpoints": endpoints,
-                "drops": {"invalid_datagram": self.io["invalid_datagram"]}}  # fmt: skip
+                "drops": {"invalid_datagram": self.io["invalid_datagram"]},
+                "xfrm_events": {"listening": events is not None,
+                                "malformed": getattr(events, "malformed", 0),
+                                "overruns": getattr(events, "overruns", 0)}}  # fmt: skip
 
     # --- IKE messages ------------------------------------------------------------------------
     def send_ike(self, data: bytes, local: Address, peer: Address) -> bool:
@@ -463,6 +481,31 @@ class KernelDataplane(KernelTraps):
             except Exception:  # the IKE side's bug must not stop the dataplane
                 log.exception("IKE handler failed on a message from %s:%d", source[0], source[1])
 
+    # --- the kernel's events ------------------------------------------------------------------
+    def _on_events(self) -> None:
+        try:
+            events = self._events.read() if self._events is not None else []
+        except OSError as exc:  # say so, never stop the loop
+            log.warning("cannot read the kernel's XFRM events: %s", exc)
+            return
+        for event in events:
+            if isinstance(event, AcquireInfo):
+                self._acquired(event)
+            elif isinstance(event, ExpireInfo):
+                self._expired(event)
+
+    def _expired(self, expire: ExpireInfo) -> None:
+        """A state of ours crossed a lifetime in the kernel (RFC 4301 §4.4.2.1): soft, the Child SA is
+        rekeyed now (not at the next poll); hard, the kernel has deleted the state and the Child SA goes."""
+        for child in self._children.values():
+            for sa in self._sas(child):
+                if sa.spi == expire.spi and self._where(child, sa)[0] == expire.dst:
+                    what = _what_expired(sa, expire)
+                    log.info("%s: SA %08x crossed its %s %s lifetime in the kernel (XFRM_MSG_EXPIRE)",
+                             child.child_id, sa.spi, "hard" if expire.hard else "soft", what)  # fmt: skip
+                    self.limits.expired(sa, sa.partner if sa.outbound else sa.spi, expire.hard, what)
+                    return
+
     # --- internals ---------------------------------------------------------------------------
     def _child(self, child_id: str) -> KernelChild:
         child = self._children.get(child_id)
@@ -497,11 +540,17 @@ class KernelDataplane(KernelTraps):
             encap = (self.nat_t_port, child.peer[1]) if sa.outbound else (child.peer[1], self.nat_t_port)
         spec = StateSpec(src, dst, sa.spi, child.reqid, sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key,
                          esn=sa.esn, encap=encap)  # fmt: skip
-        # a backstop the engine never meets (it deletes at life_time): a dead daemon's SAs end. Byte and
-        # packet lifetimes stay with the engine (polled): the kernel would delete a state between two
-        # polls, before the engine's rekey, and nothing here listens for its expire messages yet.
+        # a backstop the engine never meets (it deletes at life_time): a dead daemon's SAs end
         if sa.life_time:
             spec.hard_seconds = int(sa.life_time) + LIFETIME_MARGIN
+        limits = sa.limits
+        if limits is not None:  # the kernel counts and reports the crossing (XFRM_MSG_EXPIRE)
+            spec.soft_bytes = limits.soft_bytes or XFRM_INF
+            spec.hard_bytes = limits.hard_bytes or XFRM_INF
+            spec.soft_packets = limits.soft_packets or XFRM_INF
+            spec.hard_packets = limits.hard_packets or XFRM_INF
+            if sa.outbound and limits.soft_seq:
+                spec.soft_packets = min(spec.soft_packets, limits.soft_seq)
         if sa.outbound and not sa.esn:
             spec.hard_packets = min(spec.hard_packets, SEQ_MAX)  # RFC 4303 §3.3.3: never wrap
         return spec
@@ -596,6 +645,25 @@ class KernelDataplane(KernelTraps):
         except OSError as exc:
             if not missing(exc):
                 log.warning("%s", exc)
+
+
+def _what_expired(sa: KernelSA, expire: ExpireInfo) -> str:
+    """Which lifetime an expire is about, from the state's counters and the negotiated limits."""
+    bytes_limit = packets_limit = seq_limit = 0
+    if sa.limits is not None:
+        bytes_limit = sa.limits.hard_bytes if expire.hard else sa.limits.soft_bytes
+        packets_limit = sa.limits.hard_packets if expire.hard else sa.limits.soft_packets
+        seq_limit = sa.limits.soft_seq if sa.outbound and not expire.hard else 0
+    if sa.outbound and not sa.esn and expire.hard:
+        seq_limit = SEQ_MAX
+    for limit, count, what in (
+        (bytes_limit, expire.bytes, "bytes"),
+        (packets_limit, expire.packets, "packets"),
+        (seq_limit, expire.packets, "sequence numbers"),
+    ):
+        if limit and count >= limit:
+            return what
+    return "seconds"
 
 
 def _selector_of(info: Any) -> Selector:

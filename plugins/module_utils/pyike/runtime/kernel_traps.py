@@ -5,7 +5,7 @@ A trap installs, per pair of its selectors, the out, in and fwd policies a Child
 would have, with a reqid of its own and no SPI (RFC 4301 §4.4.1: PROTECT, no SA yet). An outbound
 packet that meets the out policy finds no state for the template: the kernel drops it, keeps a larval
 state for the template (net.core.xfrm_acq_expires, 30 s, during which it asks no more) and multicasts
-XFRM_MSG_ACQUIRE (RFC 4301 §5.1: invoke key management). :class:`.xfrm.AcquireListener` reads it and
+XFRM_MSG_ACQUIRE (RFC 4301 §5.1: invoke key management). :class:`.xfrm.XfrmEvents` reads it and
 the trap's owner (runtime/traps.py) initiates the child. The in and fwd policies drop plaintext from
 the remote selectors meanwhile.
 
@@ -46,8 +46,8 @@ class KernelTrap:
 
 
 class KernelTraps:
-    """install_trap / remove_trap and the acquire listener (mixed into KernelDataplane, which sets up
-    ``_traps``, ``_acquires`` and ``acquire_listener``)."""
+    """install_trap / remove_trap and the acquires (mixed into KernelDataplane, which sets up ``_traps``
+    and reads the kernel's events)."""
 
     def install_trap(self, name: str, local_ts: Any, remote_ts: Any, local: Optional[str], peer: Optional[str],
                      on_acquire: OnAcquire, route_source: Any = None) -> None:  # fmt: skip
@@ -69,7 +69,6 @@ class KernelTraps:
                     self.xfrm.add_policy(spec)
                 trap.policies.append(spec)
             trap.routes = self._add_routes(name, remote_sel, peer, local, route_source)
-            self._listen()
         except (OSError, ValueError):
             self._remove_trap(trap)
             raise
@@ -87,8 +86,6 @@ class KernelTraps:
             if self._child_policy(spec) is None:
                 self._quietly(self.xfrm.delete_policy, spec.selector, spec.direction)
         trap.policies = []
-        if not self._traps:
-            self._stop_listening(self._loop)
 
     # --- policies shared by a trap and a Child SA ----------------------------------------------
     def _trap_reqid(self, name: Optional[str]) -> Optional[int]:
@@ -114,36 +111,15 @@ class KernelTraps:
                     return theirs
         return None
 
-    # --- acquires ----------------------------------------------------------------------------
-    def _listen(self) -> None:
-        """Open the acquire listener (once the loop runs and a trap exists)."""
-        if self._acquires is not None or self._loop is None:
-            return
-        self._acquires = self.acquire_listener()
-        self._loop.add_reader(self._acquires.fileno(), self._on_acquires)
-
-    def _stop_listening(self, loop: Any) -> None:
-        listener, self._acquires = self._acquires, None
-        if listener is not None:
-            if loop is not None:
-                loop.remove_reader(listener.fileno())
-            listener.close()
-
-    def _on_acquires(self) -> None:
+    def _acquired(self, acquire: Any) -> None:
+        """An XFRM_MSG_ACQUIRE (:class:`.xfrm.AcquireInfo`): tell the trap whose reqid it names."""
+        trap = next((t for t in self._traps.values() if t.reqid == acquire.reqid), None)
+        if trap is None:
+            return  # another daemon's policy, or a trap removed meanwhile
         try:
-            acquires = self._acquires.read() if self._acquires is not None else []
-        except OSError as exc:  # the socket failed: say so once per read, never stop the loop
-            log.warning("cannot read the kernel's acquires: %s", exc)
-            return
-        by_reqid = {trap.reqid: trap for trap in self._traps.values()}
-        for acquire in acquires:
-            trap = by_reqid.get(acquire.reqid)
-            if trap is None:
-                continue  # another daemon's policy, or a trap removed meanwhile
-            try:
-                trap.on_acquire(acquire.flow)
-            except Exception:  # the trap owner's bug must not stop the dataplane
-                log.exception("%s: the acquire for %s failed", trap.name, acquire.flow)
+            trap.on_acquire(acquire.flow)
+        except Exception:  # the trap owner's bug must not stop the dataplane
+            log.exception("%s: the acquire for %s failed", trap.name, acquire.flow)
 
 
 def _policy_key(spec: PolicySpec) -> Tuple[str, tuple]:

@@ -124,3 +124,18 @@ class VolumeWatch:
                 except Exception:  # the IKE side's bug must not stop the dataplane
                     log.exception("volume limit handler failed for SA %08x", watch.sa.spi)
         return fired
+
+    def expired(self, sa: EspSa, key: int, hard: bool, what: str) -> None:
+        """The kernel reports that `sa` (watched under `key`, or not watched at all: its time backstop)
+        crossed a limit: report it unless a check already has."""
+        level = HARD if hard else SOFT
+        watch = self._watches.get(sa)
+        if watch is not None:
+            if watch.fired >= level:
+                return
+            watch.fired = level
+        if self.on_limit is not None:
+            try:
+                self.on_limit(key, hard, what)
+            except Exception:  # the IKE side's bug must not stop the dataplane
+                log.exception("volume limit handler failed for SA %08x", sa.spi)

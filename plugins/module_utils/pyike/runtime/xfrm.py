@@ -43,6 +43,7 @@ from .xfrm_msg import (
     XFRM_MSG_ACQUIRE,
     XFRM_MSG_DELPOLICY,
     XFRM_MSG_DELSA,
+    XFRM_MSG_EXPIRE,
     XFRM_MSG_GETPOLICY,
     XFRM_MSG_GETSA,
     XFRM_MSG_NEWPOLICY,
@@ -56,8 +57,10 @@ from .xfrm_msg import (
     XFRM_STATE_AF_UNSPEC,
     XFRM_STATE_ESN,
     XFRMNLGRP_ACQUIRE,
+    XFRMNLGRP_EXPIRE,
     blank,
     xfrm_user_acquire,
+    xfrm_user_expire,
     xfrm_userpolicy_id,
     xfrm_userpolicy_info,
     xfrm_usersa_id,
@@ -701,7 +704,7 @@ def _policy_info(data: bytes) -> PolicyInfo:
     )
 
 
-# --- acquires --------------------------------------------------------------------------------
+# --- events: acquires and expires ------------------------------------------------------------
 @dataclass
 class AcquireInfo:
     """An XFRM_MSG_ACQUIRE: an outbound packet met a policy whose template (``reqid``, tunnel ``src`` ->
@@ -714,17 +717,32 @@ class AcquireInfo:
     flow: str  # the packet's addresses, "10.1.0.10 -> 10.2.0.10"
 
 
-class AcquireListener:
-    """The kernel's acquires (multicast group XFRMNLGRP_ACQUIRE) on a non-blocking NETLINK_XFRM socket
-    of their own; :meth:`read` returns what arrived. Messages that do not decode are counted and skipped;
-    an overrun socket (ENOBUFS) loses acquires, which the kernel sends again once its larval states
-    expire."""
+@dataclass
+class ExpireInfo:
+    """An XFRM_MSG_EXPIRE: the state ``spi`` to ``dst`` crossed a soft lifetime (rekey) or a hard one (the
+    kernel has deleted it); ``bytes`` and ``packets`` are its counters then."""
+
+    spi: int
+    src: str
+    dst: str
+    reqid: int
+    hard: bool
+    bytes: int
+    packets: int
+
+
+class XfrmEvents:
+    """The kernel's acquires and expires (multicast groups XFRMNLGRP_ACQUIRE and XFRMNLGRP_EXPIRE) on a
+    non-blocking NETLINK_XFRM socket of their own; :meth:`read` returns what arrived. Messages that do
+    not decode are counted and skipped; an overrun socket (ENOBUFS) loses events: the kernel asks again
+    for an acquire once its larval state expires, and the daemon's poll of the counters still finds a
+    crossed byte or packet limit."""
 
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            self._sock.bind((0, 1 << (XFRMNLGRP_ACQUIRE - 1)))
+            self._sock.bind((0, 1 << (XFRMNLGRP_ACQUIRE - 1) | 1 << (XFRMNLGRP_EXPIRE - 1)))
             self._sock.setblocking(False)
         except OSError:
             self._sock.close()
@@ -738,8 +756,9 @@ class AcquireListener:
     def close(self) -> None:
         self._sock.close()
 
-    def read(self) -> List[AcquireInfo]:
-        found: List[AcquireInfo] = []
+    def read(self) -> List[Any]:
+        """The AcquireInfo and ExpireInfo events waiting on the socket, in order."""
+        found: List[Any] = []
         while True:
             try:
                 buf = self._sock.recv(1 << 16)
@@ -753,10 +772,11 @@ class AcquireListener:
             if not buf:
                 return found
             for msg_type, chunk in _messages(buf):
-                if msg_type != XFRM_MSG_ACQUIRE:
+                decode = _EVENT_DECODERS.get(msg_type)
+                if decode is None:
                     continue
                 try:
-                    found.append(_acquire_info(chunk))
+                    found.append(decode(chunk))
                 except Exception:  # pyroute2 raises struct.error, KeyError, ...: never the daemon's end
                     self.malformed += 1
 
@@ -786,6 +806,24 @@ def _acquire_info(data: bytes) -> AcquireInfo:
         dst=_text(msg["id_daddr"], outer),
         flow="%s -> %s" % (_text(msg["sel_saddr"], inner), _text(msg["sel_daddr"], inner)),
     )
+
+
+def _expire_info(data: bytes) -> ExpireInfo:
+    msg = xfrm_user_expire(data)
+    msg.decode()
+    family = msg["family"]
+    return ExpireInfo(
+        spi=msg["id_spi"],
+        src=_text(msg["saddr"], family),
+        dst=_text(msg["id_daddr"], family),
+        reqid=msg["reqid"],
+        hard=bool(msg["hard"]),
+        bytes=msg["cur_bytes"],
+        packets=msg["cur_packets"],
+    )
+
+
+_EVENT_DECODERS = {XFRM_MSG_ACQUIRE: _acquire_info, XFRM_MSG_EXPIRE: _expire_info}
 
 
 # --- IKE sockets ---------------------------------------------------------------------------

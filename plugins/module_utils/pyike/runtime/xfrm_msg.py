@@ -4,7 +4,7 @@ Each class mirrors one structure of ``<linux/xfrm.h>`` field for field, nested s
 under a prefix (``sel_``, ``id_``, ``lft_``, ``cur_``, ``stats_``), with the compiler's padding written
 out as ``x`` fields so that the sizes match the kernel's (``sizeof``: xfrm_selector 56, xfrm_usersa_info
 224, xfrm_usersa_id 24, xfrm_userpolicy_info 168, xfrm_userpolicy_id 64, xfrm_user_tmpl 64,
-xfrm_encap_tmpl 24, xfrm_user_acquire 280). Addresses are ``xfrm_address_t`` (16 octets, an IPv4 address in the first 4);
+xfrm_encap_tmpl 24, xfrm_user_acquire 280, xfrm_user_expire 232). Addresses are ``xfrm_address_t`` (16 octets, an IPv4 address in the first 4);
 ``__be16``/``__be32`` fields (ports, SPIs) are big-endian, everything else host order.
 
 pyroute2 encodes and decodes them (``msg.encode()`` → ``msg.data``; ``cls(data).decode()``); the
@@ -23,6 +23,7 @@ XFRM_MSG_NEWPOLICY = 0x13
 XFRM_MSG_DELPOLICY = 0x14
 XFRM_MSG_GETPOLICY = 0x15
 XFRM_MSG_ACQUIRE = 0x17
+XFRM_MSG_EXPIRE = 0x18
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
 
@@ -37,7 +38,8 @@ XFRM_POLICY_OUT = 1
 XFRM_POLICY_FWD = 2
 XFRM_POLICY_ALLOW = 0
 XFRM_INF = (1 << 64) - 1
-XFRMNLGRP_ACQUIRE = 1  # multicast group (enum xfrm_nlgroups) of XFRM_MSG_ACQUIRE
+XFRMNLGRP_ACQUIRE = 1  # multicast groups (enum xfrm_nlgroups) of XFRM_MSG_ACQUIRE and XFRM_MSG_EXPIRE
+XFRMNLGRP_EXPIRE = 2
 
 
 def _selector(prefix: str) -> tuple:
@@ -235,6 +237,14 @@ class xfrm_user_acquire(nlmsg, _attrs):
         ("calgos", "I"),
         ("seq", "I"),
     )
+    nla_map = _NLA_MAP
+
+
+class xfrm_user_expire(nlmsg, _attrs):
+    """XFRM_MSG_EXPIRE (232 octets): a state crossed a soft (``hard`` 0) or hard lifetime; after a hard
+    one the kernel has deleted it."""
+
+    fields = (*xfrm_usersa_info.fields, ("hard", "B"), ("pad_expire", "7x"))
     nla_map = _NLA_MAP
 
 
