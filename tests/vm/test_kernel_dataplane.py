@@ -42,11 +42,12 @@ SLOW = 20.0  # seconds: the VM emulates its CPU (TCG); a daemon's start takes te
 KEY = re.compile(r"0x[0-9a-f]{16,}")  # key material in `ip xfrm state` output
 
 
-def pyike(lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, **settings):
+def pyike(lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, child=None, **settings):
     local, remote = nets or ([me["net"]], [peer["net"]])
     conf = site_to_site("s2s", me["addr"], peer["addr"], me["id"], peer["id"], PSK, local, remote,
                         esp_proposals=[esp], **_without_none(dict({"dataplane": "kernel"}, **settings)))  # fmt: skip
     conf["connections"]["s2s"]["encap"] = encap
+    conf["connections"]["s2s"]["children"]["net"].update(child or {})
     daemon = PyikeDaemon(lab, me["host"])
     daemons.append(daemon)
     daemon.start(conf, timeout=10 * SLOW)
@@ -92,9 +93,11 @@ def policies(lab, host):
     return lab.run_in(host, ["ip", "xfrm", "policy"])
 
 
-def ping(lab, src, dst, count=5, interval="0.2"):
+def ping(lab, src, dst, count=5, interval="0.2", size=56):
     out = lab.run_in(
-        src["client"], ["ping", "-c", str(count), "-i", interval, "-w", "30", dst["ip"]], timeout=60
+        src["client"],
+        ["ping", "-c", str(count), "-i", interval, "-s", str(size), "-w", "30", dst["ip"]],
+        timeout=60,
     )
     assert "%d packets transmitted, %d received" % (count, count) in out, out
     return out
@@ -263,20 +266,70 @@ def test_ipv6_over_ipv4_and_the_gateways_own_traffic_cross_only_as_esp(make_lab,
     assert lab.run_in("gw1", ["ip", "route", "show", "table", "220"]).strip() == ""  # our routes went too
 
 
-def test_pyike_kernel_and_pyike_userspace_carry_pings_both_ways(make_lab, daemons):
-    """The two dataplanes speak the same ESP: one gateway in the kernel, the other over its TUN device."""
+def test_a_kernel_trap_a_byte_lifetime_and_a_userspace_peer(make_lab, daemons):
+    """The two dataplanes speak the same ESP: gw1 in the kernel, gw2 over its TUN device. gw1's child is
+    a trap (start_action trap): policies without a state until c1's first packet, whose acquire starts
+    the IKE SA; the Child SA takes the trap's policies and reqid over (its outbound state replaces the
+    kernel's larval one). Its byte lifetime is the kernel's: the kernel reports the crossing and the
+    Child SA is rekeyed. After a terminate the policies are the trap's again, to the byte, and the next
+    packet brings the child back."""
     lab = make_lab(TWO_SITES)
-    left = pyike(lab, daemons, LEFT, RIGHT, esp="chacha20poly1305")
+    left = pyike(lab, daemons, LEFT, RIGHT, esp="chacha20poly1305", start_action="trap",
+                 child={"rekey_bytes": 60000})  # fmt: skip
     right = pyike(lab, daemons, RIGHT, LEFT, esp="chacha20poly1305", dataplane="userspace")
-    assert "initiate completed successfully" in right.ctl(
-        "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
-    )
+    (trap,) = json.loads(left.ctl("list-traps", "--json"))
+    assert (trap["state"], trap["acquires"], left.sas()) == ("idle", 0, []), trap
+    trap_policies = policies(lab, "gw1")
+    assert trap_policies.count("tmpl src 192.0.2.1 dst 198.51.100.1") == 1, trap_policies  # out
+    assert trap_policies.count("tmpl src 198.51.100.1 dst 192.0.2.1") == 2, trap_policies  # in, fwd
+    chacha = ["rfc7539esp(chacha20,poly1305)"]
+
+    for round_ in (1, 2):
+        # the first packets are dropped while the SA is negotiated: ping until one comes back
+        out = lab.run_in("c1", ["ping", "-c", "1", "-W", "2", "-w", str(int(6 * SLOW)), RIGHT["ip"]],
+                         timeout=8 * SLOW)  # fmt: skip
+        assert "1 received" in out, out
+        (trap,) = json.loads(left.ctl("list-traps", "--json"))
+        assert trap["acquires"] == round_ and trap["failed_acquires"] == 0, trap
+        before, _child = assert_kernel_sas_of(left, lab, "gw1", LEFT, RIGHT, chacha)
+        assert before[0]["reqid"] == trap_reqid(trap_policies)
+        assert [s["text"] for s in states(lab, "gw1") if s["spi"] == 0] == []  # no larval state left
+        if round_ == 1:
+            both_ways_only_esp(lab)
+            assert right.stats()["dataplane"]["mode"] == "userspace"
+            assert not [s for s in states(lab, "gw2") if ours(s)]  # userspace: nothing in its kernel
+            byte_lifetime_rekeys(lab, left, {s["spi"] for s in before}, chacha)
+        assert "terminated 1 IKE SA(s) of s2s" in left.ctl("terminate", "s2s", timeout=5 * SLOW)
+        deadline = time.monotonic() + 3 * SLOW
+        while [s for s in states(lab, "gw1") if ours(s)] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [s["text"] for s in states(lab, "gw1") if ours(s)] == []
+        assert policies(lab, "gw1") == trap_policies  # the trap's again, to the byte
+
+
+def trap_reqid(policy_text):
+    (reqid,) = set(re.findall(r"reqid (\d+)", policy_text))
+    return int(reqid)
+
+
+def byte_lifetime_rekeys(lab, daemon, before, algorithms):
+    """100 pings of 1000 octets each way cross rekey_bytes 60000: the kernel says so (XFRM_MSG_EXPIRE)
+    and the Child SA is rekeyed to new SPIs."""
+    assert "XFRM_MSG_EXPIRE" not in daemon.log()
+    ping(lab, LEFT, RIGHT, count=100, interval="0.01", size=1000)
+    deadline = time.monotonic() + 3 * SLOW
+    while "reached its bytes soft limit, rekeying" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log = daemon.log()
+    assert re.search(
+        r"SA [0-9a-f]{8} crossed its soft bytes lifetime in the kernel \(XFRM_MSG_EXPIRE\)", log
+    ), log
+    assert "reached its bytes soft limit, rekeying" in log, log
+    while {s["spi"] for s in states(lab, "gw1") if ours(s)} & before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    after, _child = assert_kernel_sas_of(daemon, lab, "gw1", LEFT, RIGHT, algorithms)
+    assert not {s["spi"] for s in after} & before, "the rekey left an old SA"
     both_ways_only_esp(lab)
-    assert_kernel_sas_of(left, lab, "gw1", LEFT, RIGHT, ["rfc7539esp(chacha20,poly1305)"])
-    assert right.stats()["dataplane"]["mode"] == "userspace"
-    assert not [
-        s for s in states(lab, "gw2") if ours(s)
-    ]  # the userspace side installed nothing in its kernel
 
 
 NAT_RULES = b"""
@@ -315,39 +368,3 @@ def test_nat_t_through_a_nat_host(make_lab, daemons):
     choice = json.loads(right.ctl("stats", "--json"))["dataplane"]
     assert (choice["mode"], choice["setting"]) == ("kernel", "auto"), choice
     assert choice["reason"].startswith("auto: kernel ESP available"), choice
-
-
-def test_a_kernel_trap_starts_the_child_on_the_first_packet_and_comes_back_after_a_terminate(
-    make_lab, daemons
-):
-    """start_action trap in kernel mode: policies without a state until c1's first packet; the kernel's
-    acquire starts the IKE SA, the Child SA takes the trap's policies and reqid over (its outbound state
-    replaces the larval one), and after a terminate the policies are the trap's again and the next
-    packet brings the child back."""
-    lab = make_lab(TWO_SITES)
-    left = pyike(lab, daemons, LEFT, RIGHT, start_action="trap")
-    pyike(lab, daemons, RIGHT, LEFT)
-    (trap,) = json.loads(left.ctl("list-traps", "--json"))
-    assert (trap["state"], trap["acquires"], left.sas()) == ("idle", 0, []), trap
-    trap_policies = policies(lab, "gw1")
-    assert trap_policies.count("tmpl src 192.0.2.1 dst 198.51.100.1") == 1, trap_policies  # out
-    assert trap_policies.count("tmpl src 198.51.100.1 dst 192.0.2.1") == 2, trap_policies  # in, fwd
-
-    for round_ in (1, 2):
-        # the first packets are dropped while the SA is negotiated: ping until one comes back
-        out = lab.run_in("c1", ["ping", "-c", "1", "-W", "2", "-w", str(int(6 * SLOW)), RIGHT["ip"]],
-                         timeout=8 * SLOW)  # fmt: skip
-        assert "1 received" in out, out
-        if round_ == 1:
-            both_ways_only_esp(lab)
-        (trap,) = json.loads(left.ctl("list-traps", "--json"))
-        assert trap["acquires"] == round_ and trap["failed_acquires"] == 0, trap
-        assert_kernel_sas_of(left, lab, "gw1", LEFT, RIGHT, ["rfc4106(gcm(aes))"])
-        larval = [s for s in states(lab, "gw1") if s["spi"] == 0]
-        assert larval == [], [s["text"] for s in larval]  # the outbound state replaced the acquire state
-        assert "terminated 1 IKE SA(s) of s2s" in left.ctl("terminate", "s2s", timeout=5 * SLOW)
-        deadline = time.monotonic() + 3 * SLOW
-        while [s for s in states(lab, "gw1") if ours(s)] and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert [s["text"] for s in states(lab, "gw1") if ours(s)] == []
-        assert policies(lab, "gw1") == trap_policies  # the trap's again, to the byte
