@@ -42,7 +42,9 @@ class FakeXfrm:
     def add_policy(self, spec, update=False):
         self._request("UPDPOLICY" if update else "NEWPOLICY")
         key = (repr(spec.selector), spec.direction)
-        assert update == (key in self.policies)
+        if not update and key in self.policies:
+            raise XfrmError(errno.EEXIST, "NEWPOLICY: File exists")  # as the kernel answers
+        assert not update or key in self.policies  # the daemon updates only what it installed
         self.policies[key] = dataclasses.replace(spec)
 
     def delete_policy(self, selector, direction):

@@ -109,15 +109,46 @@ def test_removing_the_trap_under_a_child_leaves_the_childs_policies():
     assert xfrm.policies == {} and xfrm.states == {}
 
 
-def test_a_narrowed_child_has_policies_of_its_own_and_a_reqid_of_its_own():
+def test_a_narrowed_child_has_policies_and_a_reqid_of_its_own():
+    """Sharing the reqid would let the trap's wider policies send and accept traffic outside the
+    negotiated selectors through the child's states."""
     xfrm, dataplane, _loop, _listeners = setup()
     trap(dataplane)
+    trap_reqid = dataplane._traps["c/lan"].reqid
     child(dataplane, local_ts=["10.1.0.0/25"])
     assert len(xfrm.policies) == 6
-    reqids = {spec.reqid for spec in xfrm.policies.values()}
-    assert len(reqids) == 1  # the trap's reqid: no other child has it
+    by_reqid = {}
+    for spec in xfrm.policies.values():
+        by_reqid.setdefault(spec.reqid, []).append(
+            (spec.direction, spec.selector.src, spec.selector.dst, spec.spi)
+        )
+    assert sorted(by_reqid[trap_reqid]) == [("fwd", "10.2.0.0/24", "10.1.0.0/24", 0),
+                                            ("in", "10.2.0.0/24", "10.1.0.0/24", 0),
+                                            ("out", "10.1.0.0/24", "10.2.0.0/24", 0)]  # fmt: skip
+    (child_reqid,) = set(by_reqid) - {trap_reqid}
+    assert ("out", "10.1.0.0/25", "10.2.0.0/24", 0x2001) in by_reqid[child_reqid]
     dataplane.remove_child("c/lan/00001001")
     assert len(xfrm.policies) == 3 and all(spec.spi == 0 for spec in xfrm.policies.values())
+
+
+def test_a_second_child_on_the_traps_selectors_is_refused_and_the_first_keeps_its_policies():
+    xfrm, dataplane, _loop, _listeners = setup()
+    trap(dataplane)
+    child(dataplane)
+    held = dict(xfrm.policies)
+    with pytest.raises(XfrmError, match="File exists"):  # a NEWPOLICY, not the trap's UPDPOLICY
+        child(dataplane, spi_in=0x1002, spi_out=0x2002)
+    assert xfrm.policies == held and set(xfrm.states) == {0x1001, 0x2001}
+
+
+def test_two_traps_on_the_same_selectors_are_refused():
+    xfrm, dataplane, _loop, _listeners = setup()
+    trap(dataplane)
+    with pytest.raises(
+        DataplaneError, match=r"trap c/other: its selectors 10\.1\.0\.0/24 -> 10\.2\.0\.0/24 are trap c/lan's"
+    ):
+        dataplane.install_trap("c/other", LOCAL_TS, REMOTE_TS, "192.0.2.1", PEER[0], print)
+    assert len(xfrm.policies) == 3 and list(dataplane._traps) == ["c/lan"]
 
 
 def test_a_trap_refused_at_any_step_leaves_nothing_and_a_peer_is_required():

@@ -139,7 +139,7 @@ class ConnectionActions:
         local_ts, remote_ts = address_ranges(config.local_ts), address_ranges(config.remote_ts)
         # the kernel's policy templates name the IKE addresses (a peer's DNS name: as last resolved)
         peer = policy.remote_address or next(iter(self.engine.peer_addresses.get(conn, ())), None)
-        if peer is None and policy.remote_host and self.traps.kernel:
+        if peer is None and policy.remote_host and self.traps.kernel and origin == "start_action":
             log.info("%s/%s: the %s trap waits for %s to resolve", conn, child, origin, policy.remote_host)
             return  # _look_up installs it
         try:

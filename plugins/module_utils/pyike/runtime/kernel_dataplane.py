@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..esp.counters import Traffic
@@ -191,7 +192,9 @@ class KernelDataplane(KernelTraps):
         self.xfrm = xfrm or Xfrm()
         self.routes = routes if routes is not None else RouteManager(None, protocol=ROUTE_PROTOCOL)
         self._children: Dict[str, KernelChild] = {}
-        self._next_reqid = REQID_MIN
+        # from a random point: a larval acquire state that a crashed run left for a reqid (30 s in the
+        # kernel, no SPI to delete it by) would hold back the first acquire of a trap that got it again
+        self._next_reqid = REQID_MIN + secrets.randbelow(REQID_MAX - REQID_MIN - 1)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.io = {"ike_in": 0, "keepalives_in": 0, "invalid_datagram": 0, "ike_unhandled": 0}
         self.limits = PolledVolumeWatch(self._refresh)
@@ -294,8 +297,11 @@ class KernelDataplane(KernelTraps):
             raise DataplaneError("child %r is already installed; remove it or rekey it" % child_id)
         if not local:
             raise DataplaneError("child %r: the kernel needs our address of the IKE SA" % child_id)
-        child = KernelChild(child_id, self._trap_reqid(trap) or self._reqid(), local, (peer[0], int(peer[1])),
-                            encap, _selectors(local_ts), _selectors(remote_ts))  # fmt: skip
+        local_sel, remote_sel = _selectors(local_ts), _selectors(remote_ts)
+        reqid = (
+            self._trap_reqid(trap, policy_specs(local_sel, remote_sel, local, peer[0], 0)) or self._reqid()
+        )
+        child = KernelChild(child_id, reqid, local, (peer[0], int(peer[1])), encap, local_sel, remote_sel)
         self._children[child_id] = child
         try:
             if inbound_sa is not None:
@@ -304,7 +310,9 @@ class KernelDataplane(KernelTraps):
                 self._add_state(child, outbound_sa, outbound=True)
                 child.outbound = outbound_sa
             for spec in self._policy_specs(child):
-                self.xfrm.add_policy(spec, update=self._trap_policy(spec) is not None)
+                # a trap's policy is taken over; one another child holds is refused (EEXIST), as ever
+                taken_over = self._trap_policy(spec) is not None and self._child_policy(spec) is None
+                self.xfrm.add_policy(spec, update=taken_over)
                 child.policies.append(spec)
             if route:
                 child.routes = self._add_routes(child_id, child.remote_ts, peer[0], local, route_source)
@@ -611,9 +619,9 @@ class KernelDataplane(KernelTraps):
         self._remove_routes(child.child_id, child.routes)
         child.routes = []
         for spec in child.policies:
-            trap_spec = self._trap_policy(spec)
-            if trap_spec is not None:  # the policy is the trap's again (kernel_traps.py)
-                self._quietly(self.xfrm.add_policy, trap_spec, True)
+            trapped = self._trap_policy(spec)
+            if trapped is not None:  # the policy is the trap's again (kernel_traps.py)
+                self._quietly(self.xfrm.add_policy, trapped[1], True)
             else:
                 self._quietly(self.xfrm.delete_policy, spec.selector, spec.direction)
         child.policies = []

@@ -62,9 +62,15 @@ class KernelTraps:
         local = local or ANY[":" in peer]  # the kernel then takes the route's source
         trap = KernelTrap(name, self._reqid(), on_acquire)
         local_sel, remote_sel = _selectors(local_ts), _selectors(remote_ts)
+        specs = policy_specs(local_sel, remote_sel, local, peer, trap.reqid)
+        for spec in specs:
+            other = self._trap_policy(spec)
+            if other is not None:  # the kernel has one policy per selector and direction
+                raise DataplaneError("trap %s: its selectors %s -> %s are trap %s's already"
+                                     % (name, spec.selector.src, spec.selector.dst, other[0]))  # fmt: skip
         self._traps[name] = trap
         try:
-            for spec in policy_specs(local_sel, remote_sel, local, peer, trap.reqid):
+            for spec in specs:
                 if self._child_policy(spec) is None:  # a Child SA holds it now; it reverts to this one later
                     self.xfrm.add_policy(spec)
                 trap.policies.append(spec)
@@ -88,19 +94,25 @@ class KernelTraps:
         trap.policies = []
 
     # --- policies shared by a trap and a Child SA ----------------------------------------------
-    def _trap_reqid(self, name: Optional[str]) -> Optional[int]:
-        """The reqid of trap ``name`` for its Child SA, unless another installed child has it already."""
+    def _trap_reqid(self, name: Optional[str], specs: List[PolicySpec]) -> Optional[int]:
+        """The reqid of trap ``name`` for a Child SA whose policies are ``specs``: only when they are
+        exactly the trap's (a narrowed child must not share the reqid, or the trap's wider policies
+        would send and accept traffic outside the negotiated selectors through its states) and no
+        other installed child has it."""
         trap = self._traps.get(name) if name else None
         if trap is None or any(child.reqid == trap.reqid for child in self._children.values()):
             return None
+        if {_policy_key(spec) for spec in specs} != {_policy_key(spec) for spec in trap.policies}:
+            return None
         return trap.reqid
 
-    def _trap_policy(self, spec: PolicySpec) -> Optional[PolicySpec]:
+    def _trap_policy(self, spec: PolicySpec) -> Optional[Tuple[str, PolicySpec]]:
+        """(trap name, its policy) for the kernel policy ``spec`` names, if a trap has it."""
         key = _policy_key(spec)
         for trap in self._traps.values():
             for mine in trap.policies:
                 if _policy_key(mine) == key:
-                    return mine
+                    return trap.name, mine
         return None
 
     def _child_policy(self, spec: PolicySpec) -> Optional[PolicySpec]:
