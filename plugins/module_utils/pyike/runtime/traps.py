@@ -162,31 +162,29 @@ class Traps:
         trap = self.by_policy.get(policy.name)
         if trap is None:
             return
-        trap.counters["packets"] += 1
-        now = self.clock()
-        if trap.acquiring_since is None and now >= trap.not_before:
-            trap.acquiring_since = now
-            trap.counters["acquires"] += 1
-            self._hold(trap, packet, now)
-            log.info("%s: acquire: %s matches the trap, initiating (RFC 4301 §5.1)", trap.name, _flow(packet))
-            self.defer(self._start, trap)
-        elif trap.acquiring_since is not None:
-            self._hold(trap, packet, now)
+        if self._acquire_unless_busy(trap, lambda: _flow(packet)) or trap.acquiring_since is not None:
+            self._hold(trap, packet, self.clock())
         else:
             trap.counters["dropped"] += 1  # back-off after a failed acquire
 
     def _on_acquire(self, trap: Trap, flow: str) -> None:
         """The kernel's acquire for the trap (kernel_traps.py): it dropped the packet and asks no more
         for this template until its larval state expires (30 s); nothing is held here."""
-        if self.traps.get((trap.conn, trap.child)) is not trap:
-            return
+        if self.traps.get((trap.conn, trap.child)) is trap:
+            self._acquire_unless_busy(trap, lambda: flow)
+
+    def _acquire_unless_busy(self, trap: Trap, flow: Callable[[], str]) -> bool:
+        """Count a packet that met the trap; start an acquire unless one is under way or the back-off
+        after a failed one holds. True when it started one."""
         trap.counters["packets"] += 1
         now = self.clock()
-        if trap.acquiring_since is None and now >= trap.not_before:
-            trap.acquiring_since = now
-            trap.counters["acquires"] += 1
-            log.info("%s: acquire: %s matches the trap, initiating (RFC 4301 §5.1)", trap.name, flow)
-            self.defer(self._start, trap)
+        if trap.acquiring_since is not None or now < trap.not_before:
+            return False
+        trap.acquiring_since = now
+        trap.counters["acquires"] += 1
+        log.info("%s: acquire: %s matches the trap, initiating (RFC 4301 §5.1)", trap.name, flow())
+        self.defer(self._start, trap)
+        return True
 
     def _hold(self, trap: Trap, packet, now: float) -> None:
         if len(trap.held) >= HOLD_PACKETS:
