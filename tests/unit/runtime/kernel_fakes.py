@@ -15,7 +15,7 @@ class FakeXfrm:
     def __init__(self, fail_at=None, fail_errno=errno.ENOBUFS):
         self.states, self.policies, self.requests = {}, {}, 0
         self.fail_at, self.fail_errno = fail_at, fail_errno
-        self.counters = {}
+        self.packets_by_spi = {}
 
     def _request(self, what):
         self.requests += 1
@@ -32,12 +32,12 @@ class FakeXfrm:
         if self.states.pop(spi, None) is None:
             raise XfrmError(errno.ESRCH, "no such state")
 
-    def get_state(self, dst, spi, src=None):
-        self._request("GETSA")
+    def counters(self, dst, spi, src):  # GETAE
+        self._request("GETAE")
         if spi not in self.states:
             raise XfrmError(errno.ESRCH, "no such state")
-        packets = self.counters.get(spi, 0)
-        return SimpleNamespace(bytes=100 * packets, packets=packets)
+        packets = self.packets_by_spi.get(spi, 0)
+        return SimpleNamespace(bytes=100 * packets, packets=packets, oseq=packets)
 
     def add_policy(self, spec, update=False):
         self._request("UPDPOLICY" if update else "NEWPOLICY")

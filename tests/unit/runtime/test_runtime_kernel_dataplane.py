@@ -198,9 +198,9 @@ def test_sequence_numbers_and_volumes_fire_from_the_kernels_counters():
     dataplane.watch(inb, 0x1001, limits)
     dataplane.watch(out, 0x1001, limits)
     assert dataplane.limits.check(everything=True) == 0
-    xfrm.counters[0x2001] = SEQ_MAX - 5
+    xfrm.packets_by_spi[0x2001] = SEQ_MAX - 5
     assert dataplane.limits.check(everything=True) == 1
-    xfrm.counters[0x2001] = SEQ_MAX
+    xfrm.packets_by_spi[0x2001] = SEQ_MAX
     assert dataplane.limits.check(everything=True) == 1
     assert fired == [(0x1001, False, "sequence numbers"), (0x1001, True, "sequence numbers")]
     xfrm.fail_at, xfrm.fail_errno = (
@@ -232,7 +232,7 @@ def test_the_kernels_expires_reach_the_engine_once_and_only_for_our_states():
     expire(0x7777, "198.51.100.1", True, 1000)  # not ours
     expire(0x1001, "192.0.2.1", True, 10, packets=3)  # the time backstop: the kernel deleted the state
     assert fired == [(0x1001, False, "bytes"), (0x1001, False, "packets"), (0x1001, True, "seconds")]
-    xfrm.counters[0x1001] = 3
+    xfrm.packets_by_spi[0x1001] = 3
     assert dataplane.limits.check(everything=True) == 0  # the poll reports nothing twice
 
 

@@ -107,6 +107,7 @@ STRUCTS = {
     xfrm_msg.xfrm_userpolicy_id: "xfrm_userpolicy_id",
     xfrm_msg.xfrm_user_acquire: "xfrm_user_acquire",
     xfrm_msg.xfrm_user_expire: "xfrm_user_expire",
+    xfrm_msg.xfrm_aevent_id: "xfrm_aevent_id",
     xfrm_msg.xfrm_usersa_info.xfrm_user_tmpl: "xfrm_user_tmpl",
     xfrm_msg.xfrm_usersa_info.xfrm_encap_tmpl: "xfrm_encap_tmpl",
     xfrm_msg.xfrm_usersa_info.xfrm_replay_state_esn: "xfrm_replay_state_esn",
@@ -124,6 +125,7 @@ OFFSETS = {
                           ("pol_priority", "policy.priority"), ("pol_dir", "policy.dir"), ("aalgos", "aalgos"),
                           ("seq", "seq")],
     "xfrm_user_expire": [("id_spi", "state.id.spi"), ("cur_bytes", "state.curlft.bytes"), ("hard", "hard")],
+    "xfrm_aevent_id": [("spi", "sa_id.spi"), ("saddr", "saddr"), ("flags", "flags"), ("reqid", "reqid")],
     "xfrm_usersa_id": [("spi", "spi"), ("family", "family"), ("proto", "proto")],
     "xfrm_user_tmpl": [("family", "family"), ("saddr", "saddr"), ("reqid", "reqid"), ("mode", "mode"),
                        ("aalgos", "aalgos")],
@@ -813,3 +815,26 @@ def test_the_kernels_events_decode_and_a_truncated_one_is_skipped():
     with pytest.raises(Exception):  # noqa: B017 - XfrmEvents.read() counts any exception as malformed
         xfrm._EVENT_DECODERS[msg_type](chunk)
     assert xfrm._messages(struct.pack("=IHHII", 9000, 0x18, 0, 0, 0)) == []  # a length past the datagram
+
+
+def test_counters_come_from_getae_whose_answer_has_no_key():
+    """XFRM_MSG_GETAE names the state like GETSA; its answer (NEWAE) has the counters and the replay
+    state, ESN or not, and no algorithm attribute at all."""
+    answer = {}
+    for esn in (False, True):
+        replay = (
+            "XFRMA_REPLAY_ESN_VAL",
+            {"bmp_len": 4, "oseq": 7, "oseq_hi": 2 if esn else 0, "replay_window": 128},
+        )
+        if not esn:
+            replay = ("XFRMA_REPLAY_VAL", {"oseq": 7})
+        data = _event(xfrm_msg.XFRM_MSG_NEWAE, xfrm_msg.xfrm_aevent_id, {
+            "daddr": socket.inet_aton("198.51.100.1") + bytes(12), "spi": 0xC0FFEE01, "proto": 50,
+            "family": socket.AF_INET, "saddr": socket.inet_aton("192.0.2.1") + bytes(12),
+            "attrs": [("XFRMA_LTIME_VAL", {"bytes": 1500, "packets": 9}), replay],
+        })  # fmt: skip
+        answer[esn] = xfrm._sa_counters(data)
+    assert answer == {False: xfrm.SaCounters(1500, 9, 7), True: xfrm.SaCounters(1500, 9, (2 << 32) | 7)}
+    with pytest.raises(ValueError, match="no XFRMA_LTIME_VAL"):
+        xfrm._sa_counters(_event(xfrm_msg.XFRM_MSG_NEWAE, xfrm_msg.xfrm_aevent_id, {
+            "daddr": bytes(16), "saddr": bytes(16)}))  # fmt: skip

@@ -24,7 +24,7 @@ the routes to the remote selectors (table 220, :class:`.routes.RouteManager`) fo
 peer with a preferred source inside our selectors; without them the kernel would pick the public
 address and the packet would leave in the clear.
 
-Counters come from the kernel (XFRM_MSG_GETSA: bytes, packets, add and use time). The states carry
+Counters come from the kernel (XFRM_MSG_GETAE: bytes, packets, sequence number; no keys). The states carry
 the negotiated byte and packet lifetimes (and the sequence-number limit as the outbound soft packet
 limit): the kernel reports a soft crossing with XFRM_MSG_EXPIRE, which rekeys the Child SA at once, and
 deletes a state at its hard limit and reports that too (RFC 4301 §4.4.2.1). The counters are also
@@ -82,7 +82,7 @@ class KernelSA:
     inbound SPI of an outbound SA's pair (its state goes with that one's)."""
 
     __slots__ = ("encr_id", "encr_key", "esn", "installed", "integ_id", "integ_key", "life_time", "limits",
-                 "outbound", "partner", "spi", "traffic")  # fmt: skip
+                 "oseq", "outbound", "partner", "spi", "traffic")  # fmt: skip
 
     def __init__(self, spi: int, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes, esn: bool,
                  *, outbound: bool = False, partner: int = 0, life_time: float = 0.0, limits: Any = None):  # fmt: skip
@@ -98,18 +98,18 @@ class KernelSA:
         self.limits = limits
         self.installed = False  # once True the keys are gone: the kernel has them
         self.traffic = Traffic()
+        self.oseq = 0  # the last sequence number the kernel sent (XFRM_MSG_GETAE)
 
     def __repr__(self) -> str:
         return "<KernelSA %08x>" % self.spi
 
     @property
     def seq(self) -> int:
-        """The last sequence number sent: the kernel numbers each packet it sends through the SA."""
-        return self.traffic.packets
+        return self.oseq
 
     @property
     def exhausted(self) -> bool:
-        return not self.esn and self.traffic.packets >= SEQ_MAX
+        return not self.esn and self.oseq >= SEQ_MAX
 
 
 def kernel_sa_pair(event: Any) -> Tuple[KernelSA, KernelSA]:
@@ -605,8 +605,7 @@ class KernelDataplane(KernelTraps):
         self.limits.remove(sa)
         where = self._where(child, sa)
         try:
-            info = self.xfrm.get_state(*where)
-            sa.traffic.bytes, sa.traffic.packets = info.bytes, info.packets
+            _take(sa, self.xfrm.counters(*where))
         except OSError:
             pass  # gone already (its hard lifetime), or the kernel did not answer: the last counts stand
         total = child.retired_out if sa.outbound else child.retired_in
@@ -631,7 +630,7 @@ class KernelDataplane(KernelTraps):
         child.inbound.clear()
 
     def _refresh(self, sas: List[KernelSA]) -> None:
-        """Read the kernel's counters of these SAs (XFRM_MSG_GETSA each)."""
+        """Read the kernel's counters of these SAs (XFRM_MSG_GETAE each: no keys in the answer)."""
         where = {}
         for child in self._children.values():
             for sa in self._sas(child):
@@ -640,11 +639,9 @@ class KernelDataplane(KernelTraps):
             if sa not in where:
                 continue
             try:
-                info = self.xfrm.get_state(*where[sa])
+                _take(sa, self.xfrm.counters(*where[sa]))
             except OSError as exc:  # one SA's failure must not stop the poll of the others (or the daemon)
                 log.warning("cannot read the counters of SA %08x: %s", sa.spi, exc)
-                continue
-            sa.traffic.bytes, sa.traffic.packets = info.bytes, info.packets
 
     @staticmethod
     def _quietly(fn: Callable[..., Any], *args: Any) -> None:
@@ -653,6 +650,10 @@ class KernelDataplane(KernelTraps):
         except OSError as exc:
             if not missing(exc):
                 log.warning("%s", exc)
+
+
+def _take(sa: KernelSA, counters: Any) -> None:
+    sa.traffic.bytes, sa.traffic.packets, sa.oseq = counters.bytes, counters.packets, counters.oseq
 
 
 def _what_expired(sa: KernelSA, expire: ExpireInfo) -> str:

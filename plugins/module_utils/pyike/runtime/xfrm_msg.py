@@ -4,7 +4,8 @@ Each class mirrors one structure of ``<linux/xfrm.h>`` field for field, nested s
 under a prefix (``sel_``, ``id_``, ``lft_``, ``cur_``, ``stats_``), with the compiler's padding written
 out as ``x`` fields so that the sizes match the kernel's (``sizeof``: xfrm_selector 56, xfrm_usersa_info
 224, xfrm_usersa_id 24, xfrm_userpolicy_info 168, xfrm_userpolicy_id 64, xfrm_user_tmpl 64,
-xfrm_encap_tmpl 24, xfrm_user_acquire 280, xfrm_user_expire 232). Addresses are ``xfrm_address_t`` (16 octets, an IPv4 address in the first 4);
+xfrm_encap_tmpl 24, xfrm_user_acquire 280, xfrm_user_expire 232,
+xfrm_aevent_id 48). Addresses are ``xfrm_address_t`` (16 octets, an IPv4 address in the first 4);
 ``__be16``/``__be32`` fields (ports, SPIs) are big-endian, everything else host order.
 
 pyroute2 encodes and decodes them (``msg.encode()`` → ``msg.data``; ``cls(data).decode()``); the
@@ -26,6 +27,8 @@ XFRM_MSG_ACQUIRE = 0x17
 XFRM_MSG_EXPIRE = 0x18
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
+XFRM_MSG_NEWAE = 0x1E
+XFRM_MSG_GETAE = 0x1F
 
 # xfrm_usersa_info.flags
 XFRM_STATE_NOECN = 1
@@ -185,6 +188,23 @@ class xfrm_usersa_id(nlmsg, _attrs):
     """XFRM_MSG_DELSA / GETSA requests (24 octets, XFRMA_SRCADDR optional)."""
 
     fields = (("daddr", "16s"), ("spi", ">I"), ("family", "H"), ("proto", "B"), ("pad", "x"))
+    nla_map = _NLA_MAP
+
+
+class xfrm_aevent_id(nlmsg, _attrs):
+    """XFRM_MSG_GETAE request and NEWAE answer (48 octets): a state's counters and replay state
+    (XFRMA_LTIME_VAL, XFRMA_REPLAY_VAL or XFRMA_REPLAY_ESN_VAL) without its keys."""
+
+    fields = (
+        ("daddr", "16s"),
+        ("spi", ">I"),
+        ("family", "H"),
+        ("proto", "B"),
+        ("pad", "x"),
+        ("saddr", "16s"),
+        ("flags", "I"),
+        ("reqid", "I"),
+    )
     nla_map = _NLA_MAP
 
 
