@@ -232,8 +232,32 @@ def test_the_kernels_expires_reach_the_engine_once_and_only_for_our_states():
     expire(0x7777, "198.51.100.1", True, 1000)  # not ours
     expire(0x1001, "192.0.2.1", True, 10, packets=3)  # the time backstop: the kernel deleted the state
     assert fired == [(0x1001, False, "bytes"), (0x1001, False, "packets"), (0x1001, True, "seconds")]
-    xfrm.packets_by_spi[0x1001] = 3
+    xfrm.packets_by_spi[0x2001] = 9  # 900 octets: the soft byte limit the expire reported already
     assert dataplane.limits.check(everything=True) == 0  # the poll reports nothing twice
+    assert out.traffic.bytes == 900 and inb.traffic.packets == 3  # a hard expire's counters are the last
+
+
+def test_a_state_the_kernel_deleted_without_an_expire_event_counts_as_a_hard_expiry():
+    """A lost XFRM_MSG_EXPIRE: the poll finds the state gone (ESRCH) or a larval state with its SPI
+    (counters back at 0), reports a hard expiry once, and reads it no more."""
+    xfrm = FakeXfrm()
+    dataplane = kernel(xfrm)
+    fired = []
+    dataplane.limits.on_limit = lambda key, hard, what: fired.append((key, hard, what))
+    limits = VolumeLimits(soft_bytes=90000, hard_bytes=100000)
+    out, inb = pair(0x1001, 0x2001, limits=limits)
+    install(dataplane, out, inb)
+    dataplane.watch(inb, 0x1001, limits)
+    dataplane.watch(out, 0x1001, limits)
+    xfrm.packets_by_spi.update({0x1001: 50, 0x2001: 50})
+    assert dataplane.limits.check(everything=True) == 0 and out.traffic.packets == 50
+    del xfrm.states[0x1001]  # deleted by the kernel at its hard limit
+    xfrm.packets_by_spi[0x2001] = 0  # a larval state that took the outbound SPI
+    dataplane.limits.check(everything=True)
+    assert sorted(fired) == [(0x1001, True, "lifetime (the kernel deleted the state)")] * 2
+    requests = xfrm.requests
+    dataplane.limits.check(everything=True)
+    assert len(fired) == 2 and xfrm.requests == requests  # gone: not read again, not reported again
 
 
 def mid_rekey():

@@ -227,6 +227,7 @@ def xfrm_policies_of(dataplane):
 ACQUIRE = r"""
 import asyncio, json, socket, subprocess
 from pyike.runtime.kernel_dataplane import KernelDataplane
+from pyike.runtime.xfrm import XfrmEvents
 run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)
 run("ip", "link", "set", "lo", "up")
 run("ip", "link", "add", "wan0", "type", "veth", "peer", "name", "wan1")
@@ -235,8 +236,10 @@ for dev in ("wan0", "wan1"):
 run("ip", "addr", "add", "192.0.2.1/24", "dev", "wan0")
 run("ip", "addr", "add", "10.1.0.1/24", "dev", "wan0")
 run("ip", "route", "add", "default", "dev", "wan0")
+run("sysctl", "-qw", "net.core.xfrm_acq_expires=1")  # the larval state's hard expire after 1 s
 xfrm_text = lambda what: subprocess.run(["ip", "xfrm", what], capture_output=True, text=True).stdout
 acquired = []
+events = XfrmEvents()  # a second listener beside the dataplane's: what the kernel multicasts
 
 async def main():
     dataplane = KernelDataplane([], nat_t_port=4500)
@@ -253,10 +256,16 @@ async def main():
             break
         await asyncio.sleep(0.05)
     policies, states = xfrm_text("policy"), xfrm_text("state")
+    seen = []
+    for _ in range(60):
+        seen += [type(event).__name__ + ":" + str(getattr(event, "hard", "")) for event in events.read()]
+        if any(name.startswith("ExpireInfo") for name in seen):
+            break
+        await asyncio.sleep(0.05)
     reconciled = dataplane.reconcile()  # after a reload: what no child and no trap owns goes
     kept = xfrm_text("policy")
     dataplane.close()
-    return {"acquired": acquired, "policies": policies, "states": states, "reconciled": reconciled,
+    return {"acquired": acquired, "policies": policies, "states": states, "reconciled": reconciled, "seen": seen,
             "kept": kept, "after": xfrm_text("policy")}
 
 print(json.dumps(asyncio.run(main())))
@@ -271,4 +280,5 @@ def test_the_kernel_asks_for_an_sa_when_a_packet_meets_a_trap():
     assert result["policies"].count("tmpl src 198.51.100.1 dst 192.0.2.1") == 2  # in, fwd
     assert "spi 0x00000000" in result["states"]  # the kernel's larval state for the template
     assert result["reconciled"] == [0, 0] and result["kept"] == result["policies"]  # a reload keeps traps
+    assert result["seen"] == ["AcquireInfo:", "ExpireInfo:True"], result["seen"]  # the larval state's end
     assert result["after"] == ""  # close removes the trap's policies

@@ -81,8 +81,8 @@ class KernelSA:
     the kernel has them, keys; ``traffic`` is refreshed from the kernel's counters. ``partner`` is the
     inbound SPI of an outbound SA's pair (its state goes with that one's)."""
 
-    __slots__ = ("encr_id", "encr_key", "esn", "installed", "integ_id", "integ_key", "life_time", "limits",
-                 "oseq", "outbound", "partner", "spi", "traffic")  # fmt: skip
+    __slots__ = ("encr_id", "encr_key", "esn", "gone", "installed", "integ_id", "integ_key", "life_time",
+                 "limits", "oseq", "outbound", "partner", "spi", "traffic")  # fmt: skip
 
     def __init__(self, spi: int, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes, esn: bool,
                  *, outbound: bool = False, partner: int = 0, life_time: float = 0.0, limits: Any = None):  # fmt: skip
@@ -99,6 +99,7 @@ class KernelSA:
         self.installed = False  # once True the keys are gone: the kernel has them
         self.traffic = Traffic()
         self.oseq = 0  # the last sequence number the kernel sent (XFRM_MSG_GETAE)
+        self.gone = False  # the kernel deleted the state at a hard lifetime
 
     def __repr__(self) -> str:
         return "<KernelSA %08x>" % self.spi
@@ -507,11 +508,14 @@ class KernelDataplane(KernelTraps):
         rekeyed now (not at the next poll); hard, the kernel has deleted the state and the Child SA goes."""
         for child in self._children.values():
             for sa in self._sas(child):
-                if sa.spi == expire.spi and self._where(child, sa)[0] == expire.dst:
+                if sa.spi == expire.spi and self._where(child, sa)[0] == expire.dst and not sa.gone:
                     what = _what_expired(sa, expire)
                     log.info("%s: SA %08x crossed its %s %s lifetime in the kernel (XFRM_MSG_EXPIRE)",
                              child.child_id, sa.spi, "hard" if expire.hard else "soft", what)  # fmt: skip
-                    self.limits.expired(sa, sa.partner if sa.outbound else sa.spi, expire.hard, what)
+                    if expire.hard:  # deleted: its last counters are these
+                        sa.gone = True
+                        sa.traffic.bytes, sa.traffic.packets = expire.bytes, expire.packets
+                    self.limits.expired(sa, _key(sa), expire.hard, what)
                     return
 
     # --- internals ---------------------------------------------------------------------------
@@ -605,7 +609,8 @@ class KernelDataplane(KernelTraps):
         self.limits.remove(sa)
         where = self._where(child, sa)
         try:
-            _take(sa, self.xfrm.counters(*where))
+            if not sa.gone:  # else the hard expire brought the last counters
+                _take(sa, self.xfrm.counters(*where))
         except OSError:
             pass  # gone already (its hard lifetime), or the kernel did not answer: the last counts stand
         total = child.retired_out if sa.outbound else child.retired_in
@@ -636,12 +641,29 @@ class KernelDataplane(KernelTraps):
             for sa in self._sas(child):
                 where[sa] = self._where(child, sa)
         for sa in sas:
-            if sa not in where:
+            if sa not in where or sa.gone:
                 continue
             try:
-                _take(sa, self.xfrm.counters(*where[sa]))
+                counters = self.xfrm.counters(*where[sa])
             except OSError as exc:  # one SA's failure must not stop the poll of the others (or the daemon)
-                log.warning("cannot read the counters of SA %08x: %s", sa.spi, exc)
+                if missing(exc):
+                    self._deleted_by_kernel(sa)
+                else:
+                    log.warning("cannot read the counters of SA %08x: %s", sa.spi, exc)
+                continue
+            if counters.packets < sa.traffic.packets:  # a larval state took the SPI of the deleted one
+                self._deleted_by_kernel(sa)
+            else:
+                _take(sa, counters)
+
+    def _deleted_by_kernel(self, sa: KernelSA) -> None:
+        """The kernel deleted a state of an installed child (its hard limit) and we missed the expire
+        (an overrun event socket, or none): the same as a hard expire."""
+        sa.gone = True
+        log.warning(
+            "SA %08x is gone from the kernel (a hard lifetime whose XFRM_MSG_EXPIRE was lost)", sa.spi
+        )
+        self.limits.expired(sa, _key(sa), True, "lifetime (the kernel deleted the state)")
 
     @staticmethod
     def _quietly(fn: Callable[..., Any], *args: Any) -> None:
@@ -650,6 +672,11 @@ class KernelDataplane(KernelTraps):
         except OSError as exc:
             if not missing(exc):
                 log.warning("%s", exc)
+
+
+def _key(sa: KernelSA) -> int:
+    """What the engine knows a Child SA's SAs by: the inbound SPI of the pair."""
+    return sa.partner if sa.outbound else sa.spi
 
 
 def _take(sa: KernelSA, counters: Any) -> None:

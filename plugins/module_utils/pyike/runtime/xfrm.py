@@ -778,7 +778,7 @@ class XfrmEvents:
     non-blocking NETLINK_XFRM socket of their own; :meth:`read` returns what arrived. Messages that do
     not decode are counted and skipped; an overrun socket (ENOBUFS) loses events: the kernel asks again
     for an acquire once its larval state expires, and the daemon's poll of the counters still finds a
-    crossed byte or packet limit."""
+    crossed soft limit, and a state the kernel deleted at its hard limit by its absence."""
 
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
