@@ -17,6 +17,7 @@ from pyike.ike.events import VolumeLimits
 from pyike.ike.lifetimes import SEQ_MAX
 from pyike.runtime.children import DataplaneError
 from pyike.runtime.choice import DataplaneUnavailable, choose_dataplane
+from pyike.runtime.installer import ChildSaInstaller
 from pyike.runtime.kernel_dataplane import (
     LIFETIME_MARGIN,
     KernelChild,
@@ -134,6 +135,7 @@ def test_the_kernels_refusal_names_the_request_and_reason():
 
 # --- bookkeeping against a recording XFRM table (kernel_fakes.py) -----------------------------------
 LOCAL_TS, REMOTE_TS = ["10.1.0.0/24", "fd01::/64"], ["10.2.0.0/24", "fd02::/64"]
+PEER = ("198.51.100.1", 4500)
 
 
 def pair(spi_in, spi_out, esn=False, life_time=3960.0, limits=None):
@@ -306,3 +308,29 @@ def test_icmp_selectors_put_type_and_code_where_the_kernel_reads_them():
     assert (in_sel.sport, in_sel.sport_mask, in_sel.dport, in_sel.dport_mask) == (8, 0xFFFF, 0, 0xFFFF)
     ((out_sel, _in),) = _pair_selectors(anything, anything)
     assert (out_sel.sport_mask & 0xFF, out_sel.dport_mask) == (0, 0)  # any type, any code
+
+
+class Installer(ChildSaInstaller):
+    """The daemon's Child SA bookkeeping over a kernel dataplane, without the daemon."""
+
+    def __init__(self, dataplane):
+        self.dataplane = dataplane
+        self._children, self._outbound, self._lingering = {}, {}, []
+
+
+def test_a_hard_expired_outbound_awaiting_the_peers_delete_gives_way_to_the_new_pair():
+    """A rekey we answered: the new pair waits for the peer's DELETE while the old outbound SA sends.
+    Should the kernel delete that SA at its hard limit meanwhile, the new pair carries the traffic now;
+    and the deleted SA is never switched back to."""
+    xfrm, dataplane, out1, out2 = mid_rekey()
+    installer = Installer(dataplane)
+    installer._children.update({0x1001: "c", 0x1002: "c"})
+    installer._outbound.update({0x1001: ("c", out1, PEER), 0x1002: ("c", out2, PEER)})
+    installer._outbound_gone(0x1002)  # not the one sending: nothing to do
+    assert xfrm.out_spis() == {0x2001}
+    installer._outbound_gone(0x1001)
+    assert xfrm.out_spis() == {0x2002}
+    out1.gone = True
+    with pytest.raises(DataplaneError, match="deleted by the kernel at its hard lifetime"):
+        dataplane.switch_outbound("c", out1)
+    assert xfrm.out_spis() == {0x2002}

@@ -316,7 +316,12 @@ class Daemon(Commands, ChildSaInstaller):
 
     def _on_volume_limit(self, spi_in: int, hard: bool, what: str) -> None:
         """An ESP SA crossed a byte, packet or sequence-number limit: the engine rekeys or deletes."""
-        self.engine.child_volume_reached(spi_in, hard, time.monotonic(), what)
+        acted = self.engine.child_volume_reached(spi_in, hard, time.monotonic(), what)
+        if hard and not acted and getattr(self.dataplane, "kernel", False):
+            try:  # the kernel has deleted the state already: a pair the engine lets go may carry traffic
+                self._outbound_gone(spi_in)
+            except (OSError, ValueError) as exc:
+                log.error("cannot move the traffic off SA pair %08x_i: %s", spi_in, describe_error(exc))
         self._flush()
 
     def _flush(self, wake_timer: bool = True) -> None:

@@ -148,6 +148,24 @@ class ChildSaInstaller:
         )
         self._resolve(event.conn, event.child)
 
+    def _outbound_gone(self, spi_in: int) -> None:
+        """The kernel deleted a state of pair `spi_in` at its hard limit, and the engine keeps that pair
+        only until the peer's DELETE (a rekey it answered, or lost a collision of): if the pair's
+        outbound SA still carries the traffic, send through the newest pair of the same child now. The
+        peer has that pair installed since the rekey's response (RFC 7296 §2.8)."""
+        gone = self._outbound.get(spi_in)
+        if gone is None or self.dataplane.outbound_of(gone[0]) is not gone[1]:
+            return
+        newer = [
+            spi
+            for spi, (child_id, _out, _remote) in self._outbound.items()
+            if child_id == gone[0] and spi != spi_in
+        ]
+        if newer:
+            log.warning("%s: outbound SA %08x reached its hard limit before the peer's DELETE; sending "
+                        "through the new one now", gone[0], gone[1].spi)  # fmt: skip
+            self._switch_outbound(newer[-1])
+
     def _switch_outbound(self, spi_in: int) -> None:
         """Send through the outbound SA installed with inbound SPI `spi_in` (make-before-break)."""
         waiting = self._outbound.get(spi_in)

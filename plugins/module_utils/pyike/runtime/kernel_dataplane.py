@@ -348,6 +348,9 @@ class KernelDataplane(KernelTraps):
         if peer is not None:
             self.update_peer(child_id, peer)
         kept = outbound_sa in child.previous_out
+        if kept and outbound_sa.gone:
+            raise DataplaneError("outbound SA %08x of %s was deleted by the kernel at its hard lifetime"
+                                 % (outbound_sa.spi, child_id))  # fmt: skip
         if not kept:
             if outbound_sa.installed:
                 raise DataplaneError("outbound SA %08x of %s was removed from the kernel; it needs a rekey"
