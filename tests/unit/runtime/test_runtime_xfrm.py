@@ -497,7 +497,7 @@ def _state(spi, reqid=xfrm.REQID_MIN + 1):
 
 
 def _policy(reqid=xfrm.REQID_MIN + 1):
-    fields = dict.fromkeys(("proto", "sport", "sport_mask", "dport", "dport_mask"), 0)
+    fields = dict.fromkeys(("proto", "sport", "sport_mask", "dport", "dport_mask", "if_id"), 0)
     return xfrm.PolicyInfo("10.2.0.0/16", "10.1.0.0/16", "in", 1, reqid, "192.0.2.2", "192.0.2.1", fields)
 
 

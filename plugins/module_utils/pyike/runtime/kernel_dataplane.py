@@ -64,6 +64,7 @@ from .xfrm import (
     XfrmEvents,
     missing,
 )
+from .xfrm_interfaces import XfrmInterfaces
 from .xfrm_msg import XFRM_INF
 from .xfrm_selectors import policy_specs
 
@@ -126,13 +127,22 @@ def kernel_sa_pair(event: Any) -> Tuple[KernelSA, KernelSA]:
 
 
 class KernelChild:
-    __slots__ = ("child_id", "encap", "inbound", "local", "local_ts", "outbound", "peer", "policies",
+    __slots__ = ("child_id", "encap", "if_id", "inbound", "local", "local_ts", "outbound", "peer", "policies",
                  "previous_out", "remote_ts", "reqid", "retired_in", "retired_out", "routes")  # fmt: skip
 
     def __init__(
-        self, child_id: str, reqid: int, local: str, peer: Address, encap: bool, local_ts, remote_ts
+        self,
+        child_id: str,
+        reqid: int,
+        local: str,
+        peer: Address,
+        encap: bool,
+        local_ts,
+        remote_ts,
+        if_id: int = 0,
     ):
         self.child_id = child_id
+        self.if_id = if_id  # route-based: the XFRM interface whose traffic it carries
         self.reqid = reqid
         self.local = local
         self.peer = peer
@@ -183,8 +193,10 @@ class KernelDataplane(KernelTraps):
         xfrm: Optional[Xfrm] = None,
         routes: Optional[RouteManager] = None,
         events: Callable[[], Any] = XfrmEvents,
+        interfaces: Optional[XfrmInterfaces] = None,
     ):
         self.endpoints = list(endpoints)
+        self.interfaces = interfaces if interfaces is not None else XfrmInterfaces()  # mode route
         self.events = events  # opened by start(): the kernel's acquires and expires
         self._events: Optional[Any] = None
         self._traps: Dict[str, KernelTrap] = {}
@@ -252,6 +264,7 @@ class KernelDataplane(KernelTraps):
         try:
             self.flush()
         finally:
+            self.interfaces.close()
             self.xfrm.close()
             self.routes.cleanup()
             self.routes.close()
@@ -290,6 +303,7 @@ class KernelDataplane(KernelTraps):
         route: bool = True,
         route_source: Any = None,
         trap: Optional[str] = None,
+        if_id: int = 0,
     ) -> None:
         """States (inbound first) and policies of a Child SA; on failure nothing of it stays installed.
         ``trap``: the name of the trap this child answers (kernel_traps.py), whose reqid and policies
@@ -299,10 +313,11 @@ class KernelDataplane(KernelTraps):
         if not local:
             raise DataplaneError("child %r: the kernel needs our address of the IKE SA" % child_id)
         local_sel, remote_sel = _selectors(local_ts), _selectors(remote_ts)
-        reqid = (
-            self._trap_reqid(trap, policy_specs(local_sel, remote_sel, local, peer[0], 0)) or self._reqid()
+        specs = policy_specs(local_sel, remote_sel, local, peer[0], 0, if_id=if_id)
+        reqid = self._trap_reqid(trap, specs) or self._reqid()
+        child = KernelChild(
+            child_id, reqid, local, (peer[0], int(peer[1])), encap, local_sel, remote_sel, if_id
         )
-        child = KernelChild(child_id, reqid, local, (peer[0], int(peer[1])), encap, local_sel, remote_sel)
         self._children[child_id] = child
         try:
             if inbound_sa is not None:
@@ -315,7 +330,7 @@ class KernelDataplane(KernelTraps):
                 taken_over = self._trap_policy(spec) is not None and self._child_policy(spec) is None
                 self.xfrm.add_policy(spec, update=taken_over)
                 child.policies.append(spec)
-            if route:
+            if route and not if_id:  # route-based: the operator's routes (or a routing daemon's) lead in
                 child.routes = self._add_routes(child_id, child.remote_ts, peer[0], local, route_source)
         except (OSError, ValueError):
             self._remove(child)
@@ -554,7 +569,7 @@ class KernelDataplane(KernelTraps):
         if child.encap:
             encap = (self.nat_t_port, child.peer[1]) if sa.outbound else (child.peer[1], self.nat_t_port)
         spec = StateSpec(src, dst, sa.spi, child.reqid, sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key,
-                         esn=sa.esn, encap=encap)  # fmt: skip
+                         esn=sa.esn, encap=encap, if_id=child.if_id)  # fmt: skip
         # a backstop the engine never meets (it deletes at life_time): a dead daemon's SAs end
         if sa.life_time:
             spec.hard_seconds = int(sa.life_time) + LIFETIME_MARGIN
@@ -605,7 +620,8 @@ class KernelDataplane(KernelTraps):
     @staticmethod
     def _policy_specs(child: KernelChild) -> List[PolicySpec]:
         spi = child.outbound.spi if child.outbound is not None else 0
-        return policy_specs(child.local_ts, child.remote_ts, child.local, child.peer[0], child.reqid, spi)
+        return policy_specs(child.local_ts, child.remote_ts, child.local, child.peer[0], child.reqid, spi,
+                            child.if_id)  # fmt: skip
 
     def _retire(self, child: KernelChild, sa: KernelSA) -> None:
         """Fold the SA's last counters into the child's totals and delete its state."""
@@ -707,4 +723,5 @@ def _what_expired(sa: KernelSA, expire: ExpireInfo) -> str:
 
 def _selector_of(info: Any) -> Selector:
     f = info.fields
-    return Selector(info.src, info.dst, f["proto"], f["sport"], f["sport_mask"], f["dport"], f["dport_mask"])
+    return Selector(info.src, info.dst, f["proto"], f["sport"], f["sport_mask"], f["dport"], f["dport_mask"],
+                    f["if_id"])  # fmt: skip

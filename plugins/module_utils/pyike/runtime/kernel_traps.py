@@ -50,7 +50,7 @@ class KernelTraps:
     and reads the kernel's events)."""
 
     def install_trap(self, name: str, local_ts: Any, remote_ts: Any, local: Optional[str], peer: Optional[str],
-                     on_acquire: OnAcquire, route_source: Any = None) -> None:  # fmt: skip
+                     on_acquire: OnAcquire, route_source: Any = None, if_id: int = 0) -> None:  # fmt: skip
         """Policies and routes of a trap; ``on_acquire`` is called for each of the kernel's acquires.
         On failure nothing of it stays installed."""
         if name in self._traps:
@@ -62,7 +62,7 @@ class KernelTraps:
         local = local or ANY[":" in peer]  # the kernel then takes the route's source
         trap = KernelTrap(name, self._reqid(), on_acquire)
         local_sel, remote_sel = _selectors(local_ts), _selectors(remote_ts)
-        specs = policy_specs(local_sel, remote_sel, local, peer, trap.reqid)
+        specs = policy_specs(local_sel, remote_sel, local, peer, trap.reqid, if_id=if_id)
         for spec in specs:
             other = self._trap_policy(spec)
             if other is not None:  # the kernel has one policy per selector and direction
@@ -74,7 +74,8 @@ class KernelTraps:
                 if self._child_policy(spec) is None:  # a Child SA holds it now; it reverts to this one later
                     self.xfrm.add_policy(spec)
                 trap.policies.append(spec)
-            trap.routes = self._add_routes(name, remote_sel, peer, local, route_source)
+            if not if_id:  # route-based: the interface's routes lead in
+                trap.routes = self._add_routes(name, remote_sel, peer, local, route_source)
         except (OSError, ValueError):
             self._remove_trap(trap)
             raise

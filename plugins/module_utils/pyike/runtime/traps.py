@@ -94,10 +94,11 @@ class Traps:
     # --- installing and removing ---------------------------------------------------------------------
     def install(self, conn: str, child: str, origin: str, local_ts: Sequence[TrafficSelector],
                 remote_ts: Sequence[TrafficSelector], route_source: Optional[str] = None,
-                local: Optional[str] = None, peer: Optional[str] = None) -> bool:  # fmt: skip
+                local: Optional[str] = None, peer: Optional[str] = None, if_id: int = 0) -> bool:  # fmt: skip
         """Install a trap (False: there is one already; a start_action origin wins over the others).
         Raises OSError when its routes (or kernel policies) cannot be set (nothing stays installed then).
-        ``local`` and ``peer``: the IKE addresses, which the kernel's policy templates name."""
+        ``local`` and ``peer``: the IKE addresses, which the kernel's policy templates name; ``if_id``: the
+        XFRM interface of a route-based connection."""
         existing = self.traps.get((conn, child))
         if existing is not None:
             if origin == "start_action":
@@ -106,7 +107,9 @@ class Traps:
         trap = Trap(conn, child, origin, local_ts, remote_ts)
         if self.kernel:
             on_acquire = functools.partial(self._on_acquire, trap)
-            self.dataplane.install_trap(trap.name, local_ts, remote_ts, local, peer, on_acquire, route_source)
+            self.dataplane.install_trap(
+                trap.name, local_ts, remote_ts, local, peer, on_acquire, route_source, if_id
+            )
             self._installed(trap)
             return True
         routes = self.dataplane.routes

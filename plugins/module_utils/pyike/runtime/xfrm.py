@@ -204,6 +204,9 @@ class Selector:
     sport_mask: int = 0
     dport: int = 0
     dport_mask: int = 0
+    # the XFRM interface (route-based tunnels) whose traffic the policy takes; 0: none. Not in struct
+    # xfrm_selector, but the kernel knows a policy by it too (XFRMA_IF_ID), so it is part of its name here
+    if_id: int = 0
 
     @property
     def family(self) -> int:
@@ -229,7 +232,14 @@ class Selector:
     def reversed(self) -> Selector:
         """The selector of the packets coming back (source and destination swapped, ports too)."""
         return Selector(
-            self.dst, self.src, self.proto, self.dport, self.dport_mask, self.sport, self.sport_mask
+            self.dst,
+            self.src,
+            self.proto,
+            self.dport,
+            self.dport_mask,
+            self.sport,
+            self.sport_mask,
+            self.if_id,
         )
 
     def priority(self) -> int:
@@ -265,6 +275,7 @@ class StateSpec:
     hard_packets: int = XFRM_INF
     soft_seconds: int = 0  # 0: no time limit
     hard_seconds: int = 0
+    if_id: int = 0  # the XFRM interface whose traffic it carries (route-based tunnels); 0: none
 
     @property
     def family(self) -> int:
@@ -318,6 +329,8 @@ class StateSpec:
                 flags |= XFRM_STATE_ESN
         else:
             msg["replay_window"] = self.replay_window
+        if self.if_id:
+            attrs.append(("XFRMA_IF_ID", self.if_id))
         msg["flags"] = flags
         msg["attrs"] = attrs
         return msg
@@ -359,6 +372,8 @@ class PolicySpec:
             "calgos": 0xFFFFFFFF,
         }
         msg["attrs"] = [("XFRMA_TMPL", tmpl)]
+        if self.selector.if_id:
+            msg["attrs"].append(("XFRMA_IF_ID", self.selector.if_id))
         return msg
 
 
@@ -516,7 +531,7 @@ class Xfrm:
         states = policies = 0
         for info in self.policies():
             if info.reqid is not None and reqid_min <= info.reqid <= reqid_max:
-                sel = Selector(info.src, info.dst, **{k: info.fields[k] for k in _PORT_FIELDS})
+                sel = Selector(info.src, info.dst, **{k: info.fields[k] for k in _KEY_FIELDS})
                 _unless_missing(self.delete_policy, sel, info.direction)
                 policies += 1
         for state in self.states():
@@ -627,10 +642,13 @@ def policy_id(selector: Selector, direction: str) -> xfrm_userpolicy_id:
     for name, value in selector.fields().items():
         msg[name] = value
     msg["dir"] = DIRECTIONS[direction]
+    if selector.if_id:
+        msg["attrs"] = [("XFRMA_IF_ID", selector.if_id)]
     return msg
 
 
 _PORT_FIELDS = ("proto", "sport", "sport_mask", "dport", "dport_mask")
+_KEY_FIELDS = (*_PORT_FIELDS, "if_id")
 
 
 def _ext_ack(chunk: bytes, flags: int) -> str:
@@ -742,7 +760,9 @@ def _policy_info(data: bytes) -> PolicyInfo:
         reqid=tmpl["reqid"] if tmpl is not None else None,
         tmpl_src=tmpl_src,
         tmpl_dst=tmpl_dst,
-        fields={name: msg["sel_" + name] for name in _PORT_FIELDS},
+        fields=dict(
+            {name: msg["sel_" + name] for name in _PORT_FIELDS}, if_id=msg.get_attr("XFRMA_IF_ID") or 0
+        ),
     )
 
 

@@ -8,6 +8,7 @@ where the kernel reads them (the source and destination port fields).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any, List, Tuple
 
@@ -17,17 +18,21 @@ from .xfrm import PolicySpec, Selector
 ICMP_PROTOCOLS = (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6)
 
 
-def policy_specs(
-    local_ts: Any, remote_ts: Any, local: str, peer: str, reqid: int, spi: int = 0
-) -> List[PolicySpec]:
+def policy_specs(local_ts: Any, remote_ts: Any, local: str, peer: str, reqid: int, spi: int = 0,
+                 if_id: int = 0) -> List[PolicySpec]:  # fmt: skip
     """The out, in and fwd policies of a Child SA (or a trap) between these selectors: out names the
-    outbound SPI (0: any state of the template), in and fwd accept any SA of the reqid."""
+    outbound SPI (0: any state of the template), in and fwd accept any SA of the reqid. ``if_id``: the
+    XFRM interface of a route-based tunnel, whose traffic alone the policies then take."""
     specs = []
     for local_sel in local_ts:
         for remote_sel in remote_ts:
             if local_sel.version != remote_sel.version:
                 continue
             for out_sel, in_sel in _pair_selectors(local_sel, remote_sel):
+                out_sel, in_sel = (
+                    dataclasses.replace(out_sel, if_id=if_id),
+                    dataclasses.replace(in_sel, if_id=if_id),
+                )
                 specs.append(PolicySpec(out_sel, "out", local, peer, reqid, spi=spi))
                 for direction in ("in", "fwd"):
                     specs.append(PolicySpec(in_sel, direction, peer, local, reqid))
