@@ -42,12 +42,15 @@ SLOW = 20.0  # seconds: the VM emulates its CPU (TCG); a daemon's start takes te
 KEY = re.compile(r"0x[0-9a-f]{16,}")  # key material in `ip xfrm state` output
 
 
-def pyike(lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, child=None, **settings):
+def pyike(
+    lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, child=None, conn=None, **settings
+):
     local, remote = nets or ([me["net"]], [peer["net"]])
     conf = site_to_site("s2s", me["addr"], peer["addr"], me["id"], peer["id"], PSK, local, remote,
                         esp_proposals=[esp], **_without_none(dict({"dataplane": "kernel"}, **settings)))  # fmt: skip
     conf["connections"]["s2s"]["encap"] = encap
     conf["connections"]["s2s"]["children"]["net"].update(child or {})
+    conf["connections"]["s2s"].update(conn or {})
     daemon = PyikeDaemon(lab, me["host"])
     daemons.append(daemon)
     daemon.start(conf, timeout=10 * SLOW)
@@ -370,3 +373,39 @@ def test_nat_t_through_a_nat_host(make_lab, daemons):
     choice = json.loads(right.ctl("stats", "--json"))["dataplane"]
     assert (choice["mode"], choice["setting"]) == ("kernel", "auto"), choice
     assert choice["reason"].startswith("auto: kernel ESP available"), choice
+
+
+def route_based(address):
+    return {"mode": "route", "interface": {"name": "ipsec0", "addresses": [address], "mtu": 1400}}
+
+
+def test_route_based_tunnels_carry_what_is_routed_into_their_interfaces(make_lab, daemons):
+    """mode route: each gateway has an XFRM interface (ipsec0) bound to the Child SAs by if_id, with
+    0.0.0.0/0 selectors; what the operator routes into it crosses as ESP, and the interface addresses
+    reach each other across the tunnel (the path of a BGP or OSPF session). Nothing is routed by the
+    daemon itself, and a stop removes the interface."""
+    lab = make_lab(TWO_SITES)
+    anything = (["0.0.0.0/0"], ["0.0.0.0/0"])
+    left = pyike(lab, daemons, LEFT, RIGHT, nets=anything, conn=route_based("169.254.10.1/30"))
+    pyike(lab, daemons, RIGHT, LEFT, nets=anything, conn=route_based("169.254.10.2/30"))
+    link = lab.run_in("gw1", ["ip", "-d", "link", "show", "ipsec0"])
+    assert "mtu 1400" in link and re.search(r"\bxfrm if_id 0x[0-9a-f]+", link) and ",UP," in link, link
+    assert "initiate completed successfully" in left.ctl(
+        "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
+    )
+    assert "table 220" not in lab.run_in(
+        "gw1", ["ip", "route", "show", "table", "all"]
+    )  # the operator routes
+    lab.run_in("gw1", ["ip", "route", "add", "10.2.0.0/24", "dev", "ipsec0"])
+    lab.run_in("gw2", ["ip", "route", "add", "10.1.0.0/24", "dev", "ipsec0"])
+    both_ways_only_esp(lab)
+    out = lab.run_in("gw1", ["ping", "-c", "3", "-i", "0.2", "-w", "30", "-I", "169.254.10.1", "169.254.10.2"],
+                     timeout=60)  # fmt: skip
+    assert "3 packets transmitted, 3 received" in out, out
+    if_id = re.search(r"if_id (0x[0-9a-f]+)", link).group(1)
+    mine = [s for s in states(lab, "gw1") if ours(s)]
+    assert len(mine) == 2 and all("if_id " + if_id in s["text"] for s in mine), [s["text"] for s in mine]
+    assert policies(lab, "gw1").count("if_id " + if_id) == 3, policies(lab, "gw1")  # out, in, fwd
+    left.stop()
+    assert "ipsec0" not in lab.run_in("gw1", ["ip", "link", "show"])
+    assert not [s for s in states(lab, "gw1") if ours(s)] and "reqid" not in policies(lab, "gw1")

@@ -30,6 +30,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike import text as engine_text
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import build_base as engine_config_build_base
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import build_child as engine_config_build_child
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import build_route as engine_config_build_route
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import credentials as engine_config_credentials
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import documents as engine_config_documents
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import errors as engine_config_errors
@@ -117,6 +118,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import tun as engine_runtime_tun
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import udp as engine_runtime_udp
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm as engine_runtime_xfrm
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm_interfaces as engine_runtime_xfrm_interfaces
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm_msg as engine_runtime_xfrm_msg
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import xfrm_selectors as engine_runtime_xfrm_selectors
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.wire import codec as engine_wire_codec

@@ -192,8 +192,8 @@ BAD_CONFIGS: List[Tuple[str, Mutation, str]] = [
         "unknown-key-connection",
         set_((*CONN, "rekey"), 100),
         "connections.hq.rekey: unknown field (allowed: allow_weak_psk, auth, auth_method, ca_certs, cert, "
-        "cert_chain, children, dpd_action, dpd_delay, encap, ike_proposals, local, private_key, psk, psk_file, "
-        "reauth_time, rekey_time, remote)",
+        "cert_chain, children, dpd_action, dpd_delay, encap, ike_proposals, interface, local, mode, private_key, "
+        "psk, psk_file, reauth_time, rekey_time, remote)",
     ),
     (
         "unknown-key-top",

@@ -41,14 +41,16 @@ def policy(remote_address=None, remote_host=None):
                            remote_host=remote_host, dpd_action="clear", children={"lan": child})  # fmt: skip
 
 
-def actions_for(conn_policy, lookups):
+def actions_for(conn_policy, lookups, interface=None):
     engine = SimpleNamespace(policies={"c": conn_policy}, peer_addresses={}, sas={},
                              retransmit=SimpleNamespace(span=lambda: 10.0))  # fmt: skip
     engine.set_peer_addresses = lambda conn, addresses: engine.peer_addresses.__setitem__(conn, addresses)
     dataplane = KernelDataplane([], nat_t_port=4500, xfrm=FakeXfrm(), routes=FakeRoutes(), events=Events)
     dataplane.start(Loop())
     failures = []
-    daemon = SimpleNamespace(engine=engine, dataplane=dataplane, _flush=lambda: None, _failed=failures.append)
+    config = SimpleNamespace(connections={"c": SimpleNamespace(interface=interface)})
+    daemon = SimpleNamespace(engine=engine, dataplane=dataplane, config=config, _flush=lambda: None,
+                             _failed=failures.append)  # fmt: skip
 
     def lookup(host, port, family, *args):
         lookups.append(host)
@@ -96,3 +98,15 @@ def test_a_dns_peers_trap_waits_for_the_name_then_names_the_resolved_address():
     assert waiting == [] and failures == []  # no failure for a name not resolved yet
     assert lookups == ["gw2.example"]
     assert ("out", "192.0.2.1", "198.51.100.7") in found and len(found) == 3
+
+
+def test_a_route_based_connections_trap_takes_only_its_interfaces_traffic():
+    async def run():
+        actions, dataplane, failures = actions_for(policy(remote_address="198.51.100.1"), [],
+                                                   interface=SimpleNamespace(if_id=7))  # fmt: skip
+        actions.start(asyncio.get_running_loop())
+        actions.apply_start_actions()
+        return [spec.selector.if_id for spec in dataplane.xfrm.policies.values()], failures
+
+    if_ids, failures = asyncio.run(run())
+    assert if_ids == [7, 7, 7] and failures == []

@@ -30,6 +30,7 @@ from ..ike.impair import ImpairError
 from ..ike.impair import parse as parse_impairment
 from . import schema as defaults
 from .build_child import ChildParts
+from .build_route import RouteParts
 from .credentials import _PUBKEY_KEYS, CredentialParts
 from .documents import _problem, key_problems, parse_document
 from .errors import ConfigError, Path, Problem, format_path
@@ -119,7 +120,7 @@ def _exposed_psks(data: Any, source: str, mode: int) -> List[Problem]:
 # -- building the model ---------------------------------------------------------------------------------------
 
 
-class _Builder(CredentialParts, ChildParts):
+class _Builder(CredentialParts, ChildParts, RouteParts):
     """The document to the model, collecting every problem (see parse_config)."""
 
     def build(self, data: Dict[str, Any]) -> Optional[EngineConfig]:
@@ -139,6 +140,7 @@ class _Builder(CredentialParts, ChildParts):
             else:
                 connections[name] = conn
         self.check_unique(connections)
+        self.check_interfaces(connections)
         if not complete or settings is None:
             return None
         return EngineConfig(settings, connections)
@@ -244,6 +246,7 @@ class _Builder(CredentialParts, ChildParts):
         rekey_time = attempt(get, raw, "rekey_time", path, "int", defaults.DEFAULT_IKE_REKEY_TIME)
         dpd_action = attempt(get, raw, "dpd_action", path, "str", defaults.DEFAULT_DPD_ACTION)
         reauth_time = attempt(get, raw, "reauth_time", path, "int", defaults.DEFAULT_REAUTH_TIME)
+        route = attempt(self.route_mode, path, raw)
         raw_children = attempt(get, raw, "children", path, "dict") or {}
         authenticator = credentials if auth == "pubkey" else psk
         ok = None not in (
@@ -289,7 +292,7 @@ class _Builder(CredentialParts, ChildParts):
                 ok = False
             else:
                 children[child_name] = child
-        if reauth_time is None:
+        if reauth_time is None or route is None:
             ok = False
         if not children:
             ok = False
@@ -310,6 +313,8 @@ class _Builder(CredentialParts, ChildParts):
             rekey_time=rekey_time,
             reauth_time=reauth_time,
             dpd_action=dpd_action,
+            mode=route[0],
+            interface=route[1],
             **(credentials.fields() if credentials is not None else {}),
         )
 

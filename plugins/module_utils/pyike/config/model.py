@@ -40,6 +40,7 @@ __all__ = [
     "Identity",
     "IdentityError",
     "ProposalSpec",
+    "RouteInterface",
     "Secret",
     "SelectorError",
     "Settings",
@@ -214,6 +215,20 @@ class ChildConfig:
 
 
 @dataclass(frozen=True)
+class RouteInterface:
+    """The XFRM interface of a route-based connection (mode route): its name, the if_id that binds the
+    Child SAs' states and policies to it, its addresses and MTU."""
+
+    name: str
+    if_id: int
+    addresses: Tuple[str, ...] = ()
+    mtu: Optional[int] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "if_id": self.if_id, "addresses": list(self.addresses), "mtu": self.mtu}
+
+
+@dataclass(frozen=True)
 class ConnectionConfig:
     """One connection: an IKE SA configuration and its Child SAs (in configuration order).
 
@@ -237,6 +252,8 @@ class ConnectionConfig:
     rekey_time: int = defaults.DEFAULT_IKE_REKEY_TIME
     reauth_time: int = defaults.DEFAULT_REAUTH_TIME
     dpd_action: str = defaults.DEFAULT_DPD_ACTION
+    mode: str = defaults.DEFAULT_MODE
+    interface: Optional[RouteInterface] = None  # mode route
     cert: Optional[str] = None  # the paths as resolved by the loader
     cert_chain: Optional[str] = None
     private_key: Optional[str] = None
@@ -267,6 +284,8 @@ class ConnectionConfig:
             "reauth_time": self.reauth_time,
             "children": {name: child.as_dict() for name, child in self.children.items()},
         }
+        if self.mode != defaults.DEFAULT_MODE:
+            result.update(mode=self.mode, interface=self.interface.as_dict() if self.interface else None)
         if self.auth == "pubkey":
             result.update(
                 {

@@ -44,6 +44,9 @@ DEFAULT_RETRANSMIT_TIMEOUT = 2.0
 DEFAULT_RETRANSMIT_BASE = 1.8
 DEFAULT_RETRANSMIT_TRIES = 5
 DPD_ACTIONS = ["clear", "restart", "trap"]
+DEFAULT_MODE = "policy"
+MODES = ["policy", "route"]
+INTERFACE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,15}$"  # IFNAMSIZ - 1, no slash, colon or space
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
 DEFAULT_REAUTH_TIME = 0  # strongSwan: reauthentication is off by default
 
@@ -408,6 +411,52 @@ SCHEMA: Dict[str, Any] = {
                     "type": "boolean",
                     "default": DEFAULT_ENCAP,
                     "description": "force UDP encapsulation of ESP (RFC 3948) even without a NAT",
+                },
+                "mode": {
+                    "type": "string",
+                    "enum": MODES,
+                    "default": DEFAULT_MODE,
+                    "description": (
+                        "policy: the Child SAs' traffic selectors decide what the kernel or the daemon "
+                        "encrypts (policy-based, strongSwan's default). route: a route-based tunnel; what "
+                        "is routed into the connection's interface (below) is encrypted, and the interface "
+                        "carries what arrives, so static routes or a routing daemon (FRR, BIRD: BGP, OSPF) "
+                        "decide; usually with 0.0.0.0/0 and ::/0 as traffic selectors. Needs the kernel "
+                        "dataplane (XFRM interfaces, Linux 4.19+)"
+                    ),
+                },
+                "interface": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "description": "mode route: the XFRM interface of this connection, created at start and "
+                    "removed at stop (strongSwan: if_id_in/if_id_out with an interface made by hand)",
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "pattern": INTERFACE_NAME_PATTERN,
+                            "description": "interface name, 1 to 15 characters (letters, digits, _ . -)",
+                        },
+                        "if_id": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 0xFFFFFFFF,
+                            "description": "XFRM interface id binding the interface to the Child SAs; "
+                            "default: derived from the name (unique per host)",
+                        },
+                        "addresses": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "addresses with prefix length on the interface, e.g. "
+                            "169.254.10.1/30 for a BGP session across the tunnel",
+                        },
+                        "mtu": {
+                            "type": "integer",
+                            "minimum": 1280,
+                            "maximum": 9000,
+                            "description": "interface MTU; default: the kernel's",
+                        },
+                    },
                 },
                 "dpd_delay": seconds_field(
                     "seconds without traffic from the peer before a liveness check (RFC 7296 §2.4); "

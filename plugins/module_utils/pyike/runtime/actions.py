@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from ..ike.events import Failure, InstallTrap, PeerUnmatched, ResolvePeer
 from ..ike.sa import ESTABLISHED
 from ..selectors import address_ranges
+from .installer import route_if_id
 from .resolver import RESOLVE_TIMEOUT, PeerNames, ResolveError, Resolver
 from .traps import Traps
 
@@ -144,7 +145,8 @@ class ConnectionActions:
             return  # _look_up installs it
         try:
             self.traps.install(conn, child, origin, local_ts, remote_ts, self.route_source(local_ts),
-                               local=policy.local_address, peer=peer)  # fmt: skip
+                               local=policy.local_address, peer=peer,
+                               if_id=route_if_id(self.daemon.config, conn))  # fmt: skip
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install the trap: %s", conn, child, exc)
             self.daemon._failed(Failure(conn, "install the trap of %s" % child, str(exc)))

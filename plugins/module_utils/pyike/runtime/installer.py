@@ -76,6 +76,7 @@ class ChildSaInstaller:
 
                 outbound, inbound = kernel_sa_pair(event)  # the kernel encrypts: it gets the keys
                 kernel_only["trap"] = "%s/%s" % (event.conn, event.child)  # takes its trap's policies over
+                kernel_only["if_id"] = route_if_id(self.config, event.conn)
             else:
                 outbound = OutboundSA(
                     event.spi_out,
@@ -173,6 +174,12 @@ class ChildSaInstaller:
             child_id, outbound, remote = waiting
             if self.dataplane.outbound_of(child_id) is not outbound:
                 self.dataplane.switch_outbound(child_id, outbound, remote)
+
+
+def route_if_id(config, conn: str) -> int:
+    """The if_id of a route-based connection's XFRM interface; 0 for a policy-based one."""
+    connection = config.connections.get(conn)
+    return connection.interface.if_id if connection is not None and connection.interface is not None else 0
 
 
 def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
