@@ -44,7 +44,7 @@ def policy(remote_address=None, remote_host=None):
 def actions_for(conn_policy, lookups, interface=None):
     engine = SimpleNamespace(policies={"c": conn_policy}, peer_addresses={}, sas={},
                              retransmit=SimpleNamespace(span=lambda: 10.0))  # fmt: skip
-    engine.set_peer_addresses = lambda conn, addresses: engine.peer_addresses.__setitem__(conn, addresses)
+    engine.set_peer_addresses = engine.peer_addresses.__setitem__
     dataplane = KernelDataplane([], nat_t_port=4500, xfrm=FakeXfrm(), routes=FakeRoutes(), events=Events)
     dataplane.start(Loop())
     failures = []
@@ -88,7 +88,7 @@ def test_a_dns_peers_trap_waits_for_the_name_then_names_the_resolved_address():
         actions.start(asyncio.get_running_loop())
         actions.apply_start_actions()
         waiting = templates(dataplane)
-        for _ in range(100):
+        for _attempt in range(100):
             if dataplane._traps:
                 break
             await asyncio.sleep(0.01)

@@ -17,7 +17,7 @@ from pyike.runtime.kernel_dataplane import KernelDataplane, kernel_sa_pair
 from pyike.runtime.traps import Traps
 from pyike.runtime.xfrm import AcquireInfo, XfrmError
 
-LOCAL_TS, REMOTE_TS = ["10.1.0.0/24"], ["10.2.0.0/24"]
+LOCAL_TS, REMOTE_TS = ("10.1.0.0/24",), ("10.2.0.0/24",)
 PEER = ("198.51.100.1", 4500)
 
 
@@ -193,8 +193,11 @@ def test_the_traps_of_a_kernel_dataplane_initiate_once_per_acquire_and_back_off_
     initiated = []
     traps = Traps(dataplane, lambda conn, child: initiated.append((conn, child)) or True, loop.call_soon, 30.0,
                   clock=lambda: now[0])  # fmt: skip
-    ts = lambda net: [TrafficSelector.from_network(net)]  # noqa: E731
-    assert traps.install("c", "lan", "start_action", ts("10.1.0.0/24"), ts("10.2.0.0/24"), "10.1.0.1",
+    local_ts, remote_ts = (
+        [TrafficSelector.from_network("10.1.0.0/24")],
+        [TrafficSelector.from_network("10.2.0.0/24")],
+    )
+    assert traps.install("c", "lan", "start_action", local_ts, remote_ts, "10.1.0.1",
                          local="192.0.2.1", peer="198.51.100.1")  # fmt: skip
     reqid = dataplane._traps["c/lan"].reqid
     flow = AcquireInfo(reqid, "192.0.2.1", "198.51.100.1", "10.1.0.10 -> 10.2.0.10")
