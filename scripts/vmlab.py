@@ -8,7 +8,7 @@ The VM is virtme-ng's `vng` under QEMU TCG (--disable-kvm: nested KVM hangs on t
 host's root filesystem shared read-only; scripts/vm-guest.sh prepares it (modules, tmpfs) and runs
 pytest with this interpreter. The exit code is honest: non-zero when the VM cannot start, times out,
 crashes, when a test fails, when no test ran or when a test was skipped (a skipped VM test proves
-nothing). Environment: VM_KERNEL (a /boot/vmlinuz-*), VM_MEMORY (2G), VM_CPUS (2), VM_TIMEOUT (900 s:
+nothing). Environment: VM_KERNEL (a /boot/vmlinuz-*), VM_MEMORY (2G), VM_CPUS (2), VM_TIMEOUT (1500 s:
 the budget of the whole VM part, boot to power-off).
 
 The root share is 9p without caching (virtme-ng's choice), so every file lookup is a round trip through
@@ -249,7 +249,7 @@ def main(argv: List[str]) -> int:
     try:
         tools = find_tools()
         kernel = find_kernel(environ)
-        timeout = float(environ.get("VM_TIMEOUT", "900"))
+        timeout = float(environ.get("VM_TIMEOUT", "1500"))
         shares = cached_shares()
     except (VmLabError, ValueError) as exc:
         print("vm-test: FAILED: %s" % exc, file=sys.stderr)
