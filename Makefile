@@ -73,7 +73,7 @@ vm-test:
 	cd $(ROOT) && python scripts/vmlab.py $(VM_TESTS)
 
 # Molecule scenarios (default: `default`) in kernel mode inside the VM lab; not in `make test` (about
-# 12 minutes: Ansible under TCG).  Some:  make molecule-vm MOLECULE_SCENARIOS="default hub_spoke"
+# 12 to 20 minutes: Ansible under TCG).  Some:  make molecule-vm MOLECULE_SCENARIOS="default hub_spoke"
 molecule-vm:
 	bash $(ROOT)/scripts/molecule-vm.sh $(MOLECULE_SCENARIOS)
 

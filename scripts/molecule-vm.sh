@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 if [ -z "${PYIKE_VM_LAB:-}" ]; then  # on the host: vm-guest.sh sets PYIKE_VM_LAB inside the VM
-  # Ansible under QEMU TCG is slow: the default scenario alone took 12 minutes (718 s) in the VM.
+  # Ansible under QEMU TCG is slow: the default scenario alone took 718 s and 1190 s in two runs in the VM.
   VM_TIMEOUT="${VM_TIMEOUT:-2400}" exec "${PYTHON:-$ROOT/.venv/bin/python}" scripts/vmlab.py --script scripts/molecule-vm.sh "$@"
 fi
 export PYIKE_MOLECULE_DATAPLANE=kernel
