@@ -81,21 +81,3 @@ def test_userspace_is_taken_as_said(lab, daemons):
     choice = daemon.stats()["dataplane"]
     assert choice["mode"] == "userspace" and choice["reason"] == "settings.dataplane is userspace", choice
 
-
-def test_a_route_based_connection_refuses_the_userspace_dataplane_and_says_why(lab, daemons):
-    """mode route needs XFRM interfaces: with auto on a kernel without ESP the daemon does not start
-    half-working, and says which connection and why; no TUN device or route is left behind."""
-    if kernel_has_esp(lab, "gw1"):
-        pytest.fail("this kernel has ESP: a route-based connection must start here (tests/vm)")
-    daemon = PyikeDaemon(lab, "gw1")
-    daemons.append(daemon)
-    conf = config(LEFT, RIGHT)
-    conf["connections"]["s2s"].update(mode="route", interface={"name": "ipsec0"})
-    with pytest.raises(LabError):
-        daemon.start(conf, timeout=10.0)
-    assert (
-        "pyike: cannot start: connection s2s: mode route needs the kernel dataplane (XFRM interfaces); this "
-        "daemon runs the userspace one (auto: kernel ESP unavailable: %s)" % NO_ESP
-    ) in daemon.log(), daemon.log()
-    assert "Traceback" not in daemon.log()
-    assert "ipsec0" not in lab.run_in("gw1", ["ip", "link", "show"])

@@ -110,8 +110,10 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import kernel_dataplane as engine_runtime_kernel_dataplane
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import kernel_traps as engine_runtime_kernel_traps
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import link_config as engine_runtime_link_config
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import resolver as engine_runtime_resolver
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import route_tuns as engine_runtime_route_tuns
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import routes as engine_runtime_routes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import static_tunnel as engine_runtime_static_tunnel
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import traps as engine_runtime_traps

@@ -1,4 +1,4 @@
-"""Route-based connections (mode route): the XFRM interface's name, if_id, addresses and MTU, and the
+"""Route-based connections (mode route): the interface (XFRM or TUN)'s name, if_id, addresses and MTU, and the
 errors of a wrong one, with both schema engines."""
 
 from __future__ import annotations
@@ -81,3 +81,14 @@ def test_two_connections_cannot_share_an_interface_or_an_if_id(engine):
         "%s: connections.branch.interface.if_id: 9 is connection 'hq''s interface's if_id already; set if_id on one"
         % SOURCE,
     ], lines
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_interface_cannot_be_the_main_tun_device(engine):
+    need_engine(engine)
+    data = routed(name="pyike0")
+    data.setdefault("settings", {})["tun_name"] = "pyike0"
+    assert problems(data, engine) == [
+        "%s: connections.hq.interface.name: pyike0 is the userspace dataplane's TUN device (settings.tun_name)"
+        % SOURCE
+    ]

@@ -21,6 +21,7 @@ class FakeTun:
 
     name = "fake0"
     fd = -1
+    mtu = 1400
 
     def __init__(self, vnet_hdr: bool = False):
         self.vnet_hdr = vnet_hdr

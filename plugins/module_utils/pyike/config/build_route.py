@@ -44,8 +44,8 @@ class RouteParts(BuilderBase):
         mtu = self._get(spec, "mtu", where, "int", None) if "mtu" in spec else None
         return mode, RouteInterface(name, if_id, tuple(addresses), mtu)
 
-    def check_interfaces(self, connections: Dict[str, ConnectionConfig]) -> None:
-        """One interface per route-based connection: names and if_ids unique."""
+    def check_interfaces(self, connections: Dict[str, ConnectionConfig], tun_name: str) -> None:
+        """One interface per route-based connection: names and if_ids unique, and not the main TUN device's."""
         names: Dict[str, str] = {}
         if_ids: Dict[int, str] = {}
         for conn_name, conn in connections.items():
@@ -53,6 +53,11 @@ class RouteParts(BuilderBase):
             if interface is None:
                 continue
             path = ("connections", conn_name, "interface")
+            if interface.name == tun_name:
+                self.add(
+                    (*path, "name"),
+                    "%s is the userspace dataplane's TUN device (settings.tun_name)" % tun_name,
+                )
             if interface.name in names:
                 self.add(
                     (*path, "name"),

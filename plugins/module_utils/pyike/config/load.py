@@ -140,7 +140,7 @@ class _Builder(CredentialParts, ChildParts, RouteParts):
             else:
                 connections[name] = conn
         self.check_unique(connections)
-        self.check_interfaces(connections)
+        self.check_interfaces(connections, (settings or Settings()).tun_name)
         if not complete or settings is None:
             return None
         return EngineConfig(settings, connections)

@@ -421,16 +421,17 @@ SCHEMA: Dict[str, Any] = {
                         "encrypts (policy-based, strongSwan's default). route: a route-based tunnel; what "
                         "is routed into the connection's interface (below) is encrypted, and the interface "
                         "carries what arrives, so static routes or a routing daemon (FRR, BIRD: BGP, OSPF) "
-                        "decide; usually with 0.0.0.0/0 and ::/0 as traffic selectors. Needs the kernel "
-                        "dataplane (XFRM interfaces, Linux 4.19+)"
+                        "decide; usually with 0.0.0.0/0 and ::/0 as traffic selectors. The kernel dataplane "
+                        "makes the interface an XFRM interface (Linux 4.19+), the userspace one a TUN device"
                     ),
                 },
                 "interface": {
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["name"],
-                    "description": "mode route: the XFRM interface of this connection, created at start and "
-                    "removed at stop (strongSwan: if_id_in/if_id_out with an interface made by hand)",
+                    "description": "mode route: the interface of this connection (XFRM interface or TUN "
+                    "device), created at start and removed at stop (strongSwan: if_id_in/if_id_out with an "
+                    "interface made by hand)",
                     "properties": {
                         "name": {
                             "type": "string",
@@ -441,8 +442,8 @@ SCHEMA: Dict[str, Any] = {
                             "type": "integer",
                             "minimum": 1,
                             "maximum": 0xFFFFFFFF,
-                            "description": "XFRM interface id binding the interface to the Child SAs; "
-                            "default: derived from the name (unique per host)",
+                            "description": "interface id binding the interface to the Child SAs (the XFRM "
+                            "if_id in kernel mode); default: derived from the name (unique per host)",
                         },
                         "addresses": {
                             "type": "array",

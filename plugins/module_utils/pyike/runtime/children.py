@@ -108,6 +108,7 @@ class Child:
         "retired_drops",
         "retired_in",
         "retired_out",
+        "route_tun",
         "routes",
         "source",
         "tx_errors",
@@ -133,6 +134,7 @@ class Child:
         self.source = source  # our address for this child's packets, when the socket is a wildcard one
         self.encap = encap
         self.routes: List[Tuple[str, Optional[str]]] = []
+        self.route_tun: Any = None  # route_tuns.RouteTun of a route-based connection; None: the main TUN
         self.tx_errors = 0
         # counts of SAs that were replaced or removed, so a child's totals never go backwards
         self.retired_in = Traffic()
@@ -192,6 +194,7 @@ class Child:
             "drops": drops,
             "sas_out": sas_out,
             "sas_in": sas_in,
+            "interface": self.route_tun.name if self.route_tun is not None else None,
         }
 
 

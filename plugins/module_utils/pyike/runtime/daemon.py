@@ -152,9 +152,6 @@ class Daemon(Commands, ChildSaInstaller):
             endpoints = self._kernel_dataplane(listen)  # None: auto fell back to userspace
         choice = self.dataplane_choice
         (log.info if choice.complete else log.warning)("dataplane: %s (%s)", choice.mode, choice.reason)
-        refusal = _route_refusal(self.config, kernel=endpoints is not None)
-        if refusal:
-            raise StartError("%s (%s)" % (refusal, choice.reason))
         if endpoints is None:
             with _start_step("TUN device %s (MTU %d)" % (settings.tun_name, settings.tun_mtu)):
                 tun = Tun(settings.tun_name, mtu=settings.tun_mtu)
@@ -162,8 +159,9 @@ class Daemon(Commands, ChildSaInstaller):
             endpoints = self._userspace_endpoints(listen)
             routes = RouteManager(tun.name)
             self.dataplane = Dataplane(tun, endpoints, routes=routes, ike_handler=self._on_ike)
-        if getattr(self.dataplane, "kernel", False):
-            with _start_step("XFRM interfaces of the route-based connections"):
+        if _route_interfaces(self.config):
+            kind = "XFRM interfaces" if getattr(self.dataplane, "kernel", False) else "TUN devices"
+            with _start_step("%s of the route-based connections" % kind):
                 self.dataplane.interfaces.sync(_route_interfaces(self.config))
         self.dataplane.limits.on_limit = self._on_volume_limit
         self.dataplane.start(loop)
@@ -420,12 +418,11 @@ class Daemon(Commands, ChildSaInstaller):
             if raise_errors:
                 raise ControlError("reload refused, the running configuration stays:\n%s" % refusal)
             return {}
-        refusal = _route_refusal(config, kernel=getattr(self.dataplane, "kernel", False))
-        if not refusal and getattr(self.dataplane, "kernel", False):
-            try:
+        try:
+            if self.dataplane is not None:  # None only before the start
                 self.dataplane.interfaces.sync(_route_interfaces(config))
-            except (OSError, ValueError) as exc:
-                refusal = describe_error(exc)
+        except (OSError, ValueError) as exc:
+            refusal = describe_error(exc)
         if refusal:
             log.error("reload refused, the running configuration stays: %s", refusal)
             if raise_errors:
@@ -463,17 +460,8 @@ class Daemon(Commands, ChildSaInstaller):
 
 
 def _route_interfaces(config: Any) -> Dict[str, Any]:
-    """The XFRM interfaces the route-based connections want, by name."""
+    """The interfaces (XFRM or TUN) the route-based connections want, by name."""
     return {c.interface.name: c.interface for c in config.connections.values() if c.interface is not None}
-
-
-def _route_refusal(config: Any, kernel: bool) -> str:
-    """Why the configuration cannot run on this dataplane: route-based connections need XFRM interfaces."""
-    routed = sorted(name for name, conn in config.connections.items() if conn.mode == "route")
-    if not routed or kernel:
-        return ""
-    return ("connection%s %s: mode route needs the kernel dataplane (XFRM interfaces); this daemon runs the "
-            "userspace one" % ("s" if len(routed) > 1 else "", ", ".join(routed)))  # fmt: skip
 
 
 def _restart_needed(choice: Optional[DataplaneChoice], config: Any) -> str:

@@ -12,6 +12,8 @@ batch:
   decapsulate (replay, ICV, padding and inbound selector checks are the ESP core's), and write
   the inner packets to the TUN device — as TCP super-packets when the TUN has a virtio-net
   header (:mod:`.gro`).
+* route-based connections (mode route) have a TUN device and an SPD of their own
+  (:mod:`.route_tuns`); what their Child SAs decrypt goes to their device.
 
 Nothing here logs or raises per packet: every packet that is not forwarded is counted under a
 reason — in the SA's ``drops`` (ESP core), in the SAD's or SPD's ``drops``, or in this object's
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..esp import SAD, SPD, InboundSA, OutboundSA, Policy, SelectorSet
@@ -55,6 +58,7 @@ from .children import (
 from .early import EarlyPackets
 from .gro import TcpCoalescer
 from .lifetimes import VolumeWatch
+from .route_tuns import RouteTun, RouteTuns
 from .routes import RouteManager, networks_of_range
 from .tun import Tun
 from .udp import NON_ESP_MARKER, RawEspEndpoint, UdpEndpoint
@@ -64,6 +68,7 @@ log = logging.getLogger("pyike.dataplane")
 __all__ = ["DEFAULT_BATCH", "Dataplane", "DataplaneError"]
 
 DEFAULT_BATCH = 64
+_SPI = struct.Struct("!I")
 IkeHandler = Callable[[bytes, Address, Address], None]
 
 
@@ -102,6 +107,11 @@ class Dataplane:
         # byte/packet/sequence-number lifetimes (RFC 4301 §4.4.2.1), checked after each batch while any
         # SA has a byte or packet limit; the owner sets `limits.on_limit`
         self.limits = VolumeWatch()
+        # route-based connections (mode route): a TUN device and SPD each (route_tuns.py), by if_id, and
+        # the inbound SPIs whose packets go to one of them instead of the main TUN
+        self.interfaces = RouteTuns(self, tun.mtu, gro)
+        self._route_tuns: Dict[int, RouteTun] = {}
+        self._routed: Dict[int, RouteTun] = {}
 
     def __repr__(self) -> str:
         return "<Dataplane %s children=%d>" % (self.tun.name, len(self._children))
@@ -115,6 +125,8 @@ class Dataplane:
         loop.add_reader(self.tun.fd, self._on_tun)
         for endpoint in self.endpoints:
             loop.add_reader(endpoint.fileno(), self._on_socket, endpoint)
+        for route_tun in self._route_tuns.values():
+            loop.add_reader(route_tun.tun.fd, self._on_route_tun, route_tun)
         self._loop = loop
 
     def stop(self) -> None:
@@ -125,12 +137,30 @@ class Dataplane:
         loop.remove_reader(self.tun.fd)
         for endpoint in self.endpoints:
             loop.remove_reader(endpoint.fileno())
+        for route_tun in self._route_tuns.values():
+            loop.remove_reader(route_tun.tun.fd)
 
     def close(self) -> None:
-        """Stop, remove every child and its routes; the TUN and sockets belong to the caller."""
+        """Stop, remove every child and its routes, close the route-based connections' TUN devices; the
+        main TUN and the sockets belong to the caller."""
         self.stop()
         for child_id in list(self._children):
             self.remove_child(child_id)
+        self.interfaces.close()
+
+    def attach(self, route_tun: RouteTun) -> None:
+        """Serve a route-based connection's TUN device (called by ``self.interfaces``)."""
+        self._route_tuns = {**self._route_tuns, route_tun.if_id: route_tun}
+        if self._loop is not None:
+            self._loop.add_reader(route_tun.tun.fd, self._on_route_tun, route_tun)
+
+    def detach(self, route_tun: RouteTun) -> None:
+        """Stop serving a TUN device that is about to close; its children are removed after it."""
+        self._route_tuns = {if_id: rt for if_id, rt in self._route_tuns.items() if rt is not route_tun}
+        self._routed = {spi: rt for spi, rt in self._routed.items() if rt is not route_tun}
+        route_tun.pending.clear()
+        if self._loop is not None:
+            self._loop.remove_reader(route_tun.tun.fd)
 
     # --- the IKE side's API ------------------------------------------------------------------
     def install_child(
@@ -146,6 +176,7 @@ class Dataplane:
         local: Optional[str] = None,
         route: bool = True,
         route_source: Union[str, Sequence[str], None] = None,
+        if_id: int = 0,
     ) -> None:
         """Install a Child SA: policy local_ts -> remote_ts through ``outbound_sa`` to ``peer``.
 
@@ -154,6 +185,8 @@ class Dataplane:
         inbound SA is checked against the selectors (set on it if it has none). With a route
         manager, routes to the remote selectors go into the TUN device, with ``route_source``
         (an address, or one per IP version) as preferred source for routes of the same IP version.
+        ``if_id``: the child of a route-based connection, whose TUN device (``self.interfaces``) carries
+        its traffic; its policy goes into that device's SPD, and no route is set (the operator routes).
         """
         if child_id in self._children:
             raise DataplaneError("child %r is already installed; remove it or rekey it" % child_id)
@@ -163,9 +196,11 @@ class Dataplane:
         peer = (peer[0], int(peer[1]) if encap else 0)
         if inbound_sa is not None and inbound_sa.spi in self.sad:
             raise DataplaneError("inbound SPI %#010x is already installed" % inbound_sa.spi)
+        route_tun = self.route_tun_of(if_id)
         policy = Policy(child_id, local_sel, remote_sel, outbound_sa)
         child = Child(child_id, policy, endpoint, peer, encap, local if endpoint.wildcard else None)
-        if route and self.routes is not None:
+        child.route_tun = route_tun
+        if route and self.routes is not None and route_tun is None:
             sources = _sources(route_source or self.route_source)
             try:
                 for ts in remote_sel:
@@ -182,20 +217,21 @@ class Dataplane:
             self.add_inbound(child_id, inbound_sa)
         if outbound_sa is not None:
             self._publish_tx(add=(outbound_sa, child))
-        self.spd.add(policy)
+        self._spd_of(child).add(policy)
 
     def remove_child(self, child_id: str) -> None:
         """Remove the policy, every SA and the routes of a child (unknown ids are ignored)."""
         child = self._children.pop(child_id, None)
         if child is None:
             return
-        self.spd.remove(child_id)
+        self._spd_of(child).remove(child_id)
         if child.outbound is not None:
             child.retire_outbound(child.outbound)
             self._publish_tx(remove=child.outbound)
             self.limits.remove(child.outbound)
         for spi in list(child.inbound):
             self.sad.remove(spi)
+            self._unroute(spi)
             sa = child.inbound.pop(spi)
             child.retire_inbound(sa)
             self.limits.remove(sa)
@@ -214,11 +250,17 @@ class Dataplane:
         except ValueError as exc:
             raise DataplaneError(str(exc)) from None
         child.inbound[inbound_sa.spi] = inbound_sa
+        if child.route_tun is not None:
+            self._routed = {**self._routed, inbound_sa.spi: child.route_tun}
         early = self.early.take(inbound_sa.spi)
         if early:
             inner = [packet for packet in map(inbound_sa.decapsulate, early) if packet is not None]
             self.io.early_in += len(inner)
-            self._to_tun(inner)
+            if child.route_tun is not None:
+                child.route_tun.pending.extend(inner)
+                self._flush_routed()
+            else:
+                self._to_tun(inner)
 
     def switch_outbound(
         self, child_id: str, outbound_sa: OutboundSA, peer: Optional[Address] = None
@@ -230,7 +272,7 @@ class Dataplane:
             child.peer = (peer[0], int(peer[1]) if child.encap else 0)
         self._publish_tx(add=(outbound_sa, child), remove=old)
         child.outbound = outbound_sa
-        self.spd.switch_sa(child_id, outbound_sa)
+        self._spd_of(child).switch_sa(child_id, outbound_sa)
         if old is not None and old is not outbound_sa:
             child.retire_outbound(old)
             self.limits.remove(old)
@@ -242,6 +284,7 @@ class Dataplane:
         sa = child.inbound.pop(spi, None)
         if sa is not None:
             self.sad.remove(spi)
+            self._unroute(spi)
             child.retire_inbound(sa)
             self.limits.remove(sa)
         return sa
@@ -283,6 +326,7 @@ class Dataplane:
             "drops": drops,
             "io": self.io.as_dict(),
             "endpoints": endpoints,
+            "interfaces": {rt.name: _interface_stats(rt) for rt in self._route_tuns.values()},
         }
 
     # --- IKE messages ------------------------------------------------------------------------
@@ -313,6 +357,27 @@ class Dataplane:
             log.exception("IKE handler failed on a message from %s:%d", source[0], source[1])
 
     # --- internals ---------------------------------------------------------------------------
+    def route_tun_of(self, if_id: int) -> Optional[RouteTun]:
+        """The TUN device of a route-based connection's if_id; None for 0 (policy-based)."""
+        if not if_id:
+            return None
+        route_tun = self._route_tuns.get(if_id)
+        if route_tun is None:
+            raise DataplaneError("no interface with if_id %d: its route-based connection has none" % if_id)
+        return route_tun
+
+    def spd_for(self, if_id: int) -> SPD:
+        """The SPD that a policy of ``if_id`` belongs in (traps.py)."""
+        route_tun = self.route_tun_of(if_id)
+        return route_tun.spd if route_tun is not None else self.spd
+
+    def _spd_of(self, child: Child) -> SPD:
+        return child.route_tun.spd if child.route_tun is not None else self.spd
+
+    def _unroute(self, spi: int) -> None:
+        if spi in self._routed:
+            self._routed = {key: rt for key, rt in self._routed.items() if key != spi}
+
     def _child(self, child_id: str) -> Child:
         child = self._children.get(child_id)
         if child is None:
@@ -356,9 +421,20 @@ class Dataplane:
         io.tun_rx += len(packets)
         self.send_inner(packets)
 
-    def send_inner(self, packets: Sequence[bytes]) -> None:
-        """Protect and send inner packets as if read from the TUN device (also those a trap held)."""
-        lookup = self.spd.lookup
+    def _on_route_tun(self, route_tun: RouteTun) -> None:
+        """A route-based connection's TUN device readable: the same, through its own SPD."""
+        packets = route_tun.tun.read_batch()
+        io = self.io
+        io.tun_wakeups += 1
+        if not packets:
+            return
+        io.tun_rx += len(packets)
+        self.send_inner(packets, route_tun.spd)
+
+    def send_inner(self, packets: Sequence[bytes], spd: Optional[SPD] = None) -> None:
+        """Protect and send inner packets as if read from the TUN device whose SPD is ``spd`` (default: the
+        main one); also those a trap held."""
+        lookup = (spd or self.spd).lookup
         groups: Dict[OutboundSA, List[bytes]] = {}
         last_sa = None
         last = None
@@ -395,7 +471,7 @@ class Dataplane:
         recv = endpoint.recv
         view = endpoint.view
         buffer = endpoint.buffer
-        decapsulate = self.sad.decapsulate
+        decapsulate = self._decapsulate_routed if self._routed else self.sad.decapsulate
         nat_t = endpoint.nat_t
         is_raw = isinstance(endpoint, RawEspEndpoint)
         marker = NON_ESP_MARKER
@@ -447,16 +523,43 @@ class Dataplane:
             self.drops.invalid_datagram += invalid
         self._to_tun(inner)
 
+    def _decapsulate_routed(self, packet) -> Optional[bytes]:
+        """SAD.decapsulate while route-based children are installed: their inner packets are kept for
+        their own TUN device (written by _to_tun after the batch), the others returned."""
+        inner = self.sad.decapsulate(packet)
+        if inner is None:
+            return None
+        route_tun = self._routed.get(_SPI.unpack_from(packet, 0)[0])
+        if route_tun is None:
+            return inner
+        route_tun.pending.append(inner)
+        return None
+
     def _to_tun(self, inner: List[bytes]) -> None:
         """Write decrypted packets to the TUN device (TCP segments coalesced where the TUN allows)."""
         if inner:
-            self.io.tun_tx += len(inner)
-            coalescer = self._coalescer
-            if coalescer is not None:
-                failed = self.tun.write_vnet(coalescer.coalesce(inner))
-            else:
-                failed = self.tun.write_batch(inner)
-            if failed:
-                self.drops.tun_write += failed
+            self._write(self.tun, self._coalescer, inner)
+        if self._routed:
+            self._flush_routed()
         if self.limits.counting:
             self.limits.check()
+
+    def _flush_routed(self) -> None:
+        for route_tun in self._route_tuns.values():
+            if route_tun.pending:
+                inner, route_tun.pending = route_tun.pending, []
+                self._write(route_tun.tun, route_tun.coalescer, inner)
+
+    def _write(self, tun: Tun, coalescer: Optional[TcpCoalescer], inner: List[bytes]) -> None:
+        self.io.tun_tx += len(inner)
+        if coalescer is not None:
+            failed = tun.write_vnet(coalescer.coalesce(inner))
+        else:
+            failed = tun.write_batch(inner)
+        if failed:
+            self.drops.tun_write += failed
+
+
+def _interface_stats(route_tun: RouteTun) -> Dict[str, Any]:
+    drops = {"spd_" + name: value for name, value in route_tun.spd.drops.as_dict().items()}
+    return {"if_id": route_tun.if_id, "policies": len(route_tun.spd), "drops": drops}

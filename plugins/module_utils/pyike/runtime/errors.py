@@ -6,6 +6,7 @@ import os
 import traceback
 
 from ..config.errors import ConfigError
+from .children import DataplaneError
 from .control import ControlError
 
 
@@ -25,6 +26,6 @@ def describe_error(exc: BaseException) -> str:
                 where[0].name,
             )
         return "%s without a message%s" % (type(exc).__name__, origin)
-    if isinstance(exc, (OSError, ControlError, ConfigError)):
+    if isinstance(exc, (OSError, ControlError, ConfigError, DataplaneError)):  # messages of our own
         return text
     return "%s: %s" % (type(exc).__name__, text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..esp import InboundSA, OutboundSA, SelectorSet, make_cipher
 from ..ids import IntegId
@@ -69,14 +69,13 @@ class ChildSaInstaller:
         integ = event.integ_id if event.integ_id else IntegId.NONE
         # the dataplane enforces address ranges; selectors of other TS types mean nothing to it
         local_ts, remote_ts = address_ranges(event.local_ts), address_ranges(event.remote_ts)
-        kernel_only = {}
+        extra: Dict[str, Any] = {"if_id": route_if_id(self.config, event.conn)}
         try:
             if getattr(self.dataplane, "kernel", False):
                 from .kernel_dataplane import kernel_sa_pair  # pyroute2: only in kernel mode
 
                 outbound, inbound = kernel_sa_pair(event)  # the kernel encrypts: it gets the keys
-                kernel_only["trap"] = "%s/%s" % (event.conn, event.child)  # takes its trap's policies over
-                kernel_only["if_id"] = route_if_id(self.config, event.conn)
+                extra["trap"] = "%s/%s" % (event.conn, event.child)  # takes its trap's policies over
             else:
                 outbound = OutboundSA(
                     event.spi_out,
@@ -104,7 +103,7 @@ class ChildSaInstaller:
                 event.encap,
                 local=event.local[0],
                 route_source=_local_addresses_in(event.local_ts, self._netlink()),
-                **kernel_only,
+                **extra,
             )
         except (OSError, ValueError) as exc:
             log.error("%s/%s: cannot install CHILD_SA %08x_i: %s", event.conn, event.child, event.spi_in, exc)

@@ -1,7 +1,8 @@
 """Traps: Child SAs that come up when traffic wants them (start_action, close_action and dpd_action trap).
 
 A trap is what a configured child's selectors ask of the dataplane before any SA exists: routes for its
-remote selectors into the TUN device and a policy without an SA (RFC 4301 §4.4.1: traffic to PROTECT).
+remote selectors into the TUN device (none for a route-based connection, whose own TUN device the operator
+routes into) and a policy without an SA (RFC 4301 §4.4.1: traffic to PROTECT).
 The first packet that matches it is an "acquire" (§5.1: no SA for a PROTECT entry, so key management
 is invoked): the daemon initiates the child, and the Child SA's own policy, installed next to the trap,
 takes the traffic from then on (esp/spd.py: an SA policy wins over a trap of the same selectors, a more
@@ -57,6 +58,7 @@ class Trap:
         self.local_ts: Tuple[TrafficSelector, ...] = tuple(local_ts)
         self.remote_ts: Tuple[TrafficSelector, ...] = tuple(remote_ts)
         self.policy: Optional[Policy] = None
+        self.spd: Any = None  # the SPD the policy is in: the main TUN's or a route-based connection's
         self.routes: List[Tuple[str, Optional[str]]] = []
         self.acquiring_since: Optional[float] = None
         self.not_before = 0.0  # no acquire before this time (back-off)
@@ -112,7 +114,8 @@ class Traps:
             )
             self._installed(trap)
             return True
-        routes = self.dataplane.routes
+        trap.spd = self.dataplane.spd_for(if_id)  # raises DataplaneError (a ValueError) for a missing one
+        routes = self.dataplane.routes if not if_id else None  # a route-based connection: the operator routes
         try:
             for ts in trap.remote_ts if routes is not None else ():
                 for network in networks_of_range(ts.start, ts.end, ts.version):
@@ -122,7 +125,7 @@ class Traps:
             self._remove_routes(trap)
             raise
         trap.policy = Policy("trap:" + trap.name, trap.local_ts, trap.remote_ts, acquire=self._on_packet)
-        self.dataplane.spd.add(trap.policy)
+        trap.spd.add(trap.policy)
         self.by_policy[trap.policy.name] = trap
         self._installed(trap)
         return True
@@ -139,7 +142,7 @@ class Traps:
         if self.kernel:
             self.dataplane.remove_trap(trap.name)
         if trap.policy is not None:
-            self.dataplane.spd.remove(trap.policy.name)
+            trap.spd.remove(trap.policy.name)
             self.by_policy.pop(trap.policy.name, None)
         self._remove_routes(trap)
         trap.counters["dropped"] += len(trap.held)
@@ -224,7 +227,7 @@ class Traps:
         trap.held.clear()
         if held:
             trap.counters["sent_held"] += len(held)
-            self.dataplane.send_inner(held)
+            self.dataplane.send_inner(held, trap.spd)
 
     def conn_failed(self, conn: str, reason: str) -> None:
         """A negotiation of `conn` failed: so did every acquire of it under way."""

@@ -9,11 +9,11 @@ another kind or if_id is refused, never deleted. Stop and a reload that drops th
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any, Callable, Dict, Optional
 
 from .children import DataplaneError
+from .link_config import configure_link
 
 log = logging.getLogger("pyike.kernel")
 
@@ -64,24 +64,8 @@ class XfrmInterfaces:
             found = ipr.link_lookup(ifname=spec.name)
             log.info("interface %s (if_id %d) created", spec.name, spec.if_id)
         self.ours[spec.name] = spec.if_id
-        index = found[0]
         try:
-            if spec.mtu:
-                ipr.link("set", index=index, mtu=spec.mtu)
-            current = {
-                (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                for a in ipr.get_addr(index=index)
-                if not _ipv6_link_local(a.get_attr("IFA_ADDRESS"))  # the kernel's own; 169.254/16 is ours
-            }
-            wanted = set()
-            for text in spec.addresses:
-                interface = ipaddress.ip_interface(text)
-                wanted.add((str(interface.ip), interface.network.prefixlen))
-            for address, prefixlen in sorted(wanted - current):
-                ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
-            for address, prefixlen in sorted(current - wanted):
-                ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
-            ipr.link("set", index=index, state="up")
+            configure_link(ipr, found[0], spec)
         except Exception as exc:
             raise DataplaneError(
                 "interface %s: cannot set its addresses, MTU or state: %s" % (spec.name, exc)
@@ -109,11 +93,6 @@ class XfrmInterfaces:
         if self._ipr is None:
             self._ipr = self._factory()
         return self._ipr
-
-
-def _ipv6_link_local(text: str) -> bool:
-    address = ipaddress.ip_address(text)
-    return address.version == 6 and address.is_link_local
 
 
 def _xfrm_kind(link: Any) -> tuple:
