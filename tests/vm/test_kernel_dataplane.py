@@ -43,8 +43,12 @@ KEY = re.compile(r"0x[0-9a-f]{16,}")  # key material in `ip xfrm state` output
 
 
 def pyike(
-    lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, child=None, conn=None, **settings
-):
+    lab, daemons, me, peer, esp="aes256gcm16", encap=False, nets=None, child=None, conn=None, wait=True,
+    **settings,
+):  # fmt: skip
+    """A pyike daemon in kernel mode (unless settings say otherwise). ``wait=False``: launched only, so
+    that the next one starts meanwhile (under TCG each start takes 30 s or more, mostly imports); then
+    ``ready(daemon)``."""
     local, remote = nets or ([me["net"]], [peer["net"]])
     conf = site_to_site("s2s", me["addr"], peer["addr"], me["id"], peer["id"], PSK, local, remote,
                         esp_proposals=[esp], **_without_none(dict({"dataplane": "kernel"}, **settings)))  # fmt: skip
@@ -53,8 +57,15 @@ def pyike(
     conf["connections"]["s2s"].update(conn or {})
     daemon = PyikeDaemon(lab, me["host"])
     daemons.append(daemon)
-    daemon.start(conf, timeout=10 * SLOW)
+    daemon.launch(conf)
+    if wait:
+        ready(daemon)
     return daemon
+
+
+def ready(*pyike_daemons):
+    for daemon in pyike_daemons:
+        daemon.wait_ready(timeout=10 * SLOW)
 
 
 def _without_none(settings):
@@ -139,8 +150,9 @@ def assert_kernel_sas_of(daemon, lab, host, me, peer, algorithms):
 
 def test_pyike_kernel_and_strongswan_kernel_netlink_carry_pings_in_both_roles(make_lab, daemons):
     lab = make_lab(TWO_SITES)
+    left = pyike(lab, daemons, LEFT, RIGHT, wait=False)
     charon = strongswan(lab, daemons, RIGHT, LEFT)
-    left = pyike(lab, daemons, LEFT, RIGHT)
+    ready(left)
     # pyike initiates
     assert "initiate completed successfully" in left.ctl(
         "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
@@ -183,8 +195,9 @@ def test_pyike_kernel_to_pyike_kernel_rekeys_under_pings_and_cleans_up(
     make_lab, daemons, esp, algorithms, encap
 ):
     lab = make_lab(TWO_SITES)
-    left = pyike(lab, daemons, LEFT, RIGHT, esp=esp, encap=encap)
+    left = pyike(lab, daemons, LEFT, RIGHT, esp=esp, encap=encap, wait=False)
     right = pyike(lab, daemons, RIGHT, LEFT, esp=esp, encap=encap)
+    ready(left)
     assert "initiate completed successfully" in left.ctl(
         "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
     )
@@ -245,8 +258,9 @@ def test_ipv6_over_ipv4_and_the_gateways_own_traffic_cross_only_as_esp(make_lab,
     with a preferred source), never in the clear from the public address."""
     lab = make_lab(TWO_SITES)
     esp = "aes128-sha256-esn"
-    left = pyike(lab, daemons, LEFT, RIGHT, esp=esp, nets=(V6_NETS["gw1"], V6_NETS["gw2"]))
+    left = pyike(lab, daemons, LEFT, RIGHT, esp=esp, nets=(V6_NETS["gw1"], V6_NETS["gw2"]), wait=False)
     pyike(lab, daemons, RIGHT, LEFT, esp=esp, nets=(V6_NETS["gw2"], V6_NETS["gw1"]))
+    ready(left)
     assert "initiate completed successfully" in left.ctl(
         "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
     )
@@ -279,8 +293,9 @@ def test_a_kernel_trap_a_byte_lifetime_and_a_userspace_peer(make_lab, daemons):
     lab = make_lab(TWO_SITES)
     # life_bytes far above rekey_bytes: a rekey slowed down by the emulated CPU still beats the hard limit
     left = pyike(lab, daemons, LEFT, RIGHT, esp="chacha20poly1305", start_action="trap",
-                 child={"rekey_bytes": 60000, "life_bytes": 600000})  # fmt: skip
+                 child={"rekey_bytes": 60000, "life_bytes": 600000}, wait=False)  # fmt: skip
     right = pyike(lab, daemons, RIGHT, LEFT, esp="chacha20poly1305", dataplane="userspace")
+    ready(left)
     (trap,) = json.loads(left.ctl("list-traps", "--json"))
     assert (trap["state"], trap["acquires"], left.sas()) == ("idle", 0, []), trap
     trap_policies = policies(lab, "gw1")
@@ -352,9 +367,10 @@ def test_nat_t_through_a_nat_host(make_lab, daemons):
     from the NAT's mapped port (RFC 3948), pings cross both ways, nothing in the clear."""
     lab = make_lab(TWO_SITES)
     lab.run_in("internet", ["nft", "-f", "-"], input_data=NAT_RULES)
-    left = pyike(lab, daemons, LEFT, RIGHT)
+    left = pyike(lab, daemons, LEFT, RIGHT, wait=False)
     # the responder sees only the NAT's address; no settings.dataplane: auto picks the kernel here
     right = pyike(lab, daemons, RIGHT, dict(LEFT, addr="%any"), dataplane=None)
+    ready(left)
     assert "initiate completed successfully" in left.ctl(
         "initiate", "s2s", "--wait", str(3 * SLOW), timeout=5 * SLOW
     )
@@ -386,8 +402,9 @@ def test_route_based_tunnels_carry_what_is_routed_into_their_interfaces(make_lab
     daemon itself, and a stop removes the interface."""
     lab = make_lab(TWO_SITES)
     anything = (["0.0.0.0/0"], ["0.0.0.0/0"])
-    left = pyike(lab, daemons, LEFT, RIGHT, nets=anything, conn=route_based("169.254.10.1/30"))
+    left = pyike(lab, daemons, LEFT, RIGHT, nets=anything, conn=route_based("169.254.10.1/30"), wait=False)
     pyike(lab, daemons, RIGHT, LEFT, nets=anything, conn=route_based("169.254.10.2/30"))
+    ready(left)
     link = lab.run_in("gw1", ["ip", "-d", "link", "show", "ipsec0"])
     assert "mtu 1400" in link and re.search(r"\bxfrm if_id 0x[0-9a-f]+", link) and ",UP," in link, link
     assert "initiate completed successfully" in left.ctl(

@@ -109,6 +109,12 @@ class PyikeDaemon:
         ``before_exec``: shell commands that the daemon's own process runs before it becomes the
         daemon (``$$`` is its PID), e.g. to join a cgroup.
         """
+        self.launch(config, before_exec)
+        self.wait_ready(timeout)
+
+    def launch(self, config: Optional[Dict[str, Any]] = None, before_exec: str = "") -> None:
+        """Start the daemon without waiting for it (then :meth:`wait_ready`): several daemons then start
+        at once, which matters where a start takes tens of seconds (the VM lab)."""
         if config is not None:
             self.write_config(config)
         impaired = bool(((config or {}).get("settings") or {}).get("impair"))
@@ -125,7 +131,13 @@ class PyikeDaemon:
             "mkdir -p /run/pyike && rm -f %s && setsid sh -c 'echo $$ > %s; %s' </dev/null >>%s 2>&1 &"
             % (shlex.quote(self.control_socket), PID_FILE, command.replace("'", "'\\''"), LOG_FILE)
         )
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Wait until the launched daemon's control socket exists; LabError with its log if it died or
+        the time ran out. The polls back off to 0.2 s: each is a process in the lab host, which competes
+        with the starting daemon for the CPU."""
         deadline = time.monotonic() + timeout
+        pause = 0.02
         while time.monotonic() < deadline:
             # The pid file may not be written yet right after the start: only a recorded PID that
             # no longer runs means the daemon died.
@@ -138,7 +150,8 @@ class PyikeDaemon:
                 return
             if state == "dead":
                 break
-            time.sleep(0.05)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
         raise LabError("lab host %s: pyike daemon did not start; log:\n%s" % (self.host, self.log()[-3000:]))
 
     def ctl(self, *args: str, timeout: float = 30.0) -> str:

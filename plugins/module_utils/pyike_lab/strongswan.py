@@ -200,12 +200,14 @@ class StrongSwan:
         self._sh("rm -f %s; setsid %s </dev/null >/dev/null 2>&1 &" % (VICI_SOCKET, CHARON))
         deadline = time.monotonic() + timeout
         ready = "test -S %s && swanctl --stats >/dev/null 2>&1 && echo yes || true" % VICI_SOCKET
+        pause = 0.02
         while time.monotonic() < deadline:
             # swanctl loads its plugins first: tens of seconds where the CPU is emulated (timeout_scale)
             if self._sh(ready, timeout=30.0 * self.timeout_scale).strip() == "yes":
                 self.swanctl("--load-all", "--noprompt")
                 return
-            time.sleep(0.05)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)  # each poll is a swanctl, which competes with charon for the CPU
         raise LabError(
             "lab host %s: charon did not answer on %s within %ss; log:\n%s"
             % (self.host, VICI_SOCKET, timeout, self.log())
