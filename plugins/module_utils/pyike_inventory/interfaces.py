@@ -154,9 +154,9 @@ def check_shared(inv: Inventory) -> None:
             if first is not tunnel:
                 inv.add(
                     (*interface.path, "if_id") if interface.if_id_given else interface.path,
-                    "on %s, %s is already that of tunnel %r's interface %r (%s): each route-based tunnel of a "
+                    "on %s, %s is already that of interface %r of tunnel %r (%s): each route-based tunnel of a "
                     "host needs an if_id of its own; set if_id on one"
-                    % (host, _if_id_text(interface), first.name, _name_of(first), _where(first)),
+                    % (host, _if_id_text(interface), _name_of(first), first.name, _where(first)),
                 )
 
 

@@ -118,12 +118,12 @@ def interface_address_problem(text: str) -> Optional[str]:
     if "/" not in text:
         return "%r has no prefix length: give the interface address with one, %s" % (text, example)
     for kind, wrong in (
-        ("unspecified", address.is_unspecified),
-        ("multicast", address.is_multicast),
-        ("loopback", address.is_loopback),
+        ("an unspecified", address.is_unspecified),
+        ("a multicast", address.is_multicast),
+        ("a loopback", address.is_loopback),
     ):
         if wrong:
-            return "%r is a %s address, not one an interface can have" % (text, kind)
+            return "%r is %s address, not one an interface can have" % (text, kind)
     return None
 
 

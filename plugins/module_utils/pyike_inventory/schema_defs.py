@@ -332,6 +332,11 @@ DEFS: Dict[str, Any] = {
             },
         },
     },
+    "interfaceName": {
+        "type": "string",
+        "pattern": TUNNEL_INTERFACE_NAME_PATTERN,
+        "description": "an interface name of 1 to 15 letters, digits, '_', '.' or '-', not '.' or '..'",
+    },
     "interfaceAddress": {
         "type": "string",
         "minLength": 1,
@@ -351,11 +356,10 @@ DEFS: Dict[str, Any] = {
         ),
         "properties": {
             "name": {
-                "type": "string",
-                "pattern": TUNNEL_INTERFACE_NAME_PATTERN,
+                "$ref": "#/$defs/interfaceName",
                 "description": (
-                    "an interface name of 1 to 15 letters, digits, '_', '.' or '-', not '.' or '..' "
-                    "(the interface on each managed end; unique among the route-based tunnels of a host)"
+                    "the interface's name on each managed end, unique among the route-based tunnels of a "
+                    "host: 1 to 15 letters, digits, '_', '.' or '-', not '.' or '..'"
                 ),
             },
             "if_id": _engine_bounded(
