@@ -5,8 +5,9 @@ default to, and interfaces that two tunnels of one host would share.
 
 A route-based tunnel becomes the engine's ``mode: route`` on each managed end: an interface of the
 tunnel's interface name, with that end's addresses, whose if_id binds the Child SAs' states and
-policies.  What crosses is decided by routes into the interface, so the default child carries
-everything (0.0.0.0/0, and ::/0 when the tunnel has IPv6 around it) on both sides.
+policies (an XFRM interface in kernel mode, a TUN device with its own SPD in userspace mode).  What
+crosses is decided by routes into the interface, so the default child carries everything
+(0.0.0.0/0, and ::/0 when the tunnel has IPv6 around it) on both sides.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def _name(inv: Inventory, where: Path, name: Any) -> str:
     if name == DEFAULT_TUN_NAME:
         inv.add(
             (*where, "name"),
-            "%r is the name of the engine's TUN device (userspace dataplane); choose another" % name,
+            "%r is the engine's own TUN device (settings.tun_name), which carries the policy-based tunnels in "
+            "userspace mode; choose another name" % name,
         )
         return ""
     return name

@@ -349,7 +349,8 @@ DEFS: Dict[str, Any] = {
         "required": ["name"],
         "description": (
             "Makes the tunnel route-based (the engine's mode: route) on every managed end: each gets an "
-            "interface of this name (an XFRM interface in kernel mode) bound to the tunnel's Child SAs, "
+            "interface of this name (an XFRM interface in kernel mode, a TUN device in userspace mode) bound "
+            "to the tunnel's Child SAs, "
             "and what is routed into it (static routes, FRR or BIRD) crosses the tunnel. The default child "
             "then carries everything: 0.0.0.0/0 on both sides, and ::/0 when an interface address or "
             "either end's subnets are IPv6."
@@ -364,7 +365,8 @@ DEFS: Dict[str, Any] = {
             },
             "if_id": _engine_bounded(
                 "if_id",
-                "the XFRM interface id that binds the tunnel's Child SAs to the interface, %d to %d; unique "
+                "the interface id that binds the tunnel's Child SAs to the interface (the XFRM if_id in kernel "
+                "mode), %d to %d; unique "
                 "among the route-based tunnels of a host; default: the engine's, derived from the name",
             ),
             "mtu": _engine_bounded("mtu", "the interface's MTU, %d to %d; default: the kernel's"),
