@@ -23,7 +23,10 @@ description:
     that cannot be decoded, topology fields that do not fit the topology type, misspelt C(ipsec_*)
     variables. Last, every generated engine configuration is loaded by the engine's own parser.
   - "Also refused: remote selectors that capture the gateway's own LAN, its own or the peer's public
-    address (a child with C(default_route: true) gets those left out of its selectors instead); both ends
+    address (a child with C(default_route: true) gets those left out of its selectors instead; a route-based
+    tunnel, with C(interface), is exempt, as are its overlaps with other tunnels: its policies take only
+    what is routed into its interface); two route-based tunnels of a host with one interface name or
+    C(if_id); interface addresses without a prefix length, or for an unmanaged peer; both ends
     on one address; two gateways with one C(ipsec_public_address) or C(ipsec_id); loopback and link-local
     addresses and networks; selectors with host bits; more than 255 selectors on one side of a child;
     overlapping children of one tunnel; rekey times under 60 s, volume lifetimes under 1,000,000 bytes or
@@ -180,7 +183,8 @@ tunnels:
   description:
     - Every tunnel, topologies expanded, without secrets; empty when there are problems.
     - C(defined_at) is the data path of the tunnel or of the topology that generated it; C(psk_ref) the
-      data path of its key (or C(psk_file)).
+      data path of its key (or C(psk_file)); C(interface) (route-based tunnels only) its interface's name and
+      C(if_id).
   returned: always
   type: list
   elements: dict

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 try:
     from ..pyike.config import ConfigError, parse_config
+    from ..pyike.config.build_route import default_if_id
     from ..pyike.config.errors import format_path
     from ..pyike.config.identity import IdentityError, parse_identity
     from ..pyike.config.load import decode_psk, psk_weakness
     from ..pyike.config.peer_name import parse_peer_address
-    from ..pyike.config.schema import MIN_PSK_OCTETS
+    from ..pyike.config.schema import DEFAULT_TUN_NAME, INTERFACE_NAME_PATTERN, MIN_PSK_OCTETS
+    from ..pyike.config.schema import SCHEMA as ENGINE_SCHEMA
     from ..pyike.config.validate import schema_violations, type_phrase
     from ..pyike.crypto.certs import (
         CertError,
@@ -32,11 +34,13 @@ try:
     from ..pyike.selectors import SelectorError, TrafficSelector, narrow
 except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a top-level package
     from pyike.config import ConfigError, parse_config  # type: ignore[no-redef]
+    from pyike.config.build_route import default_if_id  # type: ignore[no-redef]
     from pyike.config.errors import format_path  # type: ignore[no-redef]
     from pyike.config.identity import IdentityError, parse_identity  # type: ignore[no-redef]
     from pyike.config.load import decode_psk, psk_weakness  # type: ignore[no-redef]
     from pyike.config.peer_name import parse_peer_address  # type: ignore[no-redef]
-    from pyike.config.schema import MIN_PSK_OCTETS  # type: ignore[no-redef]
+    from pyike.config.schema import DEFAULT_TUN_NAME, INTERFACE_NAME_PATTERN, MIN_PSK_OCTETS  # type: ignore[no-redef]
+    from pyike.config.schema import SCHEMA as ENGINE_SCHEMA  # type: ignore[no-redef]
     from pyike.config.validate import schema_violations, type_phrase  # type: ignore[no-redef]
     from pyike.crypto.certs import (  # type: ignore[no-redef]
         CertError,
@@ -53,6 +57,9 @@ except ImportError:  # plugins/module_utils on sys.path: pyike_inventory is a to
     from pyike.selectors import SelectorError, TrafficSelector, narrow  # type: ignore[no-redef]
 
 __all__ = [
+    "DEFAULT_TUN_NAME",
+    "ENGINE_SCHEMA",
+    "INTERFACE_NAME_PATTERN",
     "MIN_PSK_OCTETS",
     "CertError",
     "ConfigError",
@@ -67,6 +74,7 @@ __all__ = [
     "TrafficSelector",
     "TransformType",
     "decode_psk",
+    "default_if_id",
     "format_path",
     "identity_matches",
     "narrow",

@@ -6,7 +6,8 @@ Each tunnel a host takes part in becomes one connection named after the tunnel: 
 host's end, ``remote`` the other; children keep their names, with ``local_ts``/``remote_ts``
 from the host's side; proposals and lifetimes come from the named groups; the initiating (left)
 end gets the tunnel's ``start_action``, the other end ``none``; ``settings.listen`` is the
-host's ``ipsec_listen`` or its public address.
+host's ``ipsec_listen`` or its public address; a route-based tunnel (``interface``) is ``mode: route``
+with the interface and the addresses of the host's side.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def _connection(inventory: Inventory, tunnel: Tunnel, side: str, include_secrets
         conn["dpd_action"] = dpd_action
     if tunnel.encap is not None:
         conn["encap"] = tunnel.encap
+    if tunnel.interface is not None:
+        conn["mode"] = "route"
+        conn["interface"] = tunnel.interface.engine_form(side)
     children: Dict[str, Any] = {}
     for child in tunnel.children:
         esp = inventory.esp_groups.get(child.esp_group or tunnel.esp_group or "", {})

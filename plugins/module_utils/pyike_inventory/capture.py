@@ -10,6 +10,8 @@ are refused.  A child (or spoke) with ``default_route: true`` wants a wide selec
 0.0.0.0/0: the generated configuration then leaves those addresses out of it, splitting it into
 ranges around them (what strongSwan's passthrough policies achieve, here in the selectors, so the
 routes the engine derives from them never cover the peer), plus loopback and link-local space.
+Route-based tunnels are left alone: their policies are bound to their interface (if_id) and take
+only what is routed into it, and the engine routes nothing into it by itself.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def run(inv: Inventory) -> None:
     for tunnel in inv.tunnels:
+        if tunnel.route_based:
+            continue
         for child in tunnel.children:
             if child.default_route:
                 if _unknown_peer_address(inv, tunnel, child):

@@ -1,13 +1,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Checks across tunnels: names, ends the engine could not tell apart, addresses and IP families of
-the two ends, selector counts a TS payload holds, the TUN MTU IPv6 needs, and %any identities."""
+the two ends, selector counts a TS payload holds, the TUN MTU IPv6 needs, %any identities, and the
+interfaces of route-based tunnels (:mod:`.interfaces`)."""
 
 from __future__ import annotations
 
 import ipaddress
 from typing import TYPE_CHECKING, Any, Dict, List, Set, Tuple
 
+from . import interfaces
 from ._engine import format_path
 from .model import End, Path, Tunnel
 from .networks import families, ts_payload_problem
@@ -21,6 +23,7 @@ IPV6_MIN_MTU = 1280  # RFC 8200 §5
 def run(inv: Inventory) -> None:
     _check_names(inv)
     _check_connections(inv)
+    interfaces.check_shared(inv)
     for tunnel in inv.tunnels:
         _check_ends(inv, tunnel)
     _check_selector_counts(inv)

@@ -119,6 +119,29 @@ class Child:
     default_route: bool = False  # deliberately captures everything: own addresses are left out
 
 
+@dataclass
+class Interface:
+    """The interface of a route-based tunnel (``ipsec_tunnels[].interface``): one of this name on each
+    managed end, with that end's addresses."""
+
+    name: str
+    if_id: int  # the given one, else the engine's default for the name
+    if_id_given: bool
+    path: Path
+    mtu: Optional[int] = None
+    addresses: Dict[str, List[str]] = field(default_factory=dict)  # side (left/right) -> its addresses
+
+    def engine_form(self, side: str) -> Dict[str, Any]:
+        """The engine's ``interface`` of the connection on the ``side`` end."""
+        out: Dict[str, Any] = {"name": self.name}
+        if self.if_id_given:
+            out["if_id"] = self.if_id
+        out["addresses"] = list(self.addresses.get(side, []))
+        if self.mtu is not None:
+            out["mtu"] = self.mtu
+        return out
+
+
 @dataclass(frozen=True)
 class Redundancy:
     """Tunnels of one spoke to the hubs of one topology: meant to overlap (a hub and its backups)."""
@@ -148,6 +171,11 @@ class Tunnel:
     allow_weak_psk: bool = False
     hosts: Tuple[str, ...] = ()  # a generated tunnel: the hosts its name was made from
     redundancy: Optional[Redundancy] = None
+    interface: Optional[Interface] = None  # set: route-based (the engine's mode: route)
+
+    @property
+    def route_based(self) -> bool:
+        return self.interface is not None
 
     def ends(self) -> Tuple[Tuple[str, End, End], ...]:
         """``(side, this end, the other end)`` for both sides."""
@@ -178,6 +206,8 @@ class Tunnel:
             ],
             "line": "%s: %s <-> %s" % (self.name, self.left.describe(), self.right.describe()),
         }
+        if self.interface is not None:
+            out["interface"] = {"name": self.interface.name, "if_id": self.interface.if_id}
         out["auth"] = self.auth
         if self.auth == "pubkey":
             return out

@@ -108,6 +108,25 @@ def peer_address_problem(text: str) -> Optional[str]:
     return None
 
 
+def interface_address_problem(text: str) -> Optional[str]:
+    """Why ``text`` cannot be an address of a route-based tunnel's interface (address/prefix), or None."""
+    example = "such as 169.254.10.1/30 or fd00:10::1/64"
+    try:
+        address = ipaddress.ip_interface(text.strip()).ip
+    except ValueError:
+        return "%r is not an address with a prefix length, %s" % (text, example)
+    if "/" not in text:
+        return "%r has no prefix length: give the interface address with one, %s" % (text, example)
+    for kind, wrong in (
+        ("an unspecified", address.is_unspecified),
+        ("a multicast", address.is_multicast),
+        ("a loopback", address.is_loopback),
+    ):
+        if wrong:
+            return "%r is %s address, not one an interface can have" % (text, kind)
+    return None
+
+
 def network_problem(text: str) -> Optional[str]:
     """Why ``text`` is not a CIDR network a tunnel can carry, or None."""
     try:

@@ -8,7 +8,9 @@ intersect (the engine's narrowing, RFC 7296 §2.9, protocol and ports included).
 pair of children is quadratic in the tunnels and in their selectors (a hub's children each list
 every spoke); instead one sweep over the remote address ranges, sorted, finds the pairs whose
 remote sides touch at all (none on a well-formed hub), and only those are narrowed.  Tunnels of
-one spoke to the hubs of one topology overlap on purpose (the hubs back each other up).
+one spoke to the hubs of one topology overlap on purpose (the hubs back each other up).  A
+route-based tunnel's policies are bound to its interface (if_id), so they may overlap those of any
+other tunnel; only its own children must not overlap each other.
 """
 
 from __future__ import annotations
@@ -74,8 +76,11 @@ def _check_host(inv: Inventory, host: str, entries, reported: Set[Tuple[str, ...
         tunnel_b, child_b, local_b, remote_b = policies[j]
         if child_a is child_b or (  # a tunnel from a host to itself lists its children twice
             tunnel_a is not tunnel_b
-            and tunnel_a.redundancy is not None
-            and tunnel_a.redundancy == tunnel_b.redundancy
+            and (
+                (tunnel_a.redundancy is not None and tunnel_a.redundancy == tunnel_b.redundancy)
+                or tunnel_a.route_based
+                or tunnel_b.route_based
+            )
         ):
             continue
         mark = ("overlap", tunnel_a.name, child_a.name, tunnel_b.name, child_b.name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from ._engine import ENGINE_SCHEMA, INTERFACE_NAME_PATTERN
+
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_SECONDS = 2**31 - 1
 MAX_COUNT = 2**64 - 1
@@ -26,6 +28,31 @@ def seconds(description: str) -> Dict[str, Any]:
 
 def count(description: str) -> Dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_COUNT, "description": description}
+
+
+# The engine's own bounds for a route-based connection's interface (schemas/pyike-config.schema.json),
+# and its name pattern without '.' and '..', which Linux refuses as interface names.
+ENGINE_INTERFACE = ENGINE_SCHEMA["$defs"]["connection"]["properties"]["interface"]["properties"]
+TUNNEL_INTERFACE_NAME_PATTERN = r"^(?!\.\.?$)" + INTERFACE_NAME_PATTERN[1:]
+
+
+def _engine_bounded(key: str, description: str) -> Dict[str, Any]:
+    """An integer field with the engine's bounds for interface ``key``; ``description`` takes them."""
+    low, high = ENGINE_INTERFACE[key]["minimum"], ENGINE_INTERFACE[key]["maximum"]
+    return {"type": "integer", "minimum": low, "maximum": high, "description": description % (low, high)}
+
+
+def _interface_addresses(side: str) -> Dict[str, Any]:
+    return {
+        "type": "array",
+        "uniqueItems": True,
+        "items": {"$ref": "#/$defs/interfaceAddress"},
+        "description": (
+            "the addresses of the %s end's interface, each with its prefix length, e.g. 169.254.10.1/30 "
+            "for a BGP session across the tunnel; only for a managed %s end (an unmanaged peer configures "
+            "its own)" % (side, side)
+        ),
+    }
 
 
 def _list_of(definition: str, description: str, unique: bool = True) -> Dict[str, Any]:
@@ -286,13 +313,65 @@ DEFS: Dict[str, Any] = {
         "description": "A Child SA of a tunnel: the traffic it protects (the seed's 'ACL').",
         "properties": {
             "name": {"$ref": "#/$defs/name"},
-            "left_ts": _selectors("traffic selectors on the left side; default: the left end's subnets"),
-            "right_ts": _selectors("traffic selectors on the right side; default: the right end's subnets"),
+            "left_ts": _selectors(
+                "traffic selectors on the left side; default: the left end's subnets (with interface: "
+                "0.0.0.0/0 and/or ::/0, in the IP families of right_ts or else the tunnel's)"
+            ),
+            "right_ts": _selectors(
+                "traffic selectors on the right side; default: the right end's subnets (with interface: "
+                "0.0.0.0/0 and/or ::/0, in the IP families of left_ts or else the tunnel's)"
+            ),
             "esp_group": {
                 "$ref": "#/$defs/name",
                 "description": "name of an ipsec_esp_groups entry for this child; default: the tunnel's",
             },
-            "default_route": {"type": "boolean", "description": DEFAULT_ROUTE_DESCRIPTION},
+            "default_route": {
+                "type": "boolean",
+                "description": DEFAULT_ROUTE_DESCRIPTION + "; not in a route-based tunnel (interface), whose "
+                "policies are bound to its interface and never capture the gateway's own traffic",
+            },
+        },
+    },
+    "interfaceName": {
+        "type": "string",
+        "pattern": TUNNEL_INTERFACE_NAME_PATTERN,
+        "description": "an interface name of 1 to 15 letters, digits, '_', '.' or '-', not '.' or '..'",
+    },
+    "interfaceAddress": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "description": "an IPv4 or IPv6 address with its prefix length, e.g. 169.254.10.1/30 or fd00:10::1/64",
+    },
+    "tunnelInterface": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "description": (
+            "Makes the tunnel route-based (the engine's mode: route) on every managed end: each gets an "
+            "interface of this name (an XFRM interface in kernel mode, a TUN device in userspace mode) bound "
+            "to the tunnel's Child SAs, "
+            "and what is routed into it (static routes, FRR or BIRD) crosses the tunnel. The default child "
+            "then carries everything: 0.0.0.0/0 on both sides, and ::/0 when an interface address or "
+            "either end's subnets are IPv6."
+        ),
+        "properties": {
+            "name": {
+                "$ref": "#/$defs/interfaceName",
+                "description": (
+                    "the interface's name on each managed end, unique among the route-based tunnels of a "
+                    "host: 1 to 15 letters, digits, '_', '.' or '-', not '.' or '..'"
+                ),
+            },
+            "if_id": _engine_bounded(
+                "if_id",
+                "the interface id that binds the tunnel's Child SAs to the interface (the XFRM if_id in kernel "
+                "mode), %d to %d; unique "
+                "among the route-based tunnels of a host; default: the engine's, derived from the name",
+            ),
+            "mtu": _engine_bounded("mtu", "the interface's MTU, %d to %d; default: the kernel's"),
+            "left_addresses": _interface_addresses("left"),
+            "right_addresses": _interface_addresses("right"),
         },
     },
     "member": {
@@ -347,7 +426,8 @@ DEFS["tunnel"] = {
             "items": {"$ref": "#/$defs/child"},
             "description": (
                 "the Child SAs; default: one child 'lan' with the left end's subnets on the left "
-                "and the right end's subnets on the right"
+                "and the right end's subnets on the right (with interface: 0.0.0.0/0, and ::/0 for IPv6, "
+                "on both sides)"
             ),
         },
         "start_action": {
@@ -362,6 +442,13 @@ DEFS["tunnel"] = {
         },
         "encap": {"type": "boolean", "description": ENCAP_DESCRIPTION},
         "auth": {"type": "string", "enum": ["psk", "pubkey"], "description": AUTH_DESCRIPTION},
+        "interface": {
+            "$ref": "#/$defs/tunnelInterface",
+            "description": (
+                "makes the tunnel route-based on every managed end: {name, if_id, mtu, left_addresses, "
+                "right_addresses}; routes (static, FRR, BIRD) decide what crosses, not the selectors"
+            ),
+        },
     },
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from . import interfaces
 from ._engine import IdentityError, parse_identity
 from .gateways import networks
 from .model import Child, End, Path, Tunnel
@@ -196,8 +197,19 @@ def check_families(
             )
 
 
-def _children(inv: Inventory, path: Path, raw: Any, left: Optional[End], right: Optional[End]) -> List[Child]:
+def _children(
+    inv: Inventory,
+    path: Path,
+    raw: Any,
+    ends: Dict[str, Optional[End]],
+    route_ts: Optional[List[str]] = None,
+) -> List[Child]:
+    """The tunnel's children; ``route_ts``: a route-based tunnel's selectors for every address, the
+    default of both sides (else each side defaults to its end's subnets)."""
     if raw is None:
+        if route_ts is not None:
+            return [Child("lan", list(route_ts), list(route_ts), path)]
+        left, right = ends["left"], ends["right"]
         left_ts = default_selectors(inv, path, "left", left) if left else []
         right_ts = default_selectors(inv, path, "right", right) if right else []
         check_families(inv, path, left_ts, right_ts, ("left_ts", "right_ts"))
@@ -217,15 +229,7 @@ def _children(inv: Inventory, path: Path, raw: Any, left: Optional[End], right: 
                 )
             else:
                 seen[name] = index
-        sides = {}
-        for side, end in (("left", left), ("right", right)):
-            key = side + "_ts"
-            if key in child:
-                sides[side] = selectors(inv, (*child_path, key), child[key])
-            elif end is not None:
-                sides[side] = default_selectors(inv, child_path, side, end)
-            else:
-                sides[side] = []
+        sides = _child_sides(inv, child_path, child, ends, route_ts)
         check_families(inv, child_path, sides["left"], sides["right"], ("left_ts", "right_ts"))
         group = check_group(inv, (*child_path, "esp_group"), "esp", child.get("esp_group"))
         children.append(
@@ -235,10 +239,51 @@ def _children(inv: Inventory, path: Path, raw: Any, left: Optional[End], right: 
                 sides["right"],
                 child_path,
                 esp_group=group,
-                default_route=child.get("default_route") is True,
+                default_route=_default_route(inv, child_path, child, route_ts is not None),
             )
         )
     return children
+
+
+def _child_sides(
+    inv: Inventory,
+    path: Path,
+    child: Dict[str, Any],
+    ends: Dict[str, Optional[End]],
+    route_ts: Optional[List[str]],
+) -> Dict[str, List[str]]:
+    """A child's selectors by side: those it gives, else its end's subnets (route-based: everything)."""
+    given = {
+        side: selectors(inv, (*path, side + "_ts"), child[side + "_ts"])
+        for side in ("left", "right")
+        if side + "_ts" in child
+    }
+    sides = {}
+    for side, other in (("left", "right"), ("right", "left")):
+        end = ends[side]
+        if side in given:
+            sides[side] = given[side]
+        elif route_ts is not None:
+            sides[side] = interfaces.side_default(given.get(other), route_ts)
+        elif end is not None:
+            sides[side] = default_selectors(inv, path, side, end)
+        else:
+            sides[side] = []
+    return sides
+
+
+def _default_route(inv: Inventory, path: Path, child: Dict[str, Any], route_based: bool) -> bool:
+    if child.get("default_route") is not True:
+        return False
+    if route_based:
+        inv.add(
+            (*path, "default_route"),
+            "is for policy-based tunnels: this tunnel has an interface, and its policies, bound to the "
+            "interface, take only what is routed into it, never the gateway's own IKE and ESP packets or its "
+            "LAN; remove default_route",
+        )
+        return False
+    return True
 
 
 # -- ipsec_tunnels ------------------------------------------------------------------------------------------
@@ -266,6 +311,10 @@ def _tunnel(inv: Inventory, path: Path, raw: Dict[str, Any]) -> Tunnel:
     if left is not None and right is not None:
         _check_reachable(inv, path, left, right, start_action, close_action)
     weak = allow_weak(raw)
+    interface = interfaces.resolve(inv, path, raw, left, right)
+    route_ts = (
+        interfaces.any_selectors(interfaces.tunnel_families(interface, left, right)) if interface else None
+    )
     return Tunnel(
         name=name if isinstance(name, str) else "",
         path=path,
@@ -273,7 +322,7 @@ def _tunnel(inv: Inventory, path: Path, raw: Dict[str, Any]) -> Tunnel:
         right=right or End((*path, "right")),
         ike_group=check_group(inv, (*path, "ike_group"), "ike", raw.get("ike_group")),
         esp_group=check_group(inv, (*path, "esp_group"), "esp", raw.get("esp_group")),
-        children=_children(inv, path, raw.get("children"), left, right),
+        children=_children(inv, path, raw.get("children"), {"left": left, "right": right}, route_ts),
         start_action=start_action if start_action in START_ACTIONS else "start",
         close_action=close_action if close_action in CLOSE_ACTIONS else "none",
         encap=raw.get("encap") if isinstance(raw.get("encap"), bool) else None,
@@ -282,6 +331,7 @@ def _tunnel(inv: Inventory, path: Path, raw: Dict[str, Any]) -> Tunnel:
         psk_file=raw.get("psk_file") if isinstance(raw.get("psk_file"), str) and method == "psk" else None,
         psk_path=(*path, "psk"),
         allow_weak_psk=weak,
+        interface=interface,
     )
 
 

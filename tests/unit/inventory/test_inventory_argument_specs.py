@@ -23,7 +23,7 @@ TYPES = {
 FIELDS = {
     "ipsec_ike_groups": ["ikeGroup"],
     "ipsec_esp_groups": ["espGroup"],
-    "ipsec_tunnels": ["tunnel", "tunnelEnd", "child"],
+    "ipsec_tunnels": ["tunnel", "tunnelEnd", "child", "tunnelInterface"],
     "ipsec_topologies": ["topology", "member"],
 }
 
