@@ -80,4 +80,3 @@ def test_userspace_is_taken_as_said(lab, daemons):
     daemon.start(config(LEFT, RIGHT, dataplane="userspace"))
     choice = daemon.stats()["dataplane"]
     assert choice["mode"] == "userspace" and choice["reason"] == "settings.dataplane is userspace", choice
-

@@ -30,10 +30,9 @@ def count(description: str) -> Dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_COUNT, "description": description}
 
 
-# The engine's own bounds for a route-based connection's interface (schemas/pyike-config.schema.json),
-# and its name pattern without '.' and '..', which Linux refuses as interface names.
+# The engine's own bounds and name pattern for a route-based connection's interface (schemas/pyike-config.schema.json).
 ENGINE_INTERFACE = ENGINE_SCHEMA["$defs"]["connection"]["properties"]["interface"]["properties"]
-TUNNEL_INTERFACE_NAME_PATTERN = r"^(?!\.\.?$)" + INTERFACE_NAME_PATTERN[1:]
+TUNNEL_INTERFACE_NAME_PATTERN = INTERFACE_NAME_PATTERN
 
 
 def _engine_bounded(key: str, description: str) -> Dict[str, Any]:

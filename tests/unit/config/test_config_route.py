@@ -55,6 +55,7 @@ def test_a_wrong_route_configuration_is_refused_by_path(engine, change, message)
     [
         ({"name": "a-name-longer-than-15"}, "connections.hq.interface.name"),
         ({"name": "bad/name"}, "connections.hq.interface.name"),
+        ({"name": ".."}, "connections.hq.interface.name"),  # Linux refuses . and ..
         ({"name": "ipsec-hq", "if_id": 0}, "connections.hq.interface.if_id"),
         ({"name": "ipsec-hq", "mtu": 500}, "connections.hq.interface.mtu"),
         ({"name": "ipsec-hq", "colour": "red"}, "connections.hq.interface"),

@@ -46,7 +46,9 @@ DEFAULT_RETRANSMIT_TRIES = 5
 DPD_ACTIONS = ["clear", "restart", "trap"]
 DEFAULT_MODE = "policy"
 MODES = ["policy", "route"]
-INTERFACE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,15}$"  # IFNAMSIZ - 1, no slash, colon or space
+INTERFACE_NAME_PATTERN = (
+    r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,15}$"  # IFNAMSIZ - 1, no slash, colon or space; not . or ..
+)
 DEFAULT_IKE_REKEY_TIME = 14400  # strongSwan: 4 h
 DEFAULT_REAUTH_TIME = 0  # strongSwan: reauthentication is off by default
 
