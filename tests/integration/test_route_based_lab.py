@@ -8,6 +8,7 @@ here the daemons run the userspace dataplane under the hosts' interpreter (/usr/
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from pyike_lab.capture import Capture
@@ -68,6 +69,41 @@ def test_route_based_tunnels_carry_what_is_routed_into_their_tun_devices(lab, da
     assert child["interface"] == "ipsec0" and child["packets_in"] >= 9 and child["packets_out"] >= 9, child
     left.stop()
     assert "ipsec0" not in lab.run_in("gw1", ["ip", "link", "show"])
+
+
+def test_a_renamed_interface_takes_new_sas_and_one_deleted_from_outside_comes_back(lab, daemons):
+    """A reload that renames the interface deletes the SAs bound to the old one (the engine alone would
+    keep them: its policy knows nothing of interfaces). A device deleted with `ip link del` stops its
+    traffic without the daemon spinning on the dead descriptor, and the next reload makes it again with
+    the Child SA still bound to it."""
+    left, right = PyikeDaemon(lab, "gw1"), PyikeDaemon(lab, "gw2")
+    daemons.extend([left, right])
+    left.launch(route_based(LEFT, RIGHT))
+    right.start(route_based(RIGHT, LEFT))
+    left.wait_ready()
+    lab.run_in("gw2", ["ip", "route", "add", "10.1.0.0/24", "dev", "ipsec0"])
+    assert "initiate completed successfully" in left.ctl("initiate", "s2s")
+    old_spis = {child["spi_in"] for sa in left.sas() for child in sa["children"]}
+    left.write_config(route_based(LEFT, RIGHT, name="ipsec1"))
+    assert "reloaded" in left.ctl("reload")
+    assert "s2s: its mode or interface changed: deleting its SAs" in left.log()
+    links = lab.run_in("gw1", ["ip", "link", "show"])
+    assert "ipsec1" in links and "ipsec0" not in links, links
+    assert "initiate completed successfully" in left.ctl("initiate", "s2s")
+    assert not old_spis & {child["spi_in"] for sa in left.sas() for child in sa["children"]}
+    lab.run_in("gw1", ["ip", "route", "add", "10.2.0.0/24", "dev", "ipsec1"])
+    ping(lab, "c1", "10.2.0.10")
+    lab.run_in("gw1", ["ip", "link", "del", "ipsec1"])
+    before = left.process()["cpu_seconds"]
+    time.sleep(2.0)
+    assert left.process()["cpu_seconds"] - before < 0.5  # no busy loop on the dead descriptor
+    assert left.log().count("interface ipsec1: cannot read from its TUN device") == 1, left.log()
+    assert left.stats()["dataplane"]["interfaces"]["ipsec1"]["broken"]
+    assert "reloaded" in left.ctl("reload")
+    assert "interface ipsec1 is gone" in left.log()
+    lab.run_in("gw1", ["ip", "route", "add", "10.2.0.0/24", "dev", "ipsec1"])  # went with the device
+    ping(lab, "c1", "10.2.0.10")
+    assert left.stats()["dataplane"]["interfaces"]["ipsec1"]["broken"] == ""
 
 
 def test_an_interface_name_taken_by_another_link_is_refused_and_nothing_is_left(lab, daemons):

@@ -7,6 +7,7 @@ tests create real TUN devices in a throw-away network namespace (root).
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from netns import run_in_new_netns
@@ -14,7 +15,7 @@ from pyike.esp import InboundSA, OutboundSA
 from pyike.runtime.dataplane import Dataplane, DataplaneError
 from pyike.runtime.route_tuns import RouteTun
 from pyike.runtime.traps import Traps
-from pyike.runtime.udp import UdpEndpoint
+from pyike.runtime.udp import NON_ESP_MARKER, UdpEndpoint
 from pyike.selectors import TrafficSelector
 from runtime_packets import udp_packet
 from test_runtime_dataplane import A_NET, B_NET, FakeTun, gcm
@@ -93,6 +94,38 @@ def test_the_main_tun_does_not_reach_a_route_based_child(routed):
     stats = routed.a.stats()
     assert stats["children"]["route"]["packets_out"] == 0
     assert stats["drops"]["spd_no_policy"] == 3
+
+
+def test_an_interface_without_policies_never_falls_back_to_the_main_spd(routed):
+    """A policy-based child covers the packets, but they were routed into the route-based connection's
+    device, whose SPD is empty (no Child SA, no trap yet): dropped, not sent through the other child."""
+    routed.install(spis=(0x3003, 0x4004), child="lan", if_id=0, selectors=(A_NET, B_NET))
+    routed.a_if.tun.inbox.extend(packets(3))
+    routed.a._on_route_tun(routed.a_if)
+    assert routed.a.stats()["children"]["lan"]["packets_out"] == 0
+    assert routed.a.stats()["interfaces"]["fake0"]["drops"]["spd_no_policy"] == 3
+
+
+def test_esp_after_the_ike_message_that_installs_the_first_route_child_goes_to_its_device(routed):
+    """The decision is made per packet: a Child SA that an IKE message installed earlier in the same
+    socket batch counts (the peer sends ESP as soon as it has answered)."""
+    k_ab, k_ba = routed.keys
+    routed.a.install_child("route", OutboundSA(0x1001, gcm(k_ab)), InboundSA(0x2002, gcm(k_ba)), [ANY], [ANY],
+                           routed.b_ep.local, if_id=IF_ID)  # fmt: skip
+
+    def install_on_ike(data, source, local):
+        routed.b.install_child("route", OutboundSA(0x2002, gcm(k_ba)), InboundSA(0x1001, gcm(k_ab)), [ANY],
+                               [ANY], routed.a_ep.local, if_id=IF_ID)  # fmt: skip
+
+    routed.b.ike_handler = install_on_ike
+    ike = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ike.sendto(NON_ESP_MARKER + b"IKE_AUTH response", routed.b_ep.local)
+    ike.close()
+    sent = packets(2)
+    routed.a_if.tun.inbox.extend(sent)
+    routed.a._on_route_tun(routed.a_if)
+    routed.b._on_socket(routed.b_ep)  # one batch: the IKE message, then the ESP
+    assert routed.b_if.tun.written == sent and routed.b_main.written == []
 
 
 def test_policy_based_and_route_based_children_share_the_sockets(routed):

@@ -70,18 +70,23 @@ class ConnectionActions:
                 self._spawn(self._look_up(name, policy.remote_host, initiate=False))
 
     def _prune_traps(self) -> None:
-        """Remove traps whose connection or child is gone, whose selectors changed, or whose reason no
-        longer holds (start_action, close_action or dpd_action is not trap any more)."""
+        """Remove traps whose connection or child is gone, whose selectors or interface changed, or whose
+        reason no longer holds (start_action, close_action or dpd_action is not trap any more)."""
         if self.traps is None:
             return
         for trap in list(self.traps.traps.values()):
             policy = self.engine.policies.get(trap.conn)
             child = policy.children.get(trap.child) if policy is not None else None
             wanted = self._trap_wanted(trap.conn, trap.child, trap.origin)
-            same = child is not None and (
-                tuple(address_ranges(child.local_ts)),
-                tuple(address_ranges(child.remote_ts)),
-            ) == (trap.local_ts, trap.remote_ts)
+            same = (
+                child is not None
+                and (
+                    tuple(address_ranges(child.local_ts)),
+                    tuple(address_ranges(child.remote_ts)),
+                )
+                == (trap.local_ts, trap.remote_ts)
+                and route_if_id(self.daemon.config, trap.conn) == trap.if_id
+            )
             if not (wanted and same):
                 self.traps.remove(trap.conn, trap.child, "the configuration changed")
 

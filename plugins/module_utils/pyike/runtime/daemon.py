@@ -430,6 +430,10 @@ class Daemon(Commands, ChildSaInstaller):
             return {}
         self.engine.impair = Impair(config.settings.impair)
         before = set(self.engine.policies)
+        for name in _route_changes(self.config, config):
+            # the engine's policy signature knows nothing of interfaces: its SAs would stay bound to the old one
+            log.info("%s: its mode or interface changed: deleting its SAs", name)
+            self.engine.terminate(name, time.monotonic())
         self.engine.update_policies(_policies(config, self.raw_esp), time.monotonic())
         self.config = config
         _check_own_certificates(config)
@@ -462,6 +466,19 @@ class Daemon(Commands, ChildSaInstaller):
 def _route_interfaces(config: Any) -> Dict[str, Any]:
     """The interfaces (XFRM or TUN) the route-based connections want, by name."""
     return {c.interface.name: c.interface for c in config.connections.values() if c.interface is not None}
+
+
+def _route_changes(old: Any, new: Any) -> List[str]:
+    """Connections of both configurations whose mode or interface (name, if_id) differs."""
+
+    def binding(conn: Any) -> tuple:
+        return conn.mode, (conn.interface.name, conn.interface.if_id) if conn.interface is not None else None
+
+    return sorted(
+        name
+        for name, conn in new.connections.items()
+        if name in old.connections and binding(old.connections[name]) != binding(conn)
+    )
 
 
 def _restart_needed(choice: Optional[DataplaneChoice], config: Any) -> str:

@@ -154,13 +154,17 @@ class Dataplane:
         if self._loop is not None:
             self._loop.add_reader(route_tun.tun.fd, self._on_route_tun, route_tun)
 
+    def unwatch(self, route_tun: RouteTun) -> None:
+        """Stop reading a route-based connection's TUN device (its fd is about to close or is dead)."""
+        if self._loop is not None:
+            self._loop.remove_reader(route_tun.tun.fd)
+
     def detach(self, route_tun: RouteTun) -> None:
         """Stop serving a TUN device that is about to close; its children are removed after it."""
         self._route_tuns = {if_id: rt for if_id, rt in self._route_tuns.items() if rt is not route_tun}
         self._routed = {spi: rt for spi, rt in self._routed.items() if rt is not route_tun}
         route_tun.pending.clear()
-        if self._loop is not None:
-            self._loop.remove_reader(route_tun.tun.fd)
+        self.unwatch(route_tun)
 
     # --- the IKE side's API ------------------------------------------------------------------
     def install_child(
@@ -423,7 +427,11 @@ class Dataplane:
 
     def _on_route_tun(self, route_tun: RouteTun) -> None:
         """A route-based connection's TUN device readable: the same, through its own SPD."""
-        packets = route_tun.tun.read_batch()
+        try:
+            packets = route_tun.tun.read_batch()
+        except OSError as exc:  # the device was deleted from outside: its fd reports EBADFD for ever
+            self._route_tun_broken(route_tun, exc)
+            return
         io = self.io
         io.tun_wakeups += 1
         if not packets:
@@ -434,7 +442,7 @@ class Dataplane:
     def send_inner(self, packets: Sequence[bytes], spd: Optional[SPD] = None) -> None:
         """Protect and send inner packets as if read from the TUN device whose SPD is ``spd`` (default: the
         main one); also those a trap held."""
-        lookup = (spd or self.spd).lookup
+        lookup = (self.spd if spd is None else spd).lookup  # an empty SPD is falsy: never fall back
         groups: Dict[OutboundSA, List[bytes]] = {}
         last_sa = None
         last = None
@@ -471,7 +479,9 @@ class Dataplane:
         recv = endpoint.recv
         view = endpoint.view
         buffer = endpoint.buffer
-        decapsulate = self._decapsulate_routed if self._routed else self.sad.decapsulate
+        # with route-based connections configured every packet is asked where it goes: a Child SA installed
+        # by an IKE message earlier in this very batch may be one of theirs
+        decapsulate = self._decapsulate_routed if self._route_tuns else self.sad.decapsulate
         nat_t = endpoint.nat_t
         is_raw = isinstance(endpoint, RawEspEndpoint)
         marker = NON_ESP_MARKER
@@ -523,6 +533,12 @@ class Dataplane:
             self.drops.invalid_datagram += invalid
         self._to_tun(inner)
 
+    def _route_tun_broken(self, route_tun: RouteTun, exc: OSError) -> None:
+        route_tun.broken = exc.strerror or str(exc)
+        self.unwatch(route_tun)
+        log.error("interface %s: cannot read from its TUN device (%s), deleted from outside? Its traffic "
+                  "stops; a reload or restart creates it again", route_tun.name, route_tun.broken)  # fmt: skip
+
     def _decapsulate_routed(self, packet) -> Optional[bytes]:
         """SAD.decapsulate while route-based children are installed: their inner packets are kept for
         their own TUN device (written by _to_tun after the batch), the others returned."""
@@ -539,7 +555,7 @@ class Dataplane:
         """Write decrypted packets to the TUN device (TCP segments coalesced where the TUN allows)."""
         if inner:
             self._write(self.tun, self._coalescer, inner)
-        if self._routed:
+        if self._route_tuns:
             self._flush_routed()
         if self.limits.counting:
             self.limits.check()
@@ -562,4 +578,9 @@ class Dataplane:
 
 def _interface_stats(route_tun: RouteTun) -> Dict[str, Any]:
     drops = {"spd_" + name: value for name, value in route_tun.spd.drops.as_dict().items()}
-    return {"if_id": route_tun.if_id, "policies": len(route_tun.spd), "drops": drops}
+    return {
+        "if_id": route_tun.if_id,
+        "policies": len(route_tun.spd),
+        "drops": drops,
+        "broken": route_tun.broken,
+    }

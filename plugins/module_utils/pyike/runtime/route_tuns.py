@@ -29,7 +29,7 @@ log = logging.getLogger("pyike.dataplane")
 class RouteTun:
     """One connection's TUN device, its SPD, and the packets decrypted for it in the current batch."""
 
-    __slots__ = ("coalescer", "if_id", "name", "pending", "spd", "tun")
+    __slots__ = ("broken", "coalescer", "if_id", "name", "pending", "spd", "tun")
 
     def __init__(self, tun: Tun, if_id: int, gro: bool = True) -> None:
         self.tun = tun
@@ -38,6 +38,7 @@ class RouteTun:
         self.spd = SPD()
         self.pending: List[bytes] = []
         self.coalescer = TcpCoalescer() if (gro and tun.vnet_hdr) else None
+        self.broken = ""  # why the device cannot be read (deleted from outside); the next sync makes it again
 
     def __repr__(self) -> str:
         return "<RouteTun %s if_id=%d>" % (self.name, self.if_id)
@@ -54,8 +55,13 @@ class RouteTuns:
 
     def sync(self, wanted: Dict[str, Any]) -> None:
         """Make the devices ``wanted`` (name -> config.model.RouteInterface) exist as configured and close
-        ours that are not wanted any more. Raises DataplaneError naming the interface; the devices this
-        call created are closed again then, so a refused reload leaves the running set as it was."""
+        ours that are not wanted any more. Raises DataplaneError naming the interface. What can be told in
+        advance (a name taken by another link, a changed if_id) refuses before anything changes; after a
+        failure while creating, the devices this call created are closed again."""
+        for spec in wanted.values():
+            self._check(spec)
+        for name in [name for name in self.ours if name not in wanted]:
+            self.remove(name)  # first: a new device may take over its if_id
         created = []
         try:
             for spec in wanted.values():
@@ -66,16 +72,32 @@ class RouteTuns:
             for name in created:
                 self.remove(name)
             raise
-        for name in [name for name in self.ours if name not in wanted]:
-            self.remove(name)
 
-    def ensure(self, spec: Any) -> None:
+    def _check(self, spec: Any) -> None:
         route_tun = self.ours.get(spec.name)
         if route_tun is not None and route_tun.if_id != spec.if_id:
             raise DataplaneError(
                 "interface %s has if_id %d; a new if_id (%d) takes a restart of the daemon"
                 % (spec.name, route_tun.if_id, spec.if_id)
             )
+        if route_tun is None and _link_exists(spec.name):
+            raise DataplaneError(
+                "interface %s exists already and is not this daemon's: remove it or give the connection "
+                "another interface name" % spec.name
+            )
+
+    def ensure(self, spec: Any) -> None:
+        self._check(spec)
+        route_tun = self.ours.get(spec.name)
+        if route_tun is not None and (route_tun.broken or not _link_exists(spec.name)):
+            log.warning(
+                "interface %s is gone (%s): creating it again", spec.name, route_tun.broken or "deleted"
+            )
+            self.dataplane.unwatch(route_tun)
+            route_tun.tun.close()
+            route_tun.tun = self._create(spec)  # the same RouteTun: its Child SAs and traps stay bound to it
+            route_tun.broken = ""
+            self.dataplane.attach(route_tun)
         if route_tun is None:
             route_tun = RouteTun(self._create(spec), spec.if_id, self.gro)
         try:
@@ -95,11 +117,6 @@ class RouteTuns:
             log.info("interface %s (TUN, if_id %d) created", spec.name, spec.if_id)
 
     def _create(self, spec: Any) -> Tun:
-        if _link_exists(spec.name):
-            raise DataplaneError(
-                "interface %s exists already and is not this daemon's: remove it or give the connection "
-                "another interface name" % spec.name
-            )
         try:
             return Tun(spec.name, mtu=spec.mtu or self.default_mtu)
         except OSError as exc:

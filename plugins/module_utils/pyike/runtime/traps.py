@@ -59,6 +59,7 @@ class Trap:
         self.remote_ts: Tuple[TrafficSelector, ...] = tuple(remote_ts)
         self.policy: Optional[Policy] = None
         self.spd: Any = None  # the SPD the policy is in: the main TUN's or a route-based connection's
+        self.if_id = 0  # the route-based connection's interface it is bound to; 0: none
         self.routes: List[Tuple[str, Optional[str]]] = []
         self.acquiring_since: Optional[float] = None
         self.not_before = 0.0  # no acquire before this time (back-off)
@@ -107,6 +108,7 @@ class Traps:
                 existing.origin = origin
             return False
         trap = Trap(conn, child, origin, local_ts, remote_ts)
+        trap.if_id = if_id
         if self.kernel:
             on_acquire = functools.partial(self._on_acquire, trap)
             self.dataplane.install_trap(
