@@ -126,13 +126,25 @@ def desired(host, peer_zones):
             net for t in host["tunnels"] if t["version"] == version for net in _networks(t["remote"])
         )
         for kind, entries in (("peers", peers), ("local", local), ("remote", remote)):
-            ipsets[ipset_name(kind, version)] = (IPSET_FAMILY[version], sorted(entries))
+            ipsets[ipset_name(kind, version)] = (IPSET_FAMILY[version], sorted(_without_zero_prefix(entries)))
     rich = {("zone", zone): peer_rules(host) for zone in peer_zones}
     versions = host["versions"]
     rich[("zone", ZONE)] = [tunnel_rule(v, "remote", "local") for v in versions]
     rich[("policy", POLICY_IN)] = [tunnel_rule(v, "remote", "local") for v in versions]
     rich[("policy", POLICY_OUT)] = [tunnel_rule(v, "local", "remote") for v in versions]
-    return {"ipsets": ipsets, "zone_interfaces": [host["tun"]], "rich": rich, "policies": POLICIES}
+    interfaces = [host["tun"]] + [interface["name"] for interface in host.get("interfaces", [])]
+    return {"ipsets": ipsets, "zone_interfaces": interfaces, "rich": rich, "policies": POLICIES}
+
+
+def _without_zero_prefix(prefixes):
+    """hash:net ipsets refuse a /0 (a route-based connection's 0.0.0.0/0 or ::/0): its two /1 halves."""
+    out = []
+    for prefix in prefixes:
+        if prefix in ("0.0.0.0/0", "::/0"):
+            out += ["0.0.0.0/1", "128.0.0.0/1"] if prefix == "0.0.0.0/0" else ["::/1", "8000::/1"]
+        else:
+            out.append(prefix)
+    return out
 
 
 def _networks(prefixes):

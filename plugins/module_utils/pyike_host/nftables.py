@@ -202,23 +202,31 @@ def helper_rules(spec, family, hook):
             continue
         ip = IP_KEYWORD[tunnel["version"]]
         local, remote = nft_set(tunnel["local"]), nft_set(tunnel["remote"])
-        rules.append("iifname %s %s saddr %s %s daddr %s accept" % (tun, ip, remote, ip, local))
+        device = (
+            quoted(tunnel["interface"]) if "interface" in tunnel else tun
+        )  # a route-based connection's own
+        rules.append("iifname %s %s saddr %s %s daddr %s accept" % (device, ip, remote, ip, local))
         if hook == "forward":
-            rules.append("oifname %s %s saddr %s %s daddr %s accept" % (tun, ip, local, ip, remote))
+            rules.append("oifname %s %s saddr %s %s daddr %s accept" % (device, ip, local, ip, remote))
     return rules
 
 
 def mss_rules(spec):
+    """MSS clamping on the TUN device and on each route-based connection's interface (its own MTU)."""
+    if not spec.get("mss"):
+        return []
+    devices = [(spec["tun"], spec["mss"])] + [(i["name"], i["mss"]) for i in spec.get("interfaces") or []]
     rules = []
-    for direction in ("oifname", "iifname"):
-        for version in (4, 6):
-            size = (spec.get("mss") or {}).get(str(version))
-            if size:
-                rules.append(
-                    "%s %s meta nfproto %s tcp flags syn / syn,rst tcp option maxseg size > %d "
-                    "tcp option maxseg size set %d"
-                    % (direction, quoted(spec["tun"]), NFPROTO[version], size, size)
-                )
+    for device, sizes in devices:
+        for direction in ("oifname", "iifname"):
+            for version in (4, 6):
+                size = sizes.get(str(version))
+                if size:
+                    rules.append(
+                        "%s %s meta nfproto %s tcp flags syn / syn,rst tcp option maxseg size > %d "
+                        "tcp option maxseg size set %d"
+                        % (direction, quoted(device), NFPROTO[version], size, size)
+                    )
     return rules
 
 

@@ -134,6 +134,7 @@ class HostNetworkTask:
                 "ike_ports": host["ike_ports"],
                 "peers": host["peers"],
                 "tunnels": host["tunnels"],
+                "interfaces": host["interfaces"],
                 "open": None if self.params["firewall"] == "none" else backend == "nftables",
                 "mss": host["mss"] if mss else None,
             }

@@ -4,8 +4,9 @@
 """What a gateway's engine configuration asks of its host: the peers to let IKE and ESP in from, the
 traffic each Child SA carries through the TUN device, and the address families to forward.
 
-Reads only ``settings`` (TUN device, MTU, IKE ports) and, per connection, ``remote.address`` and each
-child's ``local_ts`` / ``remote_ts``; nothing else of the configuration (no secret) is looked at.
+Reads only ``settings`` (TUN device, MTU, IKE ports) and, per connection, ``remote.address``, ``mode`` and
+``interface`` (a route-based connection's traffic crosses its own interface) and each child's
+``local_ts`` / ``remote_ts``; nothing else of the configuration (no secret) is looked at.
 Selectors are parsed by the engine's own parser; their protocol and ports are ignored here (the
 firewall admits the address ranges, the engine's SPD narrows further).
 """
@@ -86,7 +87,9 @@ def _port(settings, key, default):
 def host_traffic(config):
     """The host's share of an engine configuration, as the plain data nftables.py and firewalld.py use:
     {tun, tun_mtu, ike_ports, peers: {any, "4": [..], "6": [..]}, tunnels: [{version, local, remote}],
-    versions: [4, 6], named: [peers given by DNS name], mss: {"4": n, "6": n}}."""
+    versions: [4, 6], named: [peers given by DNS name], mss: {"4": n, "6": n},
+    interfaces: [{name, mss}]}. A route-based connection's tunnels carry ``interface`` (its interface's
+    name, instead of the TUN device), and ``interfaces`` lists those interfaces with their MSS."""
     config = _mapping(config, "the configuration")
     settings = _mapping(config.get("settings"), "settings")
     tun = settings.get("tun_name", DEFAULT_TUN_NAME)
@@ -105,6 +108,7 @@ def host_traffic(config):
     any_peer = False
     tunnels = []
     named = []
+    interfaces = []
     connections = _mapping(config.get("connections"), "connections")
     for name in sorted(connections):
         where = "connections.%s" % name
@@ -115,6 +119,7 @@ def host_traffic(config):
             any_peer = True
         for address in addresses or []:
             peers[address.version].append(ipaddress.ip_network(address))
+        interface = _route_interface(connection, where, mtu)
         children = _mapping(connection.get("children"), where + ".children")
         for child_name in sorted(children):
             child_where = "%s.children.%s" % (where, child_name)
@@ -124,8 +129,13 @@ def host_traffic(config):
             for version in (4, 6):
                 if local[version] and remote_nets[version]:
                     entry = {"version": version, "local": local[version], "remote": remote_nets[version]}
+                    if interface is not None:
+                        entry["interface"] = interface["name"]
+                        interface["versions"].add(version)
                     if entry not in tunnels:
                         tunnels.append(entry)
+        if interface is not None:
+            interfaces.append(interface)
     versions = sorted({tunnel["version"] for tunnel in tunnels})
     return {
         "tun": tun,
@@ -140,7 +150,25 @@ def host_traffic(config):
         "versions": versions,
         "named": sorted(set(named)),
         "mss": {str(version): mtu - MSS_OVERHEAD[version] for version in versions},
+        "interfaces": [
+            {"name": i["name"], "mss": {str(v): i["mtu"] - MSS_OVERHEAD[v] for v in sorted(i["versions"])}}
+            for i in interfaces
+        ],
     }
+
+
+def _route_interface(connection, where, default_mtu):
+    """A route-based connection's interface as {name, mtu, versions}; None for a policy-based one."""
+    if connection.get("mode", "policy") != "route":
+        return None
+    interface = _mapping(connection.get("interface"), where + ".interface")
+    name = interface.get("name")
+    if not isinstance(name, str) or not INTERFACE_NAME.fullmatch(name):
+        raise TrafficError("%s.interface.name must be an interface name, got %r" % (where, name))
+    mtu = interface.get("mtu") or default_mtu
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 576:
+        raise TrafficError("%s.interface.mtu must be an MTU of at least 576, got %r" % (where, mtu))
+    return {"name": name, "mtu": mtu, "versions": set()}
 
 
 def bare(network):

@@ -8,7 +8,12 @@ import modules_support  # noqa: F401 (makes ansible_collections.pyike.ipsec impo
 import netns_harness
 import pytest
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.config import schema
-from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_host import forwarding, traffic
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_host import (
+    firewalld,
+    forwarding,
+    nftables,
+    traffic,
+)
 
 netns = netns_harness.netns
 
@@ -50,6 +55,59 @@ def test_the_hub_of_the_demo():
     assert host["versions"] == [4, 6]
     assert host["mss"] == {"4": 1360, "6": 1340}
     assert "never-read" not in repr(host)
+
+
+def test_a_route_based_connection_is_admitted_on_its_own_interface():
+    """Its 0.0.0.0/0 selectors open only its interface (never the TUN device), with its own MSS; firewalld
+    gets the interface in the zone and /0 as two /1 halves (hash:net refuses a /0)."""
+    config = {
+        "connections": dict(
+            HUB["connections"],
+            vti={
+                "remote": {"address": "192.0.2.77"},
+                "mode": "route",
+                "interface": {"name": "ipsec-hq", "mtu": 1380},
+                "children": {"all": {"local_ts": ["0.0.0.0/0"], "remote_ts": ["0.0.0.0/0"]}},
+            },
+        )
+    }
+    host = traffic.host_traffic(config)
+    assert {"version": 4, "local": ["0.0.0.0/0"], "remote": ["0.0.0.0/0"], "interface": "ipsec-hq"} in host[
+        "tunnels"
+    ]
+    assert all("interface" not in t for t in host["tunnels"] if t["remote"] != ["0.0.0.0/0"])
+    assert host["interfaces"] == [{"name": "ipsec-hq", "mss": {"4": 1340}}]
+    spec = dict(host, open=True)
+    forward = nftables.helper_rules(spec, "inet", "forward")
+    assert 'iifname "ipsec-hq" ip saddr 0.0.0.0/0 ip daddr 0.0.0.0/0 accept' in forward
+    assert 'oifname "ipsec-hq" ip saddr 0.0.0.0/0 ip daddr 0.0.0.0/0 accept' in forward
+    assert not [rule for rule in forward if '"pyike0"' in rule and "0.0.0.0/0" in rule], forward
+    mss = nftables.mss_rules(spec)
+    assert 'oifname "ipsec-hq" meta nfproto ipv4 tcp flags syn / syn,rst tcp option maxseg size > 1340 ' \
+        "tcp option maxseg size set 1340" in mss  # fmt: skip
+    assert not [rule for rule in mss if '"ipsec-hq" meta nfproto ipv6' in rule]
+    wanted = firewalld.desired(host, ["public"])
+    assert wanted["zone_interfaces"] == ["pyike0", "ipsec-hq"]
+    remote = wanted["ipsets"][firewalld.ipset_name("remote", 4)][1]
+    assert "0.0.0.0/1" in remote and "128.0.0.0/1" in remote and "0.0.0.0/0" not in remote
+
+
+@pytest.mark.parametrize(
+    ("interface", "message"),
+    [
+        ({"mtu": 1400}, "connections.vti.interface.name must be an interface name, got None"),
+        (
+            {"name": "ipsec-hq", "mtu": 100},
+            "connections.vti.interface.mtu must be an MTU of at least 576, got 100",
+        ),
+    ],
+)
+def test_a_wrong_route_interface_is_named(interface, message):
+    config = {"connections": {"vti": {"remote": {"address": "192.0.2.77"}, "mode": "route", "interface": interface,
+                                      "children": {"all": {"local_ts": ["0.0.0.0/0"], "remote_ts": ["0.0.0.0/0"]}}}}}  # fmt: skip
+    with pytest.raises(traffic.TrafficError) as raised:
+        traffic.host_traffic(config)
+    assert str(raised.value) == message
 
 
 def test_defaults_are_the_engines():
