@@ -208,6 +208,12 @@ def helper_rules(spec, family, hook):
         rules.append("iifname %s %s saddr %s %s daddr %s accept" % (device, ip, remote, ip, local))
         if hook == "forward":
             rules.append("oifname %s %s saddr %s %s daddr %s accept" % (device, ip, local, ip, remote))
+        if "interface" not in tunnel:
+            # the kernel dataplane: no TUN device; what it decrypted comes in on the wire with an IPsec
+            # path, and what it will encrypt is forwarded along an IPsec route
+            rules.append("meta ipsec exists %s saddr %s %s daddr %s accept" % (ip, remote, ip, local))
+            if hook == "forward":
+                rules.append("rt ipsec exists %s saddr %s %s daddr %s accept" % (ip, local, ip, remote))
     return rules
 
 

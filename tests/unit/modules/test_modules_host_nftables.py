@@ -96,6 +96,11 @@ def test_a_ruleset_that_drops_by_default_is_opened_and_a_second_run_changes_noth
     forward = "\n".join(chain_listing(nft, "inet", "filter", "pyike_ipsec_forward"))
     assert 'oifname "pyike0" ip saddr 10.1.0.0/24 ip daddr { 10.2.0.0/24, 10.3.0.0/24 } accept' in forward
     assert 'iifname "pyike0" ip6 saddr fd00:0:2::/64 ip6 daddr fd00:0:1::/64 accept' in forward
+    # the kernel dataplane's traffic, as nft lists it back: decrypted with an IPsec path, or routed to be encrypted
+    assert "meta ipsec exists ip6 saddr fd00:0:2::/64 ip6 daddr fd00:0:1::/64 accept" in forward
+    assert "rt ipsec exists ip saddr 10.1.0.0/24 ip daddr { 10.2.0.0/24, 10.3.0.0/24 } accept" in forward
+    assert "meta ipsec exists ip6 saddr fd00:0:2::/64 ip6 daddr fd00:0:1::/64 accept" in "\n".join(
+        chain_listing(nft, "inet", "filter", "pyike_ipsec_input"))  # fmt: skip
     mss = "\n".join(chain_listing(nft, "inet", "pyike_ipsec", "mss_clamp"))
     assert "type filter hook forward priority mangle; policy accept;" in mss
     assert "tcp option maxseg size set 1360" in mss and "tcp option maxseg size set 1340" in mss
@@ -153,7 +158,7 @@ def test_a_new_peer_rewrites_one_chain(nft):
     applied(SPEC)
     moved = dict(SPEC, peers={"any": False, "4": ["198.51.100.2"], "6": ["2001:db8:2::1"]})
     result = applied(moved)
-    assert result.changes == ["wrote chain pyike_ipsec_input in inet filter (6 rules)"]
+    assert result.changes == ["wrote chain pyike_ipsec_input in inet filter (8 rules)"]
     rules = "\n".join(chain_listing(nft, "inet", "filter", "pyike_ipsec_input"))
     assert "198.51.100.2" in rules and "198.51.100.1" not in rules and "198.51.100.7" not in rules
     assert (
