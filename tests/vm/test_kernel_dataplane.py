@@ -12,7 +12,9 @@ On a kernel without ESP (the build machines) every test here is skipped with the
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 import threading
 import time
 
@@ -56,6 +58,7 @@ def pyike(
     conf["connections"]["s2s"]["children"]["net"].update(child or {})
     conf["connections"]["s2s"].update(conn or {})
     daemon = PyikeDaemon(lab, me["host"])
+    daemon.conf = conf  # for firewall_of()
     daemons.append(daemon)
     daemon.launch(conf)
     if wait:
@@ -66,6 +69,26 @@ def pyike(
 def ready(*pyike_daemons):
     for daemon in pyike_daemons:
         daemon.wait_ready(timeout=10 * SLOW)
+
+
+def firewall_of(lab, daemon):
+    """A forward chain that drops all but what the pyike.ipsec.host module admits for the daemon's
+    configuration: the module's own rules (pyike_host), in the chain its jump leads to."""
+    collections = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                               ".build", "collections")  # fmt: skip
+    if collections not in sys.path:
+        sys.path.insert(
+            0, collections
+        )  # make setup links the checkout there as ansible_collections/pyike/ipsec
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_host import nftables, traffic
+
+    rules = nftables.helper_rules(traffic.host_traffic(daemon.conf), "inet", "forward")
+    ruleset = "table inet filter {\n chain pyike_ipsec_forward {\n%s\n }\n" % "\n".join(rules)
+    ruleset += (
+        " chain forward { type filter hook forward priority 0; policy drop; jump pyike_ipsec_forward; }\n}\n"
+    )
+    lab.run_in(daemon.host, ["nft", "-f", "-"], input_data=ruleset.encode())
+    return rules
 
 
 def _without_none(settings):
@@ -296,6 +319,8 @@ def test_a_kernel_trap_a_byte_lifetime_and_a_userspace_peer(make_lab, daemons):
                  child={"rekey_bytes": 60000, "life_bytes": 600000}, wait=False)  # fmt: skip
     right = pyike(lab, daemons, RIGHT, LEFT, esp="chacha20poly1305", dataplane="userspace")
     ready(left)
+    # gw1 forwards only what the host module admits: its IPsec-path rules (no TUN device in kernel mode)
+    assert any(rule.startswith("rt ipsec exists") for rule in firewall_of(lab, left))
     (trap,) = json.loads(left.ctl("list-traps", "--json"))
     assert (trap["state"], trap["acquires"], left.sas()) == ("idle", 0, []), trap
     trap_policies = policies(lab, "gw1")
@@ -403,8 +428,10 @@ def test_route_based_tunnels_carry_what_is_routed_into_their_interfaces(make_lab
     lab = make_lab(TWO_SITES)
     anything = (["0.0.0.0/0"], ["0.0.0.0/0"])
     left = pyike(lab, daemons, LEFT, RIGHT, nets=anything, conn=route_based("169.254.10.1/30"), wait=False)
-    pyike(lab, daemons, RIGHT, LEFT, nets=anything, conn=route_based("169.254.10.2/30"))
+    right = pyike(lab, daemons, RIGHT, LEFT, nets=anything, conn=route_based("169.254.10.2/30"))
     ready(left)
+    for daemon in (left, right):  # both forward only what the host module admits: the interface's traffic
+        assert 'oifname "ipsec0" ip saddr 0.0.0.0/0 ip daddr 0.0.0.0/0 accept' in firewall_of(lab, daemon)
     link = lab.run_in("gw1", ["ip", "-d", "link", "show", "ipsec0"])
     assert "mtu 1400" in link and re.search(r"\bxfrm if_id 0x[0-9a-f]+", link) and ",UP," in link, link
     assert "initiate completed successfully" in left.ctl(
