@@ -153,8 +153,8 @@ def test_rekey_and_early_packets_keep_to_the_interface(routed):
     assert len(routed.b_if.tun.written) == 2 and routed.b_main.written == []
     routed.b.remove_inbound("route", 0x1001)
     routed.b_if.tun.written = []
-    on_interface, _ = routed.a_if_to_b(packets(3))
-    assert len(on_interface) == 3
+    on_interface, on_main = routed.a_if_to_b(packets(3))
+    assert len(on_interface) == 3 and on_main == []
     assert routed.b._routed == {0x5005: routed.b_if}
 
 
