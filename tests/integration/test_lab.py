@@ -83,7 +83,7 @@ def test_failed_create_leaves_nothing_and_destroy_still_works(lab_name):
     plan = build_plan(lab_name, TWO_SITES)
     plan.host("c2").addresses["eth0"] = ["10.2.0.300/24"]  # `ip address add` rejects this mid-build
     lab = Lab(lab_name)
-    with pytest.raises(LabError, match=r"lab host c2: .*ip address add 10\.2\.0\.300/24"):
+    with pytest.raises(LabError, match=r"lab host c2: ip .*address add 10\.2\.0\.300/24 dev eth0.*failed"):
         lab.up(plan)
     assert _holders_of(lab_name) == []
     assert not os.path.exists(lab.state_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import select
 import shlex
 import shutil
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import holder
 from .plan import HostPlan, LabPlan
@@ -105,6 +106,21 @@ def run(argv: Sequence[str], what: str, input_data: Optional[bytes] = None, time
     return done.stdout.decode(errors="replace")
 
 
+def _ip_batch(pid: int, commands: List[str], what: str) -> None:
+    """`ip` commands in one process; a failure names the command, as a single `ip` would."""
+    done = subprocess.run(nsenter_argv(pid, ["ip", "-batch", "-"]), input="\n".join(commands).encode() + b"\n",
+                          capture_output=True, timeout=30.0, check=False)  # fmt: skip
+    if done.returncode != 0:
+        error = done.stderr.decode(errors="replace").strip()
+        failed = re.search(r"Command failed -:(\d+)", error)  # ip -batch stops at the first failing line
+        if failed and int(failed.group(1)) <= len(commands):
+            command = commands[int(failed.group(1)) - 1]
+        else:  # an argument it refuses ends it at once, without naming the line
+            command = "-batch (%s)" % "; ".join(commands)
+        detail = re.sub(r"\s*Command failed -:\d+\s*", " ", error).strip()
+        raise LabError("%s: ip %s failed (rc=%d): %s" % (what, command, done.returncode, detail))
+
+
 def stop_by_pid_file(lab: Lab, host: str, pid_file: str) -> None:
     """SIGTERM the process named in a host's pid file, SIGKILL it after 5 s; a host that is
     already gone counts as stopped."""
@@ -181,8 +197,11 @@ class Lab:
             handle.write(inspect.getsource(holder))
         pids: Dict[str, int] = {}
         try:
-            for host in plan.hosts:
-                pids[host.name] = self._start_holder(host.name, holder_path)
+            # all holders start at once, then each is waited for: a Python start costs seconds where the
+            # CPU is emulated (the VM lab)
+            starting = [(host.name, *self._start_holder(host.name, holder_path)) for host in plan.hosts]
+            for name, proc, status_read in starting:
+                pids[name] = self._holder_ready(name, proc, status_read)
             for link in plan.links:
                 self._add_link(pids, link)
             for host in plan.hosts:
@@ -194,7 +213,8 @@ class Lab:
             json.dump({"plan": plan.to_dict(), "pids": pids}, handle, indent=1)
         return True
 
-    def _start_holder(self, host: str, holder_path: str) -> int:
+    def _start_holder(self, host: str, holder_path: str) -> Tuple[subprocess.Popen, int]:
+        """Start a host's holder; returns its unshare process and the pipe it reports on."""
         overlay_dir = os.path.join(self.state_dir, host)
         os.makedirs(overlay_dir, mode=0o700, exist_ok=True)
         status_read, status_write = os.pipe()
@@ -221,6 +241,9 @@ class Lab:
         self._unshare_procs.append(proc)
         with open(os.path.join(self.state_dir, host + ".unshare.pid"), "w") as handle:
             handle.write("%d\n" % proc.pid)
+        return proc, status_read
+
+    def _holder_ready(self, host: str, proc: subprocess.Popen, status_read: int) -> int:
         status = self._read_status(status_read)
         holder_pid = self._child_of(proc.pid)
         if holder_pid is not None:
@@ -287,27 +310,26 @@ class Lab:
         what = "lab host %s" % host.name
         for bridge in host.bridges:
             self._ensure_bridge(pid, host.name, bridge)
+        # one process per tool, not per setting: each costs a second where the CPU is emulated (the VM lab)
         sysctl = "1" if host.forwarding else "0"
-        run(nsenter_argv(pid, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=" + sysctl]), what)
-        run(nsenter_argv(pid, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=" + sysctl]), what)
-        for key, value in host.sysctls.items():
-            run(nsenter_argv(pid, ["sysctl", "-q", "-w", "%s=%s" % (key, value)]), what)
+        settings = ["net.ipv4.ip_forward=" + sysctl, "net.ipv6.conf.all.forwarding=" + sysctl]
+        settings += ["%s=%s" % (key, value) for key, value in host.sysctls.items()]
+        run(nsenter_argv(pid, ["sysctl", "-q", "-w", *settings]), what)
         links = run(nsenter_argv(pid, ["ip", "-o", "link", "show"]), what)
+        commands = []
         for line in links.splitlines():
             ifname = line.split(":")[1].strip().split("@")[0]
             if ifname != "lo":
-                run(nsenter_argv(pid, ["ip", "link", "set", ifname, "up"]), what)
+                commands.append("link set %s up" % ifname)
         for ifname, cidrs in host.addresses.items():
             for cidr in cidrs:
                 # nodad: IPv6 addresses are usable at once instead of tentative for a second or two
-                extra = ["nodad"] if ":" in cidr else []
-                run(nsenter_argv(pid, ["ip", "address", "add", cidr, "dev", ifname, *extra]), what)
+                commands.append("address add %s dev %s%s" % (cidr, ifname, " nodad" if ":" in cidr else ""))
         if host.default_gateway:
-            run(nsenter_argv(pid, ["ip", "route", "add", "default", "via", host.default_gateway]), what)
+            commands.append("route add default via %s" % host.default_gateway)
         if host.default_gateway6:
-            run(
-                nsenter_argv(pid, ["ip", "-6", "route", "add", "default", "via", host.default_gateway6]), what
-            )
+            commands.append("route add default via %s" % host.default_gateway6)  # the family is the gateway's
+        _ip_batch(pid, commands, what)
         if host.nftables:
             run(nsenter_argv(pid, ["nft", "-f", "-"]), what + " (pyike_lab_nftables)", host.nftables.encode())
 
