@@ -68,10 +68,22 @@ def test_pyike_to_pyike_keeps_ml_kem_through_repeated_rekeys_without_loss(lab, d
         assert "/x25519" in child["proposal"] and "/ke1_mlkem768" in child["proposal"], child
         log = daemon.log()
         assert "Traceback" not in log and PSK not in log
-    (ike_left,) = [sa for sa in left.sas() if sa["state"] == "ESTABLISHED"]
-    (ike_right,) = [sa for sa in right.sas() if sa["state"] == "ESTABLISHED"]
-    (child_left,), (child_right,) = ike_left["children"], ike_right["children"]
-    assert (child_left["spi_in"], child_left["spi_out"]) == (child_right["spi_out"], child_right["spi_in"])
+    # Both ends agree on the Child SA's SPIs. The rekeys go on every 3 s and the two listings are two
+    # moments: compare a listing of gw2 taken between two equal listings of gw1 (no rekey finished on gw1
+    # meanwhile), the first such moment within a few rekey periods.
+    deadline = time.monotonic() + 15.0
+    while True:
+        before, mirrored, after = child_spis(left), child_spis(right), child_spis(left)
+        mirrored = mirrored[::-1] if mirrored else None
+        if (before is not None and before == after == mirrored) or time.monotonic() > deadline:
+            break
+    assert before is not None and before == after == mirrored, (before, mirrored, after)
+
+
+def child_spis(daemon):
+    """(spi_in, spi_out) of the one Child SA of the one established IKE SA; None while a rekey has two."""
+    children = [child for sa in daemon.sas() if sa["state"] == "ESTABLISHED" for child in sa["children"]]
+    return (children[0]["spi_in"], children[0]["spi_out"]) if len(children) == 1 else None
 
 
 def test_strongswan_without_ml_kem_gets_the_classic_fallback_through_rekeys(lab, daemons):
