@@ -92,3 +92,14 @@ def test_an_earlier_runs_interface_is_taken_over_and_a_foreign_one_is_refused_an
         made.ensure(RouteInterface("ipsec2", 8))
     made.close()
     assert set(ipr.links) == {"eth9", "ipsec2"}  # never deletes what it did not make or take over
+
+
+def test_a_refused_sync_changes_nothing_and_a_renamed_interface_keeps_its_if_id():
+    ipr, made = interfaces()
+    made.sync({"ipsec0": RouteInterface("ipsec0", 7, ("169.254.10.1/30",))})
+    ipr.links["eth9"] = dict(index=4, kind="veth", if_id=None, mtu=1500, up=True, addresses=set())
+    with pytest.raises(DataplaneError, match="interface eth9 exists and is not an XFRM interface"):
+        made.sync({"ipsec1": RouteInterface("ipsec1", 8), "eth9": RouteInterface("eth9", 9)})
+    assert set(ipr.links) == {"ipsec0", "eth9"} and made.ours == {"ipsec0": 7}  # ipsec0 kept, ipsec1 not made
+    made.sync({"vti0": RouteInterface("vti0", 7)})  # renamed: the old one goes before the new takes if_id 7
+    assert set(ipr.links) == {"vti0", "eth9"} and made.ours == {"vti0": 7}

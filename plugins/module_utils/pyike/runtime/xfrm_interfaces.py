@@ -34,23 +34,37 @@ class XfrmInterfaces:
 
     def sync(self, wanted: Dict[str, Any]) -> None:
         """Make the interfaces ``wanted`` (name -> config.model.RouteInterface) exist as configured and
-        delete ours that are not wanted any more. Raises DataplaneError or OSError naming the interface."""
+        delete ours that are not wanted any more. Raises DataplaneError or OSError naming the interface; a
+        link of a wanted name that cannot be ours refuses before anything changes."""
+        ipr = self._netlink()
+        for spec in wanted.values():
+            self._check(ipr, spec)
         for name in [name for name in self.ours if name not in wanted]:
-            self.remove(name)
+            self.remove(
+                name
+            )  # first: a renamed interface may take over its if_id, which the kernel keeps unique
         for spec in wanted.values():
             self.ensure(spec)
 
+    @staticmethod
+    def _check(ipr: Any, spec: Any) -> None:
+        """Refuse a link of the wanted name that is not an XFRM interface with the wanted if_id."""
+        found = ipr.link_lookup(ifname=spec.name)
+        if not found:
+            return
+        kind, if_id = _xfrm_kind(ipr.get_links(found[0])[0])
+        if (kind, if_id) != ("xfrm", spec.if_id):
+            raise DataplaneError(
+                "interface %s exists and is not an XFRM interface with if_id %d (it is %s%s): remove it "
+                "or give the connection another interface name"
+                % (spec.name, spec.if_id, kind or "of unknown kind", " if_id %s" % if_id if if_id else "")
+            )
+
     def ensure(self, spec: Any) -> None:
         ipr = self._netlink()
+        self._check(ipr, spec)
         found = ipr.link_lookup(ifname=spec.name)
         if found:
-            kind, if_id = _xfrm_kind(ipr.get_links(found[0])[0])
-            if (kind, if_id) != ("xfrm", spec.if_id):
-                raise DataplaneError(
-                    "interface %s exists and is not an XFRM interface with if_id %d (it is %s%s): remove it "
-                    "or give the connection another interface name"
-                    % (spec.name, spec.if_id, kind or "of unknown kind", " if_id %s" % if_id if if_id else "")
-                )
             if spec.name not in self.ours:
                 log.info("interface %s (if_id %d) is there already (an earlier run's): taking it over",
                          spec.name, spec.if_id)  # fmt: skip
