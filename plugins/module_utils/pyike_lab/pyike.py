@@ -6,7 +6,7 @@ import json
 import os
 import shlex
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from .lab import Lab, LabError, stop_by_pid_file
 
@@ -74,10 +74,13 @@ def site_to_site(
 class PyikeDaemon:
     """pyike in one lab host; `python` picks the interpreter (the hosts' by default)."""
 
-    def __init__(self, lab: Lab, host: str, python: str = HOST_PYTHON):
+    def __init__(self, lab: Lab, host: str, python: str = HOST_PYTHON, site_dirs: Sequence[str] = ()):
         self.lab = lab
         self.host = host
         self.python = python
+        # searched after the engine, before the interpreter's own packages: e.g. a newer cryptography
+        # unpacked from a wheel, as the engine module installs it (install.py, cryptography_wheel)
+        self.pythonpath = ":".join([MODULE_UTILS, *site_dirs])
         self.control_socket = CONTROL_SOCKET  # the configuration's, once start() has written one
 
     def _sh(self, script: str, input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
@@ -119,7 +122,7 @@ class PyikeDaemon:
             self.write_config(config)
         impaired = bool(((config or {}).get("settings") or {}).get("impair"))
         command = "PYTHONPATH=%s exec %s -m pyike daemon --config %s%s" % (
-            shlex.quote(MODULE_UTILS),
+            shlex.quote(self.pythonpath),
             shlex.quote(self.python),
             CONFIG_FILE,
             " --allow-impair" if impaired else "",  # lab tests that inject faults (settings.impair)
@@ -159,7 +162,7 @@ class PyikeDaemon:
             self.host,
             [
                 "env",
-                "PYTHONPATH=" + MODULE_UTILS,
+                "PYTHONPATH=" + self.pythonpath,
                 self.python,
                 "-m",
                 "pyike",
