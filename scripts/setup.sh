@@ -81,6 +81,17 @@ if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > "$VENV/.requirements.sha256"
 fi
 
+# The targets' newer cryptography (requirements-target.txt): a wheel for CPython 3.11 on glibc 2.34 or
+# later, fetched once; the engine module installs it beside the engine (option cryptography_wheel).
+wheels="$BUILD/wheels"
+target_req="$(grep -v '^#' "$ROOT/requirements-target.txt" | tr -d '[:space:]')"
+if ! compgen -G "$wheels/${target_req/==/-}-*.whl" >/dev/null; then
+  log "downloading the targets' $target_req wheel into $wheels"
+  rm -rf "$wheels" && mkdir -p "$wheels"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary :all: \
+    --platform manylinux_2_34_x86_64 --python-version 3.11 --implementation cp -d "$wheels" "$target_req"
+fi
+
 # Ansible finds the collection at <path>/ansible_collections/pyike/ipsec.
 mkdir -p "$BUILD/collections/ansible_collections/pyike"
 link="$BUILD/collections/ansible_collections/pyike/ipsec"
