@@ -91,6 +91,23 @@ options:
         journal).
     type: path
     default: /var/log/pyike/pyiked.log
+  cryptography_wheel:
+    description:
+      - A C(cryptography) wheel file on the target (copy it there first, as the P(pyike.ipsec.gateway#role) role
+        does with C(gateway_cryptography_wheel)), to run the engine with instead of the interpreter's own
+        C(cryptography).
+      - C(cryptography) before 42 (Debian 12 has 38) builds a new OpenSSL context for every packet it seals
+        or opens, which makes the userspace ESP dataplane about two and a half times slower than with 42 or
+        later. The wheel is unpacked into O(install_root)/O(version)/site, which the daemon finds after
+        the engine and before the system's packages; nothing in the system changes.
+      - It is used only when it is newer than the installed C(cryptography) and seals a test packet under
+        the module's interpreter (a wheel for another Python, architecture or C library fails that).
+        Otherwise the module warns, says why, and the engine keeps the installed C(cryptography).
+      - Only the wheel's C(cryptography) package and its C(.dist-info) are taken; a wheel with anything
+        else, links or paths outside them is refused. The result's RV(cryptography) says which one runs.
+      - "To fetch one for Debian 12 on x86_64: C(pip download --no-deps --only-binary :all:
+        --platform manylinux_2_34_x86_64 --python-version 3.11 --implementation cp cryptography)."
+    type: path
   start_timeout:
     description:
       - Seconds to wait for a started daemon to answer on its control socket. When it does not,
@@ -135,6 +152,11 @@ EXAMPLES = r"""
   pyike.ipsec.engine:
     state: started
 
+- name: Run the engine with a newer cryptography than Debian 12's (copied to the host first)
+  pyike.ipsec.engine:
+    state: started
+    cryptography_wheel: /opt/pyike/wheels/cryptography-51.0.1-cp311-abi3-manylinux_2_34_x86_64.whl
+
 - name: Remove the engine (the configuration stays)
   pyike.ipsec.engine:
     state: absent
@@ -161,6 +183,28 @@ dependencies:
   returned: unless O(state=absent)
   type: dict
   sample: {cryptography: 38.0.4, pyroute2: 0.7.2, yaml: "6.0"}
+cryptography:
+  description:
+    - The C(cryptography) the daemon runs with. O(cryptography_wheel) is used only when it works and is newer.
+  returned: unless O(state=absent)
+  type: dict
+  contains:
+    version:
+      description: Its version.
+      type: str
+      sample: 51.0.1
+    source:
+      description: V(wheel) (O(cryptography_wheel), unpacked beside the engine) or V(distribution).
+      type: str
+      sample: wheel
+    path:
+      description: Where the wheel was unpacked (V(wheel) only).
+      type: str
+      sample: /opt/pyike/0.1.0/site
+    slow_aead:
+      description: True for a C(cryptography) before 42, which makes an OpenSSL context per ESP packet.
+      type: bool
+      sample: false
 engine_digest:
   description: SHA-256 over the engine's files; a daemon started from other files is restarted.
   returned: unless O(state=absent)
@@ -239,6 +283,7 @@ def main():
             pid_file=dict(type="path", default="/run/pyike/pyiked.pid"),
             log_file=dict(type="path", default="/var/log/pyike/pyiked.log"),
             start_timeout=dict(type="int", default=120),
+            cryptography_wheel=dict(type="path"),
         ),
         supports_check_mode=True,
     )

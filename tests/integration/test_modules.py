@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,71 @@ def test_upgrade_restarts_on_the_new_engine_and_keeps_the_config(lab, inventory)
         assert sh(lab, host, "ls %s" % INSTALL_ROOT).split() == ["0.1.1"]
         assert "%s/0.1.1/pyike_supervisor.py" % INSTALL_ROOT in sh(lab, host, "ps -e -o args=")
         assert sh(lab, host, "sha256sum %s" % CONFIG) == config_before[host]
+    ping_across(lab)
+
+
+def wait_for_tunnel(lab, timeout=60.0):
+    """After a restart of both daemons (the connection has no start_action): initiate from gw1 and wait
+    until it lists an installed Child SA."""
+    deadline = time.monotonic() + timeout
+    while "INSTALLED" not in sh(
+        lab, "gw1", "%s/pyikectl initiate site2site; %s/pyikectl list-sas" % (BIN_DIR, BIN_DIR)
+    ):
+        assert time.monotonic() < deadline, sh(lab, "gw1", "tail -20 /var/log/pyike/pyiked.log")
+        time.sleep(0.5)
+
+
+def _daemon_pid(lab, host):
+    supervisor = sh(lab, host, "cat /run/pyike/pyiked.pid").strip()
+    return sh(lab, host, "cat /proc/%s/task/%s/children" % (supervisor, supervisor)).split()[0]
+
+
+def test_a_newer_cryptography_from_a_wheel_and_the_fallback(lab, inventory):
+    """/usr/bin/python3 (Debian's cryptography 38) runs the daemon with the wheel's cryptography 51; a wheel
+    that cannot be used leaves the distribution's, with a warning; the tunnel carries traffic throughout."""
+    wheels = sorted(Path(__file__).resolve().parents[2].glob(".build/wheels/cryptography-*.whl"))
+    assert wheels, "no cryptography wheel in .build/wheels: run `make setup`"
+    site = "%s/0.1.1/site" % INSTALL_ROOT
+    state = "engine_state=started engine_version=0.1.1 engine_wheel=%s"
+    rc, result, output = run_playbook(ENGINE_STATE, inventory, "-e", state % wheels[0])
+    assert rc == 0, output
+    version = wheels[0].name.split("-")[1]
+    for host in GATEWAYS:
+        engine = task_results(result, "Set the engine state")[host]
+        assert engine["restarted"] is True, engine
+        assert engine["cryptography"] == {
+            "version": version,
+            "source": "wheel",
+            "path": site,
+            "slow_aead": False,
+        }
+        maps = sh(lab, host, "cat /proc/%s/maps" % _daemon_pid(lab, host))
+        assert "%s/cryptography/hazmat/bindings/_rust.abi3.so" % site in maps
+        assert "cryptography %s from %s" % (version, site) in sh(lab, host, "cat /var/log/pyike/pyiked.log")
+    assert task_results(result, "Set the engine state")["gw1"]["python"] == "/usr/bin/python3"
+    wait_for_tunnel(lab)
+    ping_across(lab)
+    rc, result, output = run_playbook(ENGINE_STATE, inventory, "-e", state % wheels[0])
+    assert rc == 0 and changed_count(result) == {"gw1": 0, "gw2": 0}, output
+
+    # A wheel built for another C library (here: one whose import fails) is refused on the host itself.
+    broken = "/tmp/cryptography-99.0.0-cp37-abi3-manylinux_2_99_x86_64.whl"
+    for host in GATEWAYS:
+        sh(lab, host, "cd /tmp && rm -rf w && mkdir -p w/cryptography && echo 'raise ImportError(\"GLIBC_2.99 not found\")' "
+                      "> w/cryptography/__init__.py && cd w && rm -f %s && python3 -m zipfile -c %s cryptography" % (broken, broken))  # fmt: skip
+    rc, result, output = run_playbook(ENGINE_STATE, inventory, "-e", state % broken)
+    assert rc == 0, output
+    for host in GATEWAYS:
+        engine = task_results(result, "Set the engine state")[host]
+        assert engine["restarted"] is True and engine["cryptography"]["source"] == "distribution", engine
+        assert any("GLIBC_2.99 not found" in warning and broken in warning for warning in engine["warnings"])
+        assert sh(lab, host, "find %s -type f 2>/dev/null; true" % site).strip() == ""
+        assert site not in sh(lab, host, "cat %s/pyiked" % BIN_DIR)
+        maps = sh(lab, host, "cat /proc/%s/maps" % _daemon_pid(lab, host))
+        assert (
+            site not in maps and "/usr/lib/python3/dist-packages/cryptography/hazmat/bindings/_rust" in maps
+        )
+    wait_for_tunnel(lab)
     ping_across(lab)
 
 

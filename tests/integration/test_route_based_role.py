@@ -1,6 +1,6 @@
 """ipsec_tunnels[].interface through playbooks/site.yml: a route-based tunnel beside a policy-based one,
-built by the gateway role on the userspace dataplane (this kernel has no ESP), idempotent, and carrying
-what the operator routes into its interface."""
+built by the gateway role on the userspace dataplane (this kernel has no ESP) with the newer cryptography
+of gateway_cryptography_wheel, idempotent, and carrying what the operator routes into its interface."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def test_site_builds_a_route_based_tunnel_from_the_inventory(tmp_path, lab_name)
                         "right_addresses": ["169.254.20.1/30"], "mtu": 1380}),
         dict(common, name="hub-spoke2", left="spoke2", right="hub"),
     ]  # fmt: skip
+    # the role copies the targets' newer cryptography (make setup fetched it) and the engine runs with it
+    wheels = sorted(REPO.glob(".build/wheels/cryptography-*.whl"))
+    assert wheels, "no cryptography wheel in .build/wheels: run `make setup`"
+    variables["gateway_cryptography_wheel"] = str(wheels[0])
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(data))
     rc, _result, output = run_playbook(REPO / "playbooks" / "lab_up.yml", path)
@@ -41,6 +45,10 @@ def test_site_builds_a_route_based_tunnel_from_the_inventory(tmp_path, lab_name)
         for host, address in (("hub", "169.254.20.1/30"), ("spoke1", "169.254.20.2/30")):
             link = lab.run_in(host, ["ip", "-d", "address", "show", "vti-hub"])
             assert "mtu 1380" in link and "tun" in link and "inet " + address in link, link
+        version = wheels[0].name.split("-")[1]
+        for host in ("hub", "spoke1"):
+            log = lab.run_in(host, ["cat", "/var/log/pyike/pyiked.log"])
+            assert "cryptography %s from /opt/pyike/" % version in log, log[-2000:]
         conns = {sa["name"] for sa in json.loads(lab.run_in("hub", [CTL, "list-sas", "--json"]))}
         assert conns == {"hub-spoke1", "hub-spoke2"}, conns
         # nothing routes into the interface but the operator (or a routing daemon)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import install, supervisor
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import install, supervisor, wheel
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.bundle import (
     ENGINE_IMPORT_ERROR,
     ENGINE_PACKAGE,
@@ -71,6 +71,7 @@ class EngineTask:
         self.bin_dir = params["bin_dir"]
         self.config_path = params["config_path"]
         self.version_dir = os.path.join(self.install_root, self.version)
+        self.site_dir = None  # <version_dir>/site when a cryptography wheel is used (wheel.py)
         self.result = {
             "changed": False,
             "version": self.version,
@@ -99,6 +100,32 @@ class EngineTask:
                 traceback=ENGINE_IMPORT_ERROR,
             )
 
+    def newer_cryptography(self):
+        """{path under the site directory: bytes} of the cryptography wheel the daemon will use, or {}.
+
+        The wheel is used when it works under this interpreter and is newer than the distribution's
+        cryptography; otherwise the distribution's stays and a warning says why.
+        """
+        distro = self.result["dependencies"].get("cryptography")
+        chosen = {"version": distro, "source": "distribution", "slow_aead": wheel.is_slow(distro)}
+        self.result["cryptography"] = chosen
+        path = self.params.get("cryptography_wheel")
+        if not path:
+            return {}
+        try:
+            version, files = wheel.read_wheel(path)
+            if wheel.version_tuple(version) <= wheel.version_tuple(distro):
+                self.warn("cryptography_wheel %s: its cryptography %s is not newer than the installed %s, "
+                          "which the engine keeps using" % (path, version, distro))  # fmt: skip
+                return {}
+            imported = wheel.probe(self.run, self.python, path, files)
+        except wheel.WheelError as exc:
+            self.warn("cryptography_wheel %s; the engine uses the installed cryptography %s" % (exc, distro))
+            return {}
+        self.site_dir = os.path.join(self.version_dir, wheel.SITE_DIR)
+        chosen.update(version=imported, source="wheel", path=self.site_dir, slow_aead=wheel.is_slow(imported))
+        return files
+
     # --- the service -------------------------------------------------------------------------
     def service(self, engine_digest):
         manager = self.params["service_manager"]
@@ -117,6 +144,7 @@ class EngineTask:
             self.params["log_file"],
             socket_path,
             engine_digest,
+            self.site_dir,
         )
 
     def control_socket(self):
@@ -136,11 +164,13 @@ class EngineTask:
         if self.state == "absent":
             return self.remove()
         self.check_dependencies()
+        site_files = self.newer_cryptography()
         try:
             engine_files = package_files(ENGINE_PACKAGE)
             supervisor_source = module_source(supervisor)
         except PayloadError as exc:
             raise EngineTaskError("cannot read the engine out of the module's payload: %s" % exc) from None
+        engine_files.update((wheel.SITE_DIR + "/" + path, content) for path, content in site_files.items())
         tree, engine_digest = install.desired_tree(
             engine_files, supervisor_source, self.version, self.python, self.version_dir
         )
@@ -165,7 +195,13 @@ class EngineTask:
         for kind, name in (("daemon", "pyiked"), ("ctl", "pyikectl")):
             path = os.path.join(self.bin_dir, name)
             content = install.wrapper_text(
-                kind, self.python, self.version_dir, self.config_path, self.version, engine_digest
+                kind,
+                self.python,
+                self.version_dir,
+                self.config_path,
+                self.version,
+                engine_digest,
+                self.site_dir,
             )
             state = install.plan_owned_file(path, content, install.EXEC_MODE)
             if state:

@@ -8,6 +8,7 @@ Layout (defaults)::
     /opt/pyike/<version>/pyike/...            the engine package, copied out of the module's payload
     /opt/pyike/<version>/pyike_supervisor.py  keeps pyiked running where systemd is not PID 1
     /opt/pyike/<version>/MANIFEST.json        version, interpreter, digest of the files above
+    /opt/pyike/<version>/site/cryptography/   a newer cryptography from a wheel (wheel.py), if one is given
     /usr/local/sbin/pyiked, pyikectl          sh wrappers: PYTHONPATH + the module's interpreter
     /etc/systemd/system/pyiked.service        only where systemd is PID 1
 
@@ -37,6 +38,7 @@ VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
 FILE_MODE = 0o644
 EXEC_MODE = 0o755
 DIR_MODE = 0o755
+SITE_DIR = "site"  # a newer cryptography unpacked from a wheel (wheel.py)
 
 
 class InstallError(Exception):
@@ -147,16 +149,17 @@ def systemd_program(option, directory, name):
     return program if _SYSTEMD_PLAIN.match(program) else '"%s"' % program.replace("%", "%%")
 
 
-def wrapper_text(kind, python, version_dir, config_path, version, engine_digest):
+def wrapper_text(kind, python, version_dir, config_path, version, engine_digest, site_dir=None):
     """The pyiked (kind 'daemon') or pyikectl (kind 'ctl') shell wrapper.
 
     Every path is one sh word (shlex.quote); none goes into a comment, where a newline in it would
-    start a command.
+    start a command. ``site_dir`` follows the engine on PYTHONPATH (a newer cryptography).
     """
+    pythonpath = version_dir + (":" + site_dir if site_dir else "")
     lines = [
         "#!/bin/sh",
         "%s %s; do not edit (the next run replaces it)." % (WRAPPER_MARKER, version),
-        "PYTHONPATH=%s" % shell_word("install directory", version_dir),
+        "PYTHONPATH=%s" % shell_word("install directory", pythonpath),
         "PYIKE_ENGINE_DIGEST=%s" % engine_digest,
         "export PYTHONPATH PYIKE_ENGINE_DIGEST",
     ]
@@ -246,14 +249,20 @@ def plan_tree(version_dir, tree):
 
 
 def stale_files(version_dir, tree):
-    """Engine files in `version_dir` that the payload no longer has (only .py files; caches stay)."""
+    """Engine files in `version_dir` that the payload no longer has (only .py files; caches stay).
+
+    Everything under `site` is ours (an unpacked wheel): any file there that `tree` lacks is stale,
+    all of them, caches included, once no wheel is wanted.
+    """
     stale = []
     package_dirs = {path.split("/", 1)[0] for path in tree if "/" in path}
-    for top in package_dirs:
+    site_wanted = SITE_DIR in package_dirs
+    for top in package_dirs | {SITE_DIR}:
         for root, dirs, names in os.walk(os.path.join(version_dir, top)):
-            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            if top != SITE_DIR or site_wanted:
+                dirs[:] = [d for d in dirs if d != "__pycache__"]
             for name in names:
-                if name.endswith(".py"):
+                if top == SITE_DIR or name.endswith(".py"):
                     relative = os.path.relpath(os.path.join(root, name), version_dir).replace(os.sep, "/")
                     if relative not in tree:
                         stale.append(relative)
@@ -288,8 +297,8 @@ def apply_tree(version_dir, tree, changes):
             os.chmod(target, mode)
         else:
             write_atomic(target, content, mode)
-    for root, dirs, names in os.walk(version_dir, topdown=False):
-        if root != version_dir and not names and not dirs:
+    for root, _dirs, _names in os.walk(version_dir, topdown=False):
+        if root != version_dir and not os.listdir(root):  # bottom-up: its emptied subdirectories are gone
             os.rmdir(root)  # a package the engine dropped
 
 

@@ -91,7 +91,16 @@ class Supervised:
     name = "supervisor"
 
     def __init__(
-        self, run, python, version_dir, config_path, pid_file, log_file, control_socket, engine_digest
+        self,
+        run,
+        python,
+        version_dir,
+        config_path,
+        pid_file,
+        log_file,
+        control_socket,
+        engine_digest,
+        site_dir=None,
     ):
         self.run = run
         self.python = python
@@ -101,6 +110,7 @@ class Supervised:
         self.log_file = log_file
         self.control_socket = control_socket
         self.engine_digest = engine_digest
+        self.site_dir = site_dir
 
     def _locked_pid(self):
         """The supervisor's PID when one holds the pid file's lock, else None."""
@@ -156,6 +166,8 @@ class Supervised:
             "--engine-digest",
             self.engine_digest,
         ]
+        if self.site_dir:
+            argv += ["--site-dir", self.site_dir]
         rc, out, err = self.run(argv)
         if rc != 0:
             raise ServiceError("starting the supervisor failed (rc=%d): %s" % (rc, (err or out).strip()))

@@ -79,11 +79,12 @@ def daemonize(log_file):
 
 
 class Supervisor:
-    def __init__(self, python, engine_dir, config, log_level=None, engine_digest=""):
+    def __init__(self, python, engine_dir, config, log_level=None, engine_digest="", site_dir=None):
         self.argv = [python, "-m", "pyike", "daemon", "--config", config]
         if log_level:
             self.argv += ["--log-level", log_level]
-        self.env = {"PATH": DAEMON_PATH, "PYTHONPATH": engine_dir, "LANG": "C.UTF-8"}
+        pythonpath = engine_dir + (":" + site_dir if site_dir else "")
+        self.env = {"PATH": DAEMON_PATH, "PYTHONPATH": pythonpath, "LANG": "C.UTF-8"}
         if engine_digest:
             self.env["PYIKE_ENGINE_DIGEST"] = engine_digest
         self.child = None
@@ -155,6 +156,7 @@ def main(argv=None):
     parser.add_argument("--pid-file", required=True)
     parser.add_argument("--log-file", required=True)
     parser.add_argument("--log-level", default=None)
+    parser.add_argument("--site-dir", default=None, help="searched after the engine: a newer cryptography")
     parser.add_argument("--engine-digest", default="", help="recorded so that the module can tell an upgrade")
     parser.add_argument("--daemonize", action="store_true", help="detach from the caller first")
     args = parser.parse_args(argv)
@@ -165,7 +167,9 @@ def main(argv=None):
         log("another supervisor holds %s; not starting" % args.pid_file)
         return 1
     try:
-        return Supervisor(args.python, args.engine_dir, args.config, args.log_level, args.engine_digest).run()
+        return Supervisor(
+            args.python, args.engine_dir, args.config, args.log_level, args.engine_digest, args.site_dir
+        ).run()
     finally:
         try:
             os.unlink(args.pid_file)

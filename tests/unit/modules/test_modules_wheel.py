@@ -1,0 +1,194 @@
+"""A newer cryptography from a wheel beside the engine (pyike_ansible/wheel.py and the engine task).
+
+Synthetic wheels check the member rules and the probe; the real cryptography 51 wheel that `make setup`
+fetches (requirements-target.txt) is probed under the interpreter running the tests, which is how the
+engine module decides on a target.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import stat
+import sys
+import zipfile
+from pathlib import Path
+
+import modules_support  # noqa: F401  (puts the collection on sys.path)
+import pytest
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import deploy, wheel
+from test_modules_engine import FakeSystemd
+
+REPO = Path(__file__).resolve().parents[3]
+REQUIREMENT = (REPO / "requirements-target.txt").read_text().split("\n# ")[-1].split("\n", 1)[-1].strip()
+
+# A stand-in cryptography whose AESGCM "seals" by returning the plaintext: enough for the probe, which
+# checks that the interpreter imports the wheel's package and can call it.
+FAKE_AEAD = b"class AESGCM:\n    def __init__(self, key):\n        pass\n    def encrypt(self, nonce, data, aad):\n        return data\n"
+
+
+def make_wheel(directory, version="99.0.0", members=None, name=None):
+    members = (
+        members
+        if members is not None
+        else {
+            "cryptography/__init__.py": b"__version__ = '%s'\n" % version.encode(),
+            "cryptography/hazmat/__init__.py": b"",
+            "cryptography/hazmat/primitives/__init__.py": b"",
+            "cryptography/hazmat/primitives/ciphers/__init__.py": b"",
+            "cryptography/hazmat/primitives/ciphers/aead.py": FAKE_AEAD,
+            "cryptography-%s.dist-info/METADATA" % version: b"Name: cryptography\nVersion: %s\n"
+            % version.encode(),
+        }
+    )
+    path = os.path.join(
+        str(directory), name or "cryptography-%s-cp37-abi3-manylinux_2_34_x86_64.whl" % version
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, content in members.items():
+            if isinstance(content, zipfile.ZipInfo):
+                archive.writestr(content, b"target")
+            else:
+                archive.writestr(member, content)
+    return path
+
+
+def run(argv):
+    import subprocess
+
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_versions_order_and_the_slow_ones():
+    assert wheel.version_tuple("51.0.1") > wheel.version_tuple("38.0.4") > wheel.version_tuple("3.4.8")
+    assert wheel.version_tuple("42.0.0rc1") == (42, 0, 0)
+    assert wheel.is_slow("38.0.4") and wheel.is_slow("41.0.7")
+    assert not wheel.is_slow("42.0.0") and not wheel.is_slow("51.0.1") and not wheel.is_slow(None)
+
+
+def test_a_synthetic_wheel_is_read_and_probed(tmp_path):
+    version, files = wheel.read_wheel(make_wheel(tmp_path))
+    assert version == "99.0.0"
+    assert "cryptography/hazmat/primitives/ciphers/aead.py" in files
+    assert wheel.probe(run, sys.executable, "w.whl", files) == "99.0.0"
+
+
+@pytest.mark.parametrize(
+    "members, expected",
+    [
+        ({"cryptography/__init__.py": b"", "../evil.py": b""}, "not a plain relative path"),
+        ({"cryptography/__init__.py": b"", "/etc/evil": b""}, "not a plain relative path"),
+        ({"cryptography/__init__.py": b"", "cryptography/../../evil": b""}, "not a plain relative path"),
+        ({"cryptography/__init__.py": b"", "sitecustomize.py": b""}, "outside the cryptography package"),
+        ({"cryptography/__init__.py": b"", "cffi/__init__.py": b""}, "outside the cryptography package"),
+        ({"cryptography-99.0.0.dist-info/METADATA": b""}, "no cryptography/__init__.py"),
+    ],
+)
+def test_hostile_or_foreign_members_are_refused(tmp_path, members, expected):
+    with pytest.raises(wheel.WheelError, match=expected) as caught:
+        wheel.read_wheel(make_wheel(tmp_path, members=members))
+    assert str(tmp_path) in str(caught.value)  # the message names the file
+
+
+def test_a_link_a_wrong_name_and_a_broken_archive_are_refused(tmp_path):
+    link = zipfile.ZipInfo("cryptography/link")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with pytest.raises(wheel.WheelError, match="symbolic link"):
+        wheel.read_wheel(
+            make_wheel(tmp_path, members={"cryptography/__init__.py": b"", "cryptography/link": link})
+        )
+    with pytest.raises(wheel.WheelError, match="not a cryptography wheel"):
+        wheel.read_wheel(make_wheel(tmp_path, name="pyroute2-0.9-py3-none-any.whl"))
+    broken = tmp_path / "cryptography-99.0.0-cp37-abi3-linux_x86_64.whl"
+    broken.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(wheel.WheelError, match="cannot be read as a wheel"):
+        wheel.read_wheel(str(broken))
+    with pytest.raises(wheel.WheelError, match="cannot be read as a wheel"):
+        wheel.read_wheel(str(tmp_path / "cryptography-1.0-x.whl"))  # missing
+
+
+def test_a_wheel_that_does_not_work_fails_the_probe_with_its_error(tmp_path):
+    members = {"cryptography/__init__.py": b"raise ImportError('built for another libc')\n"}
+    files = wheel.read_wheel(make_wheel(tmp_path, members=members))[1]
+    with pytest.raises(wheel.WheelError, match=r"w.whl: does not work under .*built for another libc"):
+        wheel.probe(run, sys.executable, "w.whl", files)
+
+
+def test_the_real_target_wheel_works_under_this_interpreter(tmp_path):
+    found = glob.glob(str(REPO / ".build" / "wheels" / ("%s-*.whl" % REQUIREMENT.replace("==", "-"))))
+    assert found, "no %s wheel in .build/wheels: run `make setup`" % REQUIREMENT
+    version, files = wheel.read_wheel(found[0])
+    assert version == REQUIREMENT.split("==")[1]
+    assert wheel.probe(run, sys.executable, "w.whl", files) == version
+
+
+@pytest.fixture
+def host(tmp_path):
+    config = tmp_path / "pyike.json"
+    config.write_text(json.dumps({"settings": {"control_socket": str(tmp_path / "ctl")}, "connections": {}}))
+    systemd = FakeSystemd(tmp_path, tmp_path / "sbin")
+    yield tmp_path, systemd
+    systemd._stop()
+
+
+def _run(tmp_path, systemd, **overrides):
+    params = {
+        "state": "present",
+        "config_path": str(tmp_path / "pyike.json"),
+        "version": "1.0.0",
+        "install_root": str(tmp_path / "opt"),
+        "bin_dir": str(tmp_path / "sbin"),
+        "service_manager": "systemd",
+        "pid_file": str(tmp_path / "pid"),
+        "log_file": str(tmp_path / "log"),
+        "start_timeout": 5,
+        "cryptography_wheel": None,
+    }
+    params.update(overrides)
+    warnings = []
+    task = deploy.EngineTask(params, False, systemd, warnings.append, python=sys.executable,
+                             unit_path=str(tmp_path / "pyiked.service"))  # fmt: skip
+    return task.execute(), warnings
+
+
+def test_the_engine_task_installs_a_wheel_beside_the_engine_and_removes_it_again(host):
+    tmp_path, systemd = host
+    site = tmp_path / "opt" / "1.0.0" / "site"
+    result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
+    assert warnings == []
+    assert result["cryptography"] == {
+        "version": "99.0.0",
+        "source": "wheel",
+        "path": str(site),
+        "slow_aead": False,
+    }
+    assert (site / "cryptography" / "hazmat" / "primitives" / "ciphers" / "aead.py").is_file()
+    wrapper = (tmp_path / "sbin" / "pyiked").read_text()
+    assert "PYTHONPATH=%s/opt/1.0.0:%s\n" % (tmp_path, site) in wrapper
+    with_wheel = result["engine_digest"]
+    result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
+    assert result["changed"] is False and warnings == []
+
+    result, warnings = _run(tmp_path, systemd)
+    assert result["changed"] is True and result["cryptography"]["source"] == "distribution"
+    assert result["engine_digest"] != with_wheel
+    assert not site.exists()
+    assert "PYTHONPATH=%s/opt/1.0.0\n" % tmp_path in (tmp_path / "sbin" / "pyiked").read_text()
+
+
+def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(host):
+    tmp_path, systemd = host
+    hostile = make_wheel(tmp_path, members={"cryptography/__init__.py": b"", "../../etc/cron.d/x": b""})
+    result, warnings = _run(tmp_path, systemd, cryptography_wheel=hostile)
+    assert result["cryptography"]["source"] == "distribution"
+    assert len(warnings) == 1 and "not a plain relative path" in warnings[0] and hostile in warnings[0]
+    assert not (tmp_path / "opt" / "1.0.0" / "site").exists() and not (tmp_path / "etc").exists()
+
+    (tmp_path / "old").mkdir()
+    result, warnings = _run(
+        tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path / "old", version="3.4.8")
+    )
+    assert result["cryptography"]["source"] == "distribution"
+    assert "is not newer than the installed" in warnings[0]
