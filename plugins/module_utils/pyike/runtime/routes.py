@@ -127,10 +127,18 @@ class RouteManager:
             spec["gateway"] = nexthop[1]
 
         def request(ipr) -> bool:
-            found = [nexthop[0]] if nexthop is not None else ipr.link_lookup(ifname=ifname)
-            if not found:
-                return False
-            ipr.route(command, oif=found[0], **spec)
+            if nexthop is not None:
+                index = nexthop[0]
+            else:
+                # an ioctl, where pyroute2 0.7's link_lookup dumps and parses every link: this runs for
+                # each Child SA, on the path from IKE_AUTH to "installed"
+                try:
+                    index = socket.if_nametoindex(ifname) if ifname else 0
+                except OSError:
+                    return False
+                if not index:
+                    return False
+            ipr.route(command, oif=index, **spec)
             return True
 
         return self._netlink.call(request)
