@@ -40,6 +40,7 @@ from .certs import (
     name_text,
     not_valid_after,
     not_valid_before,
+    public_key_of,
     subject_text,
     to_der,
 )
@@ -227,7 +228,7 @@ def _check_dates(certificate: x509.Certificate, now: datetime.datetime, role: st
 
 
 def _check_key(certificate: x509.Certificate, role: str) -> None:
-    key = certificate.public_key()
+    key = public_key_of(certificate)
     try:
         kind = key_type(key)
     except SignatureError as error:
@@ -278,7 +279,7 @@ def check_link(
         raise CertPolicyError(
             "certificate %s is signed with %s, which is not accepted" % (subject_text(child), scheme.name)
         )
-    if not verify_with_scheme(issuer.public_key(), scheme, child.signature, child.tbs_certificate_bytes):
+    if not verify_with_scheme(public_key_of(issuer), scheme, child.signature, child.tbs_certificate_bytes):
         if is_anchor:
             raise CertSignatureError(
                 "the signature on certificate %s does not verify with the key of the configured CA "
@@ -439,7 +440,7 @@ class PeerCertResult:
     public_key: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.public_key = self.certificate.public_key()
+        self.public_key = public_key_of(self.certificate)
 
     @property
     def trust_anchor(self) -> x509.Certificate:
