@@ -111,6 +111,7 @@ try:
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import kernel_traps as engine_runtime_kernel_traps
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import lifetimes as engine_runtime_lifetimes
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import link_config as engine_runtime_link_config
+    from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import local_addresses as engine_runtime_local_addresses
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import netlink as engine_runtime_netlink
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import resolver as engine_runtime_resolver
     from ansible_collections.pyike.ipsec.plugins.module_utils.pyike.runtime import route_tuns as engine_runtime_route_tuns

@@ -41,6 +41,7 @@ from .control import ControlError, ControlServer
 from .dataplane import Dataplane
 from .errors import describe_error
 from .installer import INBOUND_LINGER, ChildSaInstaller, _local_address_in
+from .local_addresses import LocalAddresses
 from .netlink import Netlink
 from .routes import RouteManager
 from .tun import Tun
@@ -129,10 +130,11 @@ class Daemon(Commands, ChildSaInstaller):
         self._waiters: List[Tuple[str, Optional[str], asyncio.Future]] = []
         self._started = time.monotonic()
         self._ipr: Optional[Netlink] = None  # address look-ups, opened on first use
+        self._local_addresses: Optional[LocalAddresses] = None
         self.event_errors = 0  # engine events the daemon failed to act on (each logged with its SA)
         # start_action, traps, acquires and peers given as DNS names (actions.py)
         self.actions = ConnectionActions(
-            self, lambda selectors: _local_address_in(selectors, self._netlink())
+            self, lambda selectors: _local_address_in(selectors, self._addresses())
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -207,6 +209,8 @@ class Daemon(Commands, ChildSaInstaller):
         self.dataplane.close()
         if routes is not None:
             routes.cleanup()
+        if self._local_addresses is not None:
+            self._local_addresses.close()
         if self._ipr is not None:
             self._ipr.close()
         for endpoint in endpoints:
@@ -392,6 +396,11 @@ class Daemon(Commands, ChildSaInstaller):
         del self.failures[:-50]
         self._resolve(failure.conn, None, error=failure)
         self.actions.failed(failure)
+
+    def _addresses(self) -> LocalAddresses:
+        if self._local_addresses is None:
+            self._local_addresses = LocalAddresses(self._netlink())
+        return self._local_addresses
 
     def _netlink(self) -> Netlink:
         if self._ipr is None:

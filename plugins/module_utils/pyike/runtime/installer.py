@@ -7,7 +7,6 @@ A mixin of runtime.daemon.Daemon (its engine, dataplane, netlink and the tables 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -17,7 +16,7 @@ from ..ids import IntegId
 from ..ike.events import ChildSaDown, ChildSaUp
 from ..selectors import address_ranges
 from .errors import describe_error
-from .netlink import Netlink
+from .local_addresses import LocalAddresses
 
 log = logging.getLogger("pyike.daemon")
 
@@ -102,7 +101,7 @@ class ChildSaInstaller:
                 event.remote,
                 event.encap,
                 local=event.local[0],
-                route_source=_local_addresses_in(event.local_ts, self._netlink()),
+                route_source=_local_addresses_in(event.local_ts, self._addresses()),
                 **extra,
             )
         except (OSError, ValueError) as exc:
@@ -181,20 +180,18 @@ def route_if_id(config, conn: str) -> int:
     return connection.interface.if_id if connection is not None and connection.interface is not None else 0
 
 
-def _local_address_in(selectors, netlink: Netlink) -> Optional[str]:
+def _local_address_in(selectors, addresses: LocalAddresses) -> Optional[str]:
     """An address of this host inside our side's selectors (the first found, of either version)."""
-    found = _local_addresses_in(selectors, netlink)
+    found = _local_addresses_in(selectors, addresses)
     return found[0] if found else None
 
 
-def _local_addresses_in(selectors, netlink: Netlink) -> Tuple[str, ...]:
+def _local_addresses_in(selectors, local_addresses: LocalAddresses) -> Tuple[str, ...]:
     """Addresses of this host inside our side's selectors, the first of each IP version, as the sources
     for tunnel routes (traffic the gateway itself sends then matches the policy, as strongSwan does; a
     child with IPv4 and IPv6 selectors needs one of each)."""
     try:
-        addresses = netlink.call(
-            lambda ipr: [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
-        )
+        addresses = local_addresses.current()
     except (OSError, ValueError, RuntimeError):
         return ()
     ranges = address_ranges(selectors)
