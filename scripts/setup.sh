@@ -81,10 +81,10 @@ if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > "$VENV/.requirements.sha256"
 fi
 
-# The targets' newer cryptography (requirements-target.txt): a wheel for CPython 3.11 on glibc 2.34 or
+# The targets' newer cryptography (requirements-target-wheel.txt): a wheel for CPython 3.11 on glibc 2.34 or
 # later, fetched once; the engine module installs it beside the engine (option cryptography_wheel).
 wheels="$BUILD/wheels"
-target_req="$(grep -v '^#' "$ROOT/requirements-target.txt" | tr -d '[:space:]')"
+target_req="$(grep -v '^#' "$ROOT/requirements-target-wheel.txt" | tr -d '[:space:]')"
 if ! compgen -G "$wheels/${target_req/==/-}-*.whl" >/dev/null; then
   log "downloading the targets' $target_req wheel into $wheels"
   rm -rf "$wheels" && mkdir -p "$wheels"

@@ -100,11 +100,16 @@ options:
         or opens, which makes the userspace ESP dataplane about two and a half times slower than with 42 or
         later. The wheel is unpacked into O(install_root)/O(version)/site, which the daemon finds after
         the engine and before the system's packages; nothing in the system changes.
-      - It is used only when it is newer than the installed C(cryptography) and seals a test packet under
-        the module's interpreter (a wheel for another Python, architecture or C library fails that).
-        Otherwise the module warns, says why, and the engine keeps the installed C(cryptography).
-      - Only the wheel's C(cryptography) package and its C(.dist-info) are taken; a wheel with anything
-        else, links or paths outside them is refused. The result's RV(cryptography) says which one runs.
+      - It is used only when it is newer than the installed C(cryptography) and, unpacked under
+        O(install_root), imports as the version its file name gives and seals a test packet under the
+        module's interpreter (a wheel for another Python, architecture or C library fails that). Otherwise
+        the module warns, says why, and the engine keeps the installed C(cryptography). Check mode does not
+        run the wheel.
+      - A wheel with anything but the C(cryptography) package and its C(.dist-info), with links, paths
+        that leave them or a member twice is not used either (a warning says why). The result's
+        RV(cryptography) says which C(cryptography) runs.
+      - The path must be a file owned by root (or the user the module runs as) that no one else can
+        write, since the test runs its code; otherwise, or when it does not exist, the task fails.
       - "To fetch one for Debian 12 on x86_64: C(pip download --no-deps --only-binary :all:
         --platform manylinux_2_34_x86_64 --python-version 3.11 --implementation cp cryptography)."
     type: path

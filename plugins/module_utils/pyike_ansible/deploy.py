@@ -104,7 +104,8 @@ class EngineTask:
         """{path under the site directory: bytes} of the cryptography wheel the daemon will use, or {}.
 
         The wheel is used when it works under this interpreter and is newer than the distribution's
-        cryptography; otherwise the distribution's stays and a warning says why.
+        cryptography; otherwise the distribution's stays and a warning says why. A path that is not a
+        root-owned file fails the task. Check mode reads the wheel but does not run it.
         """
         distro = self.result["dependencies"].get("cryptography")
         chosen = {"version": distro, "source": "distribution", "slow_aead": wheel.is_slow(distro)}
@@ -113,18 +114,35 @@ class EngineTask:
         if not path:
             return {}
         try:
+            wheel.check_file(path)
+        except wheel.WheelError as exc:
+            raise EngineTaskError("cryptography_wheel %s" % exc) from None
+        try:
             version, files = wheel.read_wheel(path)
             if wheel.version_tuple(version) <= wheel.version_tuple(distro):
                 self.warn("cryptography_wheel %s: its cryptography %s is not newer than the installed %s, "
                           "which the engine keeps using" % (path, version, distro))  # fmt: skip
                 return {}
-            imported = wheel.probe(self.run, self.python, path, files)
+            imported = version if self.check_mode else self._probe(path, files)
+            if imported != version:
+                raise wheel.WheelError(
+                    "%s: imports as cryptography %s, its file name says %s" % (path, imported, version)
+                )
         except wheel.WheelError as exc:
             self.warn("cryptography_wheel %s; the engine uses the installed cryptography %s" % (exc, distro))
             return {}
         self.site_dir = os.path.join(self.version_dir, wheel.SITE_DIR)
+        if self.check_mode:
+            chosen["tested"] = False
         chosen.update(version=imported, source="wheel", path=self.site_dir, slow_aead=wheel.is_slow(imported))
         return files
+
+    def _probe(self, path, files):
+        """Unpack the wheel under the install root (the daemon's filesystem, which may be mounted
+        differently from /tmp) and import it with this interpreter."""
+        if not os.path.isdir(self.install_root):
+            install.ensure_dir(self.install_root, install.DIR_MODE)
+        return wheel.probe(self.run, self.python, path, files, self.install_root)
 
     # --- the service -------------------------------------------------------------------------
     def service(self, engine_digest):

@@ -12,7 +12,8 @@ than the distribution's; otherwise the distribution's cryptography stays (a warn
 
 A wheel is a zip archive; only its ``cryptography/`` package and its ``.dist-info`` are taken,
 and every member name is checked before anything is read, so a hostile archive writes nothing
-outside the directory.
+outside the directory. The probe unpacks it beside the engine (under the install root), on the
+filesystem the daemon will load it from: a ``noexec`` /tmp must not decide.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 
@@ -27,6 +29,7 @@ from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import i
 
 SITE_DIR = install.SITE_DIR
 MAX_UNPACKED = 64 * 1024 * 1024  # cryptography 51 unpacks to 15 MB
+MAX_MEMBERS = 2000  # cryptography 51 has 142
 FIRST_FAST_MAJOR = 42  # the first cryptography whose AEAD objects keep their OpenSSL context
 _WHEEL_NAME = re.compile(r"^cryptography-(?P<version>[0-9][0-9A-Za-z.+]*)-[^/]+\.whl$")
 
@@ -64,14 +67,46 @@ def is_slow(version):
 
 def _member_path(wheel, name, allowed_tops):
     parts = name.split("/")
-    if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts[:-1]):
+    if name.startswith("/") or "\\" in name or "\0" in name or any(part in ("", ".", "..") for part in parts):
         raise WheelError("%s: member %r is not a plain relative path" % (wheel, name))
-    if parts[0] not in allowed_tops:
+    if parts[0] not in allowed_tops or len(parts) < 2:
         raise WheelError(
-            "%s: member %r is outside the cryptography package; this is not a cryptography wheel"
-            % (wheel, name)
+            "%s: member %r is neither in the cryptography package nor in its %s; this is not a cryptography "
+            "wheel of the version its file name gives" % (wheel, name, sorted(allowed_tops)[-1])
         )
     return name
+
+
+def _check_layout(wheel, names):
+    """No member twice, and none that is both a file and the directory of another."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise WheelError("%s: member %r appears twice" % (wheel, name))
+        seen.add(name)
+    for name in names:
+        parts = name.split("/")
+        for end in range(1, len(parts)):
+            if "/".join(parts[:end]) in seen:
+                raise WheelError(
+                    "%s: %r is a file and the directory of member %r" % (wheel, "/".join(parts[:end]), name)
+                )
+
+
+def check_file(wheel):
+    """Refuse a path that is not a regular file, or one that someone other than root (or us) could have
+    replaced: the probe runs the archive's code with the module's rights."""
+    try:
+        info = os.stat(wheel)
+    except OSError as exc:
+        raise WheelError("%s: %s" % (wheel, exc.strerror or exc)) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise WheelError("%s: not a file" % wheel)
+    if info.st_uid not in (0, os.geteuid()) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise WheelError(
+            "%s: owned by uid %d with mode %04o; a wheel whose code runs as root must be owned by root "
+            "and writable by nobody else" % (wheel, info.st_uid, stat.S_IMODE(info.st_mode))
+        )
 
 
 def read_wheel(wheel):
@@ -87,26 +122,46 @@ def read_wheel(wheel):
     try:
         with zipfile.ZipFile(wheel) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
+            if len(members) > MAX_MEMBERS:
+                raise WheelError(
+                    "%s: %d members, more than the %d a cryptography wheel has"
+                    % (wheel, len(members), MAX_MEMBERS)
+                )
             total = sum(info.file_size for info in members)
             if total > MAX_UNPACKED:
                 raise WheelError(
                     "%s: unpacks to %d octets, more than the %d a cryptography wheel needs"
                     % (wheel, total, MAX_UNPACKED)
                 )
+            names = [_member_path(wheel, info.filename, allowed_tops) for info in members]
+            _check_layout(wheel, names)
             for info in members:
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise WheelError("%s: member %r is a symbolic link" % (wheel, info.filename))
-                files[_member_path(wheel, info.filename, allowed_tops)] = archive.read(info)
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+            for name, info in zip(names, members):
+                files[name] = archive.read(info)
+    except WheelError:
+        raise
+    except (
+        Exception
+    ) as exc:  # zipfile raises OSError, BadZipFile, zlib.error, EOFError, NotImplementedError...
         raise WheelError("%s: cannot be read as a wheel: %s" % (wheel, exc)) from None
     if "cryptography/__init__.py" not in files:
         raise WheelError("%s: holds no cryptography/__init__.py" % wheel)
     return version, files
 
 
-def probe(run, python, wheel, files):
-    """The version the interpreter imports from the unpacked ``wheel``, or WheelError with its error."""
-    scratch = tempfile.mkdtemp(prefix="pyike-wheel-")
+def probe(run, python, wheel, files, where):
+    """The version the interpreter imports from the unpacked ``wheel``, or WheelError with its error.
+
+    ``where``: the directory to unpack it in for the test (the install root, which must exist).
+    """
+    try:
+        scratch = tempfile.mkdtemp(prefix=".pyike-wheel-", dir=where)
+    except OSError as exc:
+        raise WheelError(
+            "%s: cannot unpack it in %s to test it: %s" % (wheel, where, exc.strerror or exc)
+        ) from None
     try:
         for path, content in files.items():
             target = os.path.join(scratch, path)
@@ -114,6 +169,10 @@ def probe(run, python, wheel, files):
             with open(target, "wb") as handle:
                 handle.write(content)
         rc, out, err = run([python, "-c", _PROBE, scratch])
+    except OSError as exc:
+        raise WheelError(
+            "%s: cannot unpack it in %s to test it: %s" % (wheel, where, exc.strerror or exc)
+        ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if rc != 0:

@@ -1,7 +1,7 @@
 """A newer cryptography from a wheel beside the engine (pyike_ansible/wheel.py and the engine task).
 
 Synthetic wheels check the member rules and the probe; the real cryptography 51 wheel that `make setup`
-fetches (requirements-target.txt) is probed under the interpreter running the tests, which is how the
+fetches (requirements-target-wheel.txt) is probed under the interpreter running the tests, which is how the
 engine module decides on a target.
 """
 
@@ -21,7 +21,11 @@ from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import d
 from test_modules_engine import FakeSystemd
 
 REPO = Path(__file__).resolve().parents[3]
-REQUIREMENT = (REPO / "requirements-target.txt").read_text().split("\n# ")[-1].split("\n", 1)[-1].strip()
+REQUIREMENT = [
+    line.strip()
+    for line in (REPO / "requirements-target-wheel.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+][-1]
 
 # A stand-in cryptography whose AESGCM "seals" by returning the plaintext: enough for the probe, which
 # checks that the interpreter imports the wheel's package and can call it.
@@ -72,7 +76,7 @@ def test_a_synthetic_wheel_is_read_and_probed(tmp_path):
     version, files = wheel.read_wheel(make_wheel(tmp_path))
     assert version == "99.0.0"
     assert "cryptography/hazmat/primitives/ciphers/aead.py" in files
-    assert wheel.probe(run, sys.executable, "w.whl", files) == "99.0.0"
+    assert wheel.probe(run, sys.executable, "w.whl", files, str(tmp_path)) == "99.0.0"
 
 
 @pytest.mark.parametrize(
@@ -81,8 +85,20 @@ def test_a_synthetic_wheel_is_read_and_probed(tmp_path):
         ({"cryptography/__init__.py": b"", "../evil.py": b""}, "not a plain relative path"),
         ({"cryptography/__init__.py": b"", "/etc/evil": b""}, "not a plain relative path"),
         ({"cryptography/__init__.py": b"", "cryptography/../../evil": b""}, "not a plain relative path"),
-        ({"cryptography/__init__.py": b"", "sitecustomize.py": b""}, "outside the cryptography package"),
-        ({"cryptography/__init__.py": b"", "cffi/__init__.py": b""}, "outside the cryptography package"),
+        ({"cryptography/__init__.py": b"", "cryptography/..": b""}, "not a plain relative path"),
+        ({"cryptography/__init__.py": b"", "cryptography/.": b""}, "not a plain relative path"),
+        ({"cryptography/__init__.py": b"", "cryptography\\..\\evil": b""}, "not a plain relative path"),
+        ({"cryptography/__init__.py": b"", "cryptography": b""}, "neither in the cryptography package"),
+        (
+            {"cryptography/__init__.py": b"", "cryptography-98.0.dist-info/METADATA": b""},
+            "neither in the cryptography",
+        ),
+        (
+            {"cryptography/__init__.py": b"", "cryptography/hazmat": b"", "cryptography/hazmat/x.py": b""},
+            "is a file and",
+        ),
+        ({"cryptography/__init__.py": b"", "sitecustomize.py": b""}, "neither in the cryptography package"),
+        ({"cryptography/__init__.py": b"", "cffi/__init__.py": b""}, "neither in the cryptography package"),
         ({"cryptography-99.0.0.dist-info/METADATA": b""}, "no cryptography/__init__.py"),
     ],
 )
@@ -90,6 +106,42 @@ def test_hostile_or_foreign_members_are_refused(tmp_path, members, expected):
     with pytest.raises(wheel.WheelError, match=expected) as caught:
         wheel.read_wheel(make_wheel(tmp_path, members=members))
     assert str(tmp_path) in str(caught.value)  # the message names the file
+
+
+def test_duplicates_a_corrupt_member_and_too_many_members_are_refused(tmp_path):
+    import warnings
+
+    twice = tmp_path / "cryptography-99.0.0-cp37-abi3-linux_x86_64.whl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is told to write
+        with zipfile.ZipFile(twice, "w") as archive:
+            archive.writestr("cryptography/__init__.py", b"")
+            archive.writestr("cryptography/__init__.py", b"evil = True")
+    with pytest.raises(wheel.WheelError, match="appears twice"):
+        wheel.read_wheel(str(twice))
+    corrupt = tmp_path / "sub" / "cryptography-99.0.0-cp37-abi3-linux_x86_64.whl"
+    corrupt.parent.mkdir()
+    with zipfile.ZipFile(corrupt, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("cryptography/__init__.py", b"x = 1\n" * 4000)
+    data = bytearray(corrupt.read_bytes())
+    data[60:90] = bytes(30)  # inside the compressed stream
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(wheel.WheelError, match="cannot be read as a wheel"):
+        wheel.read_wheel(str(corrupt))
+    many = {"cryptography/__init__.py": b""}
+    many.update(("cryptography/m%d.py" % index, b"") for index in range(wheel.MAX_MEMBERS))
+    with pytest.raises(wheel.WheelError, match="more than the 2000"):
+        wheel.read_wheel(make_wheel(tmp_path / "sub", version="99.0.1", members=many))
+
+
+def test_the_probe_unpacks_where_it_is_told_and_leaves_nothing(tmp_path):
+    files = wheel.read_wheel(make_wheel(tmp_path))[1]
+    where = tmp_path / "root"
+    where.mkdir()
+    assert wheel.probe(run, sys.executable, "w.whl", files, str(where)) == "99.0.0"
+    assert os.listdir(str(where)) == []
+    with pytest.raises(wheel.WheelError, match=r"cannot unpack it in .*missing"):
+        wheel.probe(run, sys.executable, "w.whl", files, str(tmp_path / "missing"))
 
 
 def test_a_link_a_wrong_name_and_a_broken_archive_are_refused(tmp_path):
@@ -113,7 +165,7 @@ def test_a_wheel_that_does_not_work_fails_the_probe_with_its_error(tmp_path):
     members = {"cryptography/__init__.py": b"raise ImportError('built for another libc')\n"}
     files = wheel.read_wheel(make_wheel(tmp_path, members=members))[1]
     with pytest.raises(wheel.WheelError, match=r"w.whl: does not work under .*built for another libc"):
-        wheel.probe(run, sys.executable, "w.whl", files)
+        wheel.probe(run, sys.executable, "w.whl", files, str(tmp_path))
 
 
 def test_the_real_target_wheel_works_under_this_interpreter(tmp_path):
@@ -121,7 +173,9 @@ def test_the_real_target_wheel_works_under_this_interpreter(tmp_path):
     assert found, "no %s wheel in .build/wheels: run `make setup`" % REQUIREMENT
     version, files = wheel.read_wheel(found[0])
     assert version == REQUIREMENT.split("==")[1]
-    assert wheel.probe(run, sys.executable, "w.whl", files) == version
+    assert wheel.probe(run, sys.executable, "w.whl", files, str(tmp_path)) == version
+    if os.path.exists("/usr/bin/python3"):  # the targets' interpreter, with Debian's cryptography 38
+        assert wheel.probe(run, "/usr/bin/python3", "w.whl", files, str(tmp_path)) == version
 
 
 @pytest.fixture
@@ -133,9 +187,9 @@ def host(tmp_path):
     systemd._stop()
 
 
-def _run(tmp_path, systemd, **overrides):
+def _run(tmp_path, systemd, check_mode=False, **overrides):
     params = {
-        "state": "present",
+        "state": "started",
         "config_path": str(tmp_path / "pyike.json"),
         "version": "1.0.0",
         "install_root": str(tmp_path / "opt"),
@@ -148,7 +202,7 @@ def _run(tmp_path, systemd, **overrides):
     }
     params.update(overrides)
     warnings = []
-    task = deploy.EngineTask(params, False, systemd, warnings.append, python=sys.executable,
+    task = deploy.EngineTask(params, check_mode, systemd, warnings.append, python=sys.executable,
                              unit_path=str(tmp_path / "pyiked.service"))  # fmt: skip
     return task.execute(), warnings
 
@@ -167,9 +221,20 @@ def test_the_engine_task_installs_a_wheel_beside_the_engine_and_removes_it_again
     assert (site / "cryptography" / "hazmat" / "primitives" / "ciphers" / "aead.py").is_file()
     wrapper = (tmp_path / "sbin" / "pyiked").read_text()
     assert "PYTHONPATH=%s/opt/1.0.0:%s\n" % (tmp_path, site) in wrapper
+    assert result["started"] is True
     with_wheel = result["engine_digest"]
     result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
     assert result["changed"] is False and warnings == []
+    assert [name for name in os.listdir(str(tmp_path / "opt")) if name != "1.0.0"] == []  # no probe left
+
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(newer, version="99.0.1"))
+    assert result["restarted"] is True and result["cryptography"]["version"] == "99.0.1", result
+    assert (
+        not (site / "cryptography-99.0.0.dist-info").exists()
+        and (site / "cryptography-99.0.1.dist-info").is_dir()
+    )
 
     result, warnings = _run(tmp_path, systemd)
     assert result["changed"] is True and result["cryptography"]["source"] == "distribution"
@@ -184,7 +249,20 @@ def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(h
     result, warnings = _run(tmp_path, systemd, cryptography_wheel=hostile)
     assert result["cryptography"]["source"] == "distribution"
     assert len(warnings) == 1 and "not a plain relative path" in warnings[0] and hostile in warnings[0]
-    assert not (tmp_path / "opt" / "1.0.0" / "site").exists() and not (tmp_path / "etc").exists()
+    assert not (tmp_path / "opt" / "1.0.0" / "site").exists()
+    assert sorted(os.listdir(str(tmp_path / "opt"))) == ["1.0.0"]  # the probe never ran: nothing unpacked
+
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    members = {
+        "cryptography/__init__.py": b"__version__ = '41.0.7'\n",
+        "cryptography/hazmat/primitives/ciphers/aead.py": FAKE_AEAD,
+    }
+    result, warnings = _run(
+        tmp_path, systemd, cryptography_wheel=make_wheel(renamed, version="99.0.0", members=members)
+    )
+    assert result["cryptography"]["source"] == "distribution"
+    assert "imports as cryptography 41.0.7, its file name says 99.0.0" in warnings[0]
 
     (tmp_path / "old").mkdir()
     result, warnings = _run(
@@ -192,3 +270,28 @@ def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(h
     )
     assert result["cryptography"]["source"] == "distribution"
     assert "is not newer than the installed" in warnings[0]
+
+
+def test_a_missing_or_writable_wheel_fails_the_task_and_check_mode_runs_nothing(host):
+    tmp_path, systemd = host
+    with pytest.raises(deploy.EngineTaskError, match="No such file"):
+        _run(tmp_path, systemd, cryptography_wheel=str(tmp_path / "cryptography-99.0.0-typo.whl"))
+    with pytest.raises(deploy.EngineTaskError, match="not a file"):
+        _run(tmp_path, systemd, cryptography_wheel=str(tmp_path))
+    path = make_wheel(tmp_path)
+    os.chmod(path, 0o666)
+    with pytest.raises(deploy.EngineTaskError, match="writable by nobody else"):
+        _run(tmp_path, systemd, cryptography_wheel=path)
+    os.chmod(path, 0o644)
+
+    (tmp_path / "w").mkdir()
+    members = {
+        "cryptography/__init__.py": b"open(%r, 'w').close()\n" % str(tmp_path / "ran"),
+        "cryptography-99.0.0.dist-info/METADATA": b"",
+    }
+    result, _warnings = _run(
+        tmp_path, systemd, check_mode=True, cryptography_wheel=make_wheel(tmp_path / "w", members=members)
+    )
+    assert result["cryptography"]["tested"] is False and result["cryptography"]["source"] == "wheel"
+    assert result["changed"] is True
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "opt").exists()
