@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import List, Optional, Union
+from typing import Optional, Tuple, Union
 
 from .netlink import Netlink
 
@@ -26,13 +26,13 @@ class LocalAddresses:
 
     def __init__(self, netlink: Netlink) -> None:
         self._netlink = netlink
-        self._known: Optional[List[IpAddress]] = None
+        self._known: Optional[Tuple[IpAddress, ...]] = None
         self._watch = _open_watch()  # None: no notifications here, so every look-up dumps
 
-    def current(self) -> List[IpAddress]:
+    def current(self) -> Tuple[IpAddress, ...]:
         if self._watch is None or _drained_any(self._watch) or self._known is None:
             self._known = self._netlink.call(
-                lambda ipr: [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
+                lambda ipr: tuple(ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr())
             )
         return self._known
 

@@ -134,7 +134,7 @@ class RouteManager:
                 # each Child SA, on the path from IKE_AUTH to "installed"
                 try:
                     index = socket.if_nametoindex(ifname) if ifname else 0
-                except OSError:
+                except (OSError, ValueError):  # no such device; ValueError: a name no device can have
                     return False
                 if not index:
                     return False
