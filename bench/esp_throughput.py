@@ -616,8 +616,10 @@ def measure_tcp(lab: Lab, tunnel: Tunnel, scenario: Scenario, seconds: int, resu
         mbits, received = iperf_tcp(lab, scenario, seconds, streams)
         note = tun_note(tunnel.device, before, tun_tx_bytes(lab, tunnel.device), received)
         results.tcp[(tunnel, scenario, streams)].append(mbits)
-        print("  %-15s %d stream%s: %8.0f Mbit/s%s" % (scenario.name, streams, "s" if streams > 1 else " ",
-                                                        mbits, note), flush=True)  # fmt: skip
+        plural = "s" if streams > 1 else " "
+        print(
+            "  %-15s %d stream%s: %8.0f Mbit/s%s" % (scenario.name, streams, plural, mbits, note), flush=True
+        )
 
 
 def with_tunnel(lab: Lab, tunnel: Tunnel, scenarios: Sequence[Scenario], measure: Measure, seconds: int,

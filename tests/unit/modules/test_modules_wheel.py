@@ -15,11 +15,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-import modules_support  # noqa: F401  (puts the collection on sys.path)
+import modules_support
 import pytest
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import deploy, wheel
 from test_modules_engine import FakeSystemd
 
+assert modules_support  # imported first: it puts the collection on sys.path
 REPO = Path(__file__).resolve().parents[3]
 REQUIREMENT = [
     line.strip()
