@@ -19,6 +19,7 @@ import modules_support
 import pytest
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import deploy, wheel
 from test_modules_engine import FakeSystemd
+from test_modules_engine import _run as _run_engine_task
 
 assert modules_support  # imported first: it puts the collection on sys.path
 REPO = Path(__file__).resolve().parents[3]
@@ -188,30 +189,10 @@ def host(tmp_path):
     systemd._stop()
 
 
-def _run(tmp_path, systemd, check_mode=False, **overrides):
-    params = {
-        "state": "started",
-        "config_path": str(tmp_path / "pyike.json"),
-        "version": "1.0.0",
-        "install_root": str(tmp_path / "opt"),
-        "bin_dir": str(tmp_path / "sbin"),
-        "service_manager": "systemd",
-        "pid_file": str(tmp_path / "pid"),
-        "log_file": str(tmp_path / "log"),
-        "start_timeout": 5,
-        "cryptography_wheel": None,
-    }
-    params.update(overrides)
-    warnings = []
-    task = deploy.EngineTask(params, check_mode, systemd, warnings.append, python=sys.executable,
-                             unit_path=str(tmp_path / "pyiked.service"))  # fmt: skip
-    return task.execute(), warnings
-
-
 def test_the_engine_task_installs_a_wheel_beside_the_engine_and_removes_it_again(host):
     tmp_path, systemd = host
     site = tmp_path / "opt" / "1.0.0" / "site"
-    result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
+    result, warnings = _run_engine_task(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
     assert warnings == []
     assert result["cryptography"] == {
         "version": "99.0.0",
@@ -224,20 +205,22 @@ def test_the_engine_task_installs_a_wheel_beside_the_engine_and_removes_it_again
     assert "PYTHONPATH=%s/opt/1.0.0:%s\n" % (tmp_path, site) in wrapper
     assert result["started"] is True
     with_wheel = result["engine_digest"]
-    result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
+    result, warnings = _run_engine_task(tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path))
     assert result["changed"] is False and warnings == []
     assert [name for name in os.listdir(str(tmp_path / "opt")) if name != "1.0.0"] == []  # no probe left
 
     newer = tmp_path / "newer"
     newer.mkdir()
-    result, warnings = _run(tmp_path, systemd, cryptography_wheel=make_wheel(newer, version="99.0.1"))
+    result, warnings = _run_engine_task(
+        tmp_path, systemd, cryptography_wheel=make_wheel(newer, version="99.0.1")
+    )
     assert result["restarted"] is True and result["cryptography"]["version"] == "99.0.1", result
     assert (
         not (site / "cryptography-99.0.0.dist-info").exists()
         and (site / "cryptography-99.0.1.dist-info").is_dir()
     )
 
-    result, warnings = _run(tmp_path, systemd)
+    result, warnings = _run_engine_task(tmp_path, systemd)
     assert result["changed"] is True and result["cryptography"]["source"] == "distribution"
     assert result["engine_digest"] != with_wheel
     assert not site.exists()
@@ -247,7 +230,7 @@ def test_the_engine_task_installs_a_wheel_beside_the_engine_and_removes_it_again
 def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(host):
     tmp_path, systemd = host
     hostile = make_wheel(tmp_path, members={"cryptography/__init__.py": b"", "../../etc/cron.d/x": b""})
-    result, warnings = _run(tmp_path, systemd, cryptography_wheel=hostile)
+    result, warnings = _run_engine_task(tmp_path, systemd, cryptography_wheel=hostile)
     assert result["cryptography"]["source"] == "distribution"
     assert len(warnings) == 1 and "not a plain relative path" in warnings[0] and hostile in warnings[0]
     assert not (tmp_path / "opt" / "1.0.0" / "site").exists()
@@ -259,14 +242,14 @@ def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(h
         "cryptography/__init__.py": b"__version__ = '41.0.7'\n",
         "cryptography/hazmat/primitives/ciphers/aead.py": FAKE_AEAD,
     }
-    result, warnings = _run(
+    result, warnings = _run_engine_task(
         tmp_path, systemd, cryptography_wheel=make_wheel(renamed, version="99.0.0", members=members)
     )
     assert result["cryptography"]["source"] == "distribution"
     assert "imports as cryptography 41.0.7, its file name says 99.0.0" in warnings[0]
 
     (tmp_path / "old").mkdir()
-    result, warnings = _run(
+    result, warnings = _run_engine_task(
         tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path / "old", version="3.4.8")
     )
     assert result["cryptography"]["source"] == "distribution"
@@ -276,13 +259,13 @@ def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(h
 def test_a_missing_or_writable_wheel_fails_the_task_and_check_mode_runs_nothing(host):
     tmp_path, systemd = host
     with pytest.raises(deploy.EngineTaskError, match="No such file"):
-        _run(tmp_path, systemd, cryptography_wheel=str(tmp_path / "cryptography-99.0.0-typo.whl"))
+        _run_engine_task(tmp_path, systemd, cryptography_wheel=str(tmp_path / "cryptography-99.0.0-typo.whl"))
     with pytest.raises(deploy.EngineTaskError, match="not a file"):
-        _run(tmp_path, systemd, cryptography_wheel=str(tmp_path))
+        _run_engine_task(tmp_path, systemd, cryptography_wheel=str(tmp_path))
     path = make_wheel(tmp_path)
     os.chmod(path, 0o666)
     with pytest.raises(deploy.EngineTaskError, match="writable by nobody else"):
-        _run(tmp_path, systemd, cryptography_wheel=path)
+        _run_engine_task(tmp_path, systemd, cryptography_wheel=path)
     os.chmod(path, 0o644)
 
     (tmp_path / "w").mkdir()
@@ -290,7 +273,7 @@ def test_a_missing_or_writable_wheel_fails_the_task_and_check_mode_runs_nothing(
         "cryptography/__init__.py": b"open(%r, 'w').close()\n" % str(tmp_path / "ran"),
         "cryptography-99.0.0.dist-info/METADATA": b"",
     }
-    result, _warnings = _run(
+    result, _warnings = _run_engine_task(
         tmp_path, systemd, check_mode=True, cryptography_wheel=make_wheel(tmp_path / "w", members=members)
     )
     assert result["cryptography"]["tested"] is False and result["cryptography"]["source"] == "wheel"
