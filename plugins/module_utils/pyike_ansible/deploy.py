@@ -100,8 +100,9 @@ class EngineTask:
                 traceback=ENGINE_IMPORT_ERROR,
             )
 
-    def newer_cryptography(self):
-        """{path under the site directory: bytes} of the cryptography wheel the daemon will use, or {}.
+    def newer_cryptography(self, engine_files):
+        """{path under the site directory: bytes} of the cryptography wheel the daemon will use, or {};
+        ``engine_files`` must import with it.
 
         The wheel is used when it works under this interpreter and is newer than the distribution's
         cryptography; otherwise the distribution's stays and a warning says why. A path that is not a
@@ -123,7 +124,7 @@ class EngineTask:
                 self.warn("cryptography_wheel %s: its cryptography %s is not newer than the installed %s, "
                           "which the engine keeps using" % (path, version, distro))  # fmt: skip
                 return {}
-            imported = version if self.check_mode else self._probe(path, files)
+            imported = version if self.check_mode else self._probe(path, files, engine_files)
             if imported != version:
                 raise wheel.WheelError(
                     "%s: imports as cryptography %s, its file name says %s" % (path, imported, version)
@@ -137,12 +138,12 @@ class EngineTask:
         chosen.update(version=imported, source="wheel", path=self.site_dir, slow_aead=wheel.is_slow(imported))
         return files
 
-    def _probe(self, path, files):
+    def _probe(self, path, files, engine_files):
         """Unpack the wheel under the install root (the daemon's filesystem, which may be mounted
         differently from /tmp) and import it with this interpreter."""
         if not os.path.isdir(self.install_root):
             install.ensure_dir(self.install_root, install.DIR_MODE)
-        return wheel.probe(self.run, self.python, path, files, self.install_root)
+        return wheel.probe(self.run, self.python, path, files, self.install_root, engine_files)
 
     # --- the service -------------------------------------------------------------------------
     def service(self, engine_digest):
@@ -182,12 +183,12 @@ class EngineTask:
         if self.state == "absent":
             return self.remove()
         self.check_dependencies()
-        site_files = self.newer_cryptography()
         try:
             engine_files = package_files(ENGINE_PACKAGE)
             supervisor_source = module_source(supervisor)
         except PayloadError as exc:
             raise EngineTaskError("cannot read the engine out of the module's payload: %s" % exc) from None
+        site_files = self.newer_cryptography(engine_files)
         engine_files.update((wheel.SITE_DIR + "/" + path, content) for path, content in site_files.items())
         tree, engine_digest = install.desired_tree(
             engine_files, supervisor_source, self.version, self.python, self.version_dir

@@ -33,15 +33,18 @@ MAX_MEMBERS = 2000  # cryptography 51 has 142
 FIRST_FAST_MAJOR = 42  # the first cryptography whose AEAD objects keep their OpenSSL context
 _WHEEL_NAME = re.compile(r"^cryptography-(?P<version>[0-9][0-9A-Za-z.+]*)-[^/]+\.whl$")
 
-# Run by the module's interpreter with the unpacked wheel first on sys.path: it must import the
-# wheel's cryptography (not the distribution's) and seal one packet with it.
+# Run by the module's interpreter with the unpacked wheel first on sys.path and the engine after it: it
+# must import the wheel's cryptography (not the distribution's), seal one packet with it, and the whole
+# engine must import with it (the daemon imports its runtime, which imports everything that uses it).
 _PROBE = (
-    "import sys; sys.path.insert(0, sys.argv[1]); import cryptography; "
+    "import sys; sys.path[0:0] = sys.argv[1:3]; import cryptography; "
     "from cryptography.hazmat.primitives.ciphers.aead import AESGCM; "
     "AESGCM(bytes(32)).encrypt(bytes(12), b'probe', b''); "
     "assert cryptography.__file__.startswith(sys.argv[1]), cryptography.__file__; "
+    "import importlib; [importlib.import_module(name) for name in sys.argv[3:]]; "
     "print(cryptography.__version__)"
 )
+ENGINE_MODULES = ("pyike.runtime.daemon",)
 
 
 class WheelError(Exception):
@@ -151,10 +154,11 @@ def read_wheel(wheel):
     return version, files
 
 
-def probe(run, python, wheel, files, where):
+def probe(run, python, wheel, files, where, engine_files=None):
     """The version the interpreter imports from the unpacked ``wheel``, or WheelError with its error.
 
     ``where``: the directory to unpack it in for the test (the install root, which must exist).
+    ``engine_files`` ({path: bytes} of the engine package): imported with the wheel too.
     """
     try:
         scratch = tempfile.mkdtemp(prefix=".pyike-wheel-", dir=where)
@@ -163,12 +167,14 @@ def probe(run, python, wheel, files, where):
             "%s: cannot unpack it in %s to test it: %s" % (wheel, where, exc.strerror or exc)
         ) from None
     try:
-        for path, content in files.items():
-            target = os.path.join(scratch, path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as handle:
-                handle.write(content)
-        rc, out, err = run([python, "-c", _PROBE, scratch])
+        site, engine = os.path.join(scratch, "site"), os.path.join(scratch, "engine")
+        for directory, tree in ((site, files), (engine, engine_files or {})):
+            for path, content in tree.items():
+                target = os.path.join(directory, path)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as handle:
+                    handle.write(content)
+        rc, out, err = run([python, "-c", _PROBE, site, engine, *(ENGINE_MODULES if engine_files else ())])
     except OSError as exc:
         raise WheelError(
             "%s: cannot unpack it in %s to test it: %s" % (wheel, where, exc.strerror or exc)

@@ -29,9 +29,18 @@ REQUIREMENT = [
     if line.strip() and not line.startswith("#")
 ][-1]
 
-# A stand-in cryptography whose AESGCM "seals" by returning the plaintext: enough for the probe, which
-# checks that the interpreter imports the wheel's package and can call it.
-FAKE_AEAD = b"class AESGCM:\n    def __init__(self, key):\n        pass\n    def encrypt(self, nonce, data, aad):\n        return data\n"
+# A stand-in cryptography: its own __init__ with the version it claims, and the installed cryptography's
+# modules behind it (the package path continues in the real package), so that the probe's packet and the
+# engine's imports really run while `cryptography.__file__` is the stand-in's.
+SHIM = b"""import importlib.machinery, os, sys
+_here = os.path.dirname(os.path.abspath(__file__))
+_real = importlib.machinery.PathFinder.find_spec(
+    "cryptography", [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(_here)])
+__path__ = [_here] + list(_real.submodule_search_locations)
+from cryptography.__about__ import __version__  # cryptography 38 checks its binding against the real one
+import cryptography.hazmat.bindings.openssl.binding
+__version__ = '%s'
+"""
 
 
 def make_wheel(directory, version="99.0.0", members=None, name=None):
@@ -39,11 +48,7 @@ def make_wheel(directory, version="99.0.0", members=None, name=None):
         members
         if members is not None
         else {
-            "cryptography/__init__.py": b"__version__ = '%s'\n" % version.encode(),
-            "cryptography/hazmat/__init__.py": b"",
-            "cryptography/hazmat/primitives/__init__.py": b"",
-            "cryptography/hazmat/primitives/ciphers/__init__.py": b"",
-            "cryptography/hazmat/primitives/ciphers/aead.py": FAKE_AEAD,
+            "cryptography/__init__.py": SHIM % version.encode(),
             "cryptography-%s.dist-info/METADATA" % version: b"Name: cryptography\nVersion: %s\n"
             % version.encode(),
         }
@@ -77,7 +82,7 @@ def test_versions_order_and_the_slow_ones():
 def test_a_synthetic_wheel_is_read_and_probed(tmp_path):
     version, files = wheel.read_wheel(make_wheel(tmp_path))
     assert version == "99.0.0"
-    assert "cryptography/hazmat/primitives/ciphers/aead.py" in files
+    assert sorted(files) == ["cryptography-99.0.0.dist-info/METADATA", "cryptography/__init__.py"]
     assert wheel.probe(run, sys.executable, "w.whl", files, str(tmp_path)) == "99.0.0"
 
 
@@ -200,7 +205,7 @@ def test_the_engine_task_installs_a_wheel_beside_the_engine_and_removes_it_again
         "path": str(site),
         "slow_aead": False,
     }
-    assert (site / "cryptography" / "hazmat" / "primitives" / "ciphers" / "aead.py").is_file()
+    assert (site / "cryptography" / "__init__.py").is_file()
     wrapper = (tmp_path / "sbin" / "pyiked").read_text()
     assert "PYTHONPATH=%s/opt/1.0.0:%s\n" % (tmp_path, site) in wrapper
     assert result["started"] is True
@@ -239,8 +244,7 @@ def test_an_unusable_or_older_wheel_warns_and_keeps_the_installed_cryptography(h
     renamed = tmp_path / "renamed"
     renamed.mkdir()
     members = {
-        "cryptography/__init__.py": b"__version__ = '41.0.7'\n",
-        "cryptography/hazmat/primitives/ciphers/aead.py": FAKE_AEAD,
+        "cryptography/__init__.py": SHIM % b"41.0.7",
     }
     result, warnings = _run_engine_task(
         tmp_path, systemd, cryptography_wheel=make_wheel(renamed, version="99.0.0", members=members)
@@ -279,3 +283,20 @@ def test_a_missing_or_writable_wheel_fails_the_task_and_check_mode_runs_nothing(
     assert result["cryptography"]["tested"] is False and result["cryptography"]["source"] == "wheel"
     assert result["changed"] is True
     assert not (tmp_path / "ran").exists() and not (tmp_path / "opt").exists()
+
+
+def test_a_wheel_the_engine_cannot_import_with_is_not_used(host):
+    """The probe imports the engine with the wheel: here its x509 is broken, which the packet test alone
+    (AESGCM) does not touch with cryptography 51."""
+    tmp_path, systemd = host
+    members = {
+        "cryptography/__init__.py": SHIM % b"99.0.0",
+        "cryptography/x509/__init__.py": b"raise ImportError('x509 is gone from this build')\n",
+        "cryptography-99.0.0.dist-info/METADATA": b"",
+    }
+    result, warnings = _run_engine_task(
+        tmp_path, systemd, cryptography_wheel=make_wheel(tmp_path, members=members)
+    )
+    assert result["cryptography"]["source"] == "distribution"
+    assert len(warnings) == 1 and "x509 is gone from this build" in warnings[0], warnings
+    assert not (tmp_path / "opt" / "1.0.0" / "site").exists()
