@@ -252,21 +252,30 @@ def stale_files(version_dir, tree):
     """Engine files in `version_dir` that the payload no longer has (only .py files; caches stay).
 
     Everything under `site` is ours (an unpacked wheel): any file there that `tree` lacks is stale,
-    all of them, caches included, once no wheel is wanted.
+    and so is the cache of a module the wheel no longer has (a directory left holding only caches
+    would import as an empty namespace package); all of them once no wheel is wanted.
     """
     stale = []
     package_dirs = {path.split("/", 1)[0] for path in tree if "/" in path}
     site_wanted = SITE_DIR in package_dirs
     for top in package_dirs | {SITE_DIR}:
         for root, dirs, names in os.walk(os.path.join(version_dir, top)):
-            if top != SITE_DIR or site_wanted:
+            if top != SITE_DIR:
                 dirs[:] = [d for d in dirs if d != "__pycache__"]
             for name in names:
-                if top == SITE_DIR or name.endswith(".py"):
-                    relative = os.path.relpath(os.path.join(root, name), version_dir).replace(os.sep, "/")
-                    if relative not in tree:
+                relative = os.path.relpath(os.path.join(root, name), version_dir).replace(os.sep, "/")
+                if top == SITE_DIR and site_wanted and os.path.basename(root) == "__pycache__":
+                    if _cached_source(relative) not in tree:
                         stale.append(relative)
+                elif (top == SITE_DIR or name.endswith(".py")) and relative not in tree:
+                    stale.append(relative)
     return stale
+
+
+def _cached_source(cache_path):
+    """'a/b.py' for 'a/__pycache__/b.cpython-311.pyc' (PEP 3147)."""
+    directory, name = cache_path.rsplit("/__pycache__/", 1)
+    return "%s/%s.py" % (directory, name.split(".", 1)[0])
 
 
 def ensure_dir(path, mode):

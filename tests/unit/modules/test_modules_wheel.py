@@ -11,13 +11,15 @@ import glob
 import json
 import os
 import stat
+import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
 import modules_support
 import pytest
-from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import deploy, wheel
+from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible import deploy, install, wheel
 from test_modules_engine import FakeSystemd
 from test_modules_engine import _run as _run_engine_task
 
@@ -66,8 +68,6 @@ def make_wheel(directory, version="99.0.0", members=None, name=None):
 
 
 def run(argv):
-    import subprocess
-
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     return done.returncode, done.stdout, done.stderr
 
@@ -116,8 +116,6 @@ def test_hostile_or_foreign_members_are_refused(tmp_path, members, expected):
 
 
 def test_duplicates_a_corrupt_member_and_too_many_members_are_refused(tmp_path):
-    import warnings
-
     twice = tmp_path / "cryptography-99.0.0-cp37-abi3-linux_x86_64.whl"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is told to write
@@ -300,3 +298,19 @@ def test_a_wheel_the_engine_cannot_import_with_is_not_used(host):
     assert result["cryptography"]["source"] == "distribution"
     assert len(warnings) == 1 and "x509 is gone from this build" in warnings[0], warnings
     assert not (tmp_path / "opt" / "1.0.0" / "site").exists()
+
+
+def test_caches_of_modules_a_newer_wheel_dropped_go_and_the_others_stay(tmp_path):
+    version_dir = tmp_path / "1.0.0"
+    tree = {"site/cryptography/__init__.py": (b"", 0o644), "site/cryptography/kept.py": (b"", 0o644)}
+    install.apply_tree(str(version_dir), tree, install.plan_tree(str(version_dir), tree))
+    caches = version_dir / "site" / "cryptography" / "__pycache__"
+    dropped = version_dir / "site" / "cryptography" / "dropped" / "__pycache__"
+    for directory, name in ((caches, "kept"), (caches, "__init__"), (dropped, "__init__")):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / ("%s.cpython-311.pyc" % name)).write_bytes(b"")
+    changes = install.plan_tree(str(version_dir), tree)
+    assert changes == [("remove", "site/cryptography/dropped/__pycache__/__init__.cpython-311.pyc")]
+    install.apply_tree(str(version_dir), tree, changes)
+    assert not (version_dir / "site" / "cryptography" / "dropped").exists()
+    assert (caches / "kept.cpython-311.pyc").exists() and install.plan_tree(str(version_dir), tree) == []
