@@ -10,6 +10,7 @@ from pyike.crypto import (
     UnsupportedTransformError,
     available_ke_groups,
     features,
+    ke,
     new_key_exchange,
 )
 from pyike.crypto.modp_groups import MODP_2048_PRIME
@@ -183,3 +184,24 @@ def test_unknown_or_bad_injection():
         new_key_exchange(DhId.MODP_2048, b"\x01")  # exponent 1 is out of range
     with pytest.raises(KeyExchangeError):
         new_key_exchange(DhId.ECP_256, bytes(32))  # scalar 0
+
+
+@pytest.mark.parametrize("slow_public_key", [True, False])
+def test_ecx_public_values_either_way_match_rfc_7748(monkeypatch, slow_public_key):
+    """The public value by the base-point multiplication (taken with cryptography < 42) and by public_key()
+    are the same: the RFC 7748 §6.1 vectors for X25519, and public_key() itself for random X448 keys."""
+    monkeypatch.setattr(ke, "_SLOW_PUBLIC_KEY", slow_public_key)
+    alice = new_key_exchange(
+        DhId.CURVE25519, bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    )
+    assert alice.public_bytes().hex() == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    bob = new_key_exchange(
+        DhId.CURVE25519, bytes.fromhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+    )
+    assert bob.public_bytes().hex() == "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
+    assert alice.shared_secret(bob.public_bytes()).hex() == (
+        "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    )
+    for _round in range(20):
+        key = new_key_exchange(DhId.CURVE448, None)
+        assert key.public_bytes() == key._key.public_key().public_bytes(*ke._RAW)
