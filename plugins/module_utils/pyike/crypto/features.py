@@ -13,6 +13,16 @@ from .modp_groups import GENERATOR, MODP_2048_PRIME
 
 
 @functools.cache
+def is_before_42() -> bool:
+    """cryptography before 42: every AEAD call builds a new OpenSSL context (19 us against 1.6 us per
+    1400-octet packet with 51), and X25519/X448 ``public_key()`` is a slow DER round trip."""
+    import cryptography
+
+    major = cryptography.__version__.split(".")[0]
+    return major.isdigit() and int(major) < 42
+
+
+@functools.cache
 def has_x25519() -> bool:
     try:
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey

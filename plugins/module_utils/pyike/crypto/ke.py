@@ -21,13 +21,13 @@ import contextlib
 import warnings
 from typing import Any, Iterator, Optional, Tuple
 
-import cryptography
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
 
 from ..ids import DhId, TransformType
 from .errors import KeyExchangeError, UnsupportedTransformError
+from .features import is_before_42
 from .modp_groups import GENERATOR, MODP_2048_PRIME, MODP_3072_PRIME, MODP_4096_PRIME
 from .transforms import KIND_ECP, KIND_ECX, KIND_MLKEM, KIND_MODP, is_supported, ke_transform
 
@@ -61,7 +61,7 @@ _ECX_LENGTHS = {DhId.CURVE25519: 32, DhId.CURVE448: 56}
 # cryptography before 42 takes 215-450 us for public_key() (a DER round trip through OpenSSL) and 52 us for
 # that multiplication through exchange(); 51 takes 5 us for public_key(), so it keeps that.
 _ECX_BASE_POINTS = {DhId.CURVE25519: b"\x09" + bytes(31), DhId.CURVE448: b"\x05" + bytes(55)}
-_SLOW_PUBLIC_KEY = int(cryptography.__version__.split(".")[0]) < 42
+_SLOW_PUBLIC_KEY = is_before_42()
 _MLKEM_LENGTHS = {DhId.ML_KEM_768: (1184, 1088), DhId.ML_KEM_1024: (1568, 1568)}
 _MLKEM_SEED_BYTES = 64
 

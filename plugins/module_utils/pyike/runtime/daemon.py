@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..config.errors import ConfigError
 from ..config.load import load_config
 from ..crypto.certs import as_utc, not_valid_after, not_valid_before, subject_text
+from ..crypto.features import is_before_42
 from ..esp import OutboundSA
 from ..ike.engine import Engine, RetransmitPolicy
 from ..ike.events import (
@@ -509,8 +510,7 @@ def _log_cryptography() -> None:
     import cryptography
 
     where = os.path.dirname(os.path.dirname(cryptography.__file__ or ""))
-    major = cryptography.__version__.split(".")[0]
-    if major.isdigit() and int(major) < 42:
+    if is_before_42():
         log.info("cryptography %s from %s: older than 42, the userspace ESP dataplane runs about 2.5 times "
                  "slower than with a newer one (pyike.ipsec.engine option cryptography_wheel)",
                  cryptography.__version__, where)  # fmt: skip
