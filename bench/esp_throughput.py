@@ -58,7 +58,6 @@ import sys
 import tempfile
 import time
 import uuid
-import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
@@ -83,6 +82,7 @@ from pyike_lab.strongswan import (  # noqa: E402
     SiteToSite,
     StrongSwan,
 )
+from pyike_lab.wheels import unpack_wheel  # noqa: E402
 
 HOSTS = [
     {"name": "gw1", "site": 1, "role": "gateway"},
@@ -838,18 +838,6 @@ def run_in_vm() -> int:
         argv += ["--paths", VM_PATHS]
     env = dict(os.environ, VM_TIMEOUT=os.environ.get("VM_TIMEOUT", "3600"))
     return subprocess.run(argv, env=env, check=False).returncode
-
-
-def unpack_wheel(wheel: str) -> str:
-    """The wheel's files in a fresh temporary directory (a wheel is a zip file: no pip)."""
-    directory = tempfile.mkdtemp(prefix="pyike-bench-wheel-")
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(directory)
-    except (OSError, zipfile.BadZipFile) as exc:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise SystemExit("--cryptography-wheel %s: cannot unpack it: %s" % (wheel, exc)) from None
-    return directory
 
 
 def interpreters_of(args: argparse.Namespace, wheel_dir: Optional[str]) -> List[Interpreter]:

@@ -24,10 +24,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugins", "module_utils"))
 # lab_pki: the certificate builders of the interop tests (tests/integration/test_interop_certs.py)
@@ -42,6 +40,7 @@ from pyike_lab.pyike import CONTROL_SOCKET, HOST_PYTHON, PyikeDaemon, site_to_si
 from pyike_lab.pyike import PID_FILE as PYIKE_PID_FILE
 from pyike_lab.strongswan import PID_FILE as CHARON_PID_FILE
 from pyike_lab.strongswan import VICI_SOCKET, SiteToSite, StrongSwan
+from pyike_lab.wheels import unpack_wheel
 
 PSK = "bench-psk-not-secret"
 LEFT = ("192.0.2.1", "gw1.example", "10.1.0.0/24")
@@ -277,32 +276,6 @@ def charon_version() -> str:
     return done.stdout.strip()
 
 
-def unpack_wheel(wheel: str) -> str:
-    """The wheel's cryptography package and .dist-info, unzipped into a new temporary directory
-    (no pip: a wheel is a zip archive). Member names are checked before anything is written."""
-    directory = tempfile.mkdtemp(prefix="ike-setup-wheel-")
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            members = [info for info in archive.infolist() if not info.is_dir()]
-            for info in members:
-                parts = info.filename.split("/")
-                top_ok = parts[0] == "cryptography" or (
-                    parts[0].startswith("cryptography-") and parts[0].endswith(".dist-info")
-                )
-                if not top_ok or info.filename.startswith("/") or "\\" in info.filename or ".." in parts:
-                    raise SystemExit("%s: member %r: not a cryptography wheel" % (wheel, info.filename))
-            if "cryptography/__init__.py" not in archive.namelist():
-                raise SystemExit("%s: holds no cryptography/__init__.py" % wheel)
-            archive.extractall(directory, members)
-    except (OSError, zipfile.BadZipFile) as exc:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise SystemExit("%s: cannot be read as a wheel: %s" % (wheel, exc)) from None
-    except SystemExit:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return directory
-
-
 def command_line() -> str:
     env = ["PYTHONPATH=" + os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
     sudo = ["sudo"] if os.environ.get("SUDO_USER") else []
@@ -345,7 +318,7 @@ def main() -> int:
     try:
         if args.cryptography_wheel:
             # before the lab: the hosts see /tmp as it was when they started (copy-on-write)
-            wheel_dir = unpack_wheel(args.cryptography_wheel)
+            wheel_dir = unpack_wheel(args.cryptography_wheel, "ike-setup-wheel-")
             site_dirs.append(wheel_dir)
         pki = make_pki() if "ecdsa" in auths else None
         lab.up(build_plan(name, [{"name": "gw1", "site": 1}, {"name": "gw2", "site": 2}]))
