@@ -28,7 +28,7 @@ printed at the start, before each round and at the end. After each figure it rep
 left gw1 through the tunnel's TUN device, so a path that bypasses the tunnel shows.
 
 ``--udp-loss``: after the TCP rounds, each tunnel's UDP maximum (the highest rate that loses at most
-0.1 %, found by bisection with 5-second iperf3 UDP runs below 1.5 times its 1-stream TCP median),
+0.1 % in one of two 5-second iperf3 UDP runs, found by bisection below 1.5 times its 1-stream TCP median),
 then 80 % of that maximum for ``--udp-seconds`` (60): the loss, the rate the receiver saw and where
 packets were dropped (gw1's TUN queue, the gateways' UDP sockets, the receiver's socket). The
 iperf3 server asks for a 4 MiB socket buffer (capped by net.core.rmem_max): with the default one,
@@ -598,13 +598,17 @@ def drop_counters(lab: Lab, tunnel: Tunnel, scenario: Scenario) -> Dict[str, int
 
 
 def udp_maximum(lab: Lab, tunnel: Tunnel, scenario: Scenario, tcp_median: float) -> float:
-    """The highest rate (Mbit/s) that loses at most UDP_MAX_LOSS %, by bisection (0 if none)."""
+    """The highest rate (Mbit/s) that loses at most UDP_MAX_LOSS %, by bisection (0 if none).
+
+    A rate counts as carried if one of two runs at it stays under the limit: on a machine whose two
+    CPUs run both gateways and both iperf3 ends, a run now and then loses packets to one moment of
+    contention at rates far below what the path carries. The 60-s run at 80 % counts every loss."""
     multiple, steps, seconds = UDP_SEARCH
     carried, too_much = 0.0, multiple * tcp_median
     for _step in range(steps):
         rate = (carried + too_much) / 2
-        figure = iperf_udp(lab, tunnel, scenario, seconds, rate)
-        if figure.loss_percent <= UDP_MAX_LOSS:
+        runs = (iperf_udp(lab, tunnel, scenario, seconds, rate) for _run in range(2))
+        if any(figure.loss_percent <= UDP_MAX_LOSS for figure in runs):
             carried = rate
         else:
             too_much = rate
@@ -823,7 +827,7 @@ def print_udp_table(
           % (seconds, UDP_LOAD * 100, UDP_PAYLOAD[4], UDP_PAYLOAD[6]))  # fmt: skip
     print_tables(["path", "ESP", "maximum", "offered", "received", "loss %", "where"], tables)
     print(
-        "(Mbit/s; maximum: the highest rate losing at most %s %% in %d-s runs; received and loss %% as"
+        "(Mbit/s; maximum: the highest rate losing at most %s %% in one of two %d-s runs; received and loss %% as"
         " the iperf3 server counted them)" % (UDP_MAX_LOSS, UDP_SEARCH[2])
     )
 
