@@ -17,6 +17,7 @@ APT_PACKAGES=(
   python3-pytest python3-hypothesis
   dbus polkitd python3-dbus python3-gi gir1.2-glib-2.0
   qemu-system-x86 busybox-static
+  podman runc debootstrap
 )
 # firewalld for the lab test of the gateway role on a firewalld host: unpacked, never installed. Installed,
 # it would start on the machine itself and put python3-jsonschema into /usr/bin/python3, whose unit tests
@@ -91,6 +92,31 @@ if ! compgen -G "$wheels/${target_req/==/-}-*.whl" >/dev/null; then
   "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary :all: \
     --platform manylinux_2_34_x86_64 --python-version 3.11 --implementation cp -d "$wheels" "$target_req"
 fi
+
+# containers.podman for the podman Molecule scenarios, from the `ansible` release that
+# requirements-collections.txt pins (downloaded once from PyPI; only that collection is kept).
+collections_req="$(grep -v '^#' "$ROOT/requirements-collections.txt" | tr -d '[:space:]')"
+podman_collection="$BUILD/collections/ansible_collections/containers/podman"
+if [ "$(cat "$podman_collection/.from" 2>/dev/null)" != "$collections_req" ]; then
+  log "unpacking containers.podman from $collections_req into $BUILD/collections"
+  download="$(mktemp -d)"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$download" "$collections_req"
+  rm -rf "$podman_collection"
+  "$VENV/bin/python" - "$download"/*.whl "$BUILD/collections" <<'PY'
+import sys
+import zipfile
+
+wheel, target = sys.argv[1:]
+with zipfile.ZipFile(wheel) as archive:
+    members = [name for name in archive.namelist() if name.startswith("ansible_collections/containers/podman/")]
+    archive.extractall(target, members)
+PY
+  rm -rf "$download"
+  echo "$collections_req" > "$podman_collection/.from"
+fi
+
+# The image of the podman Molecule scenarios, built from Debian's packages (no registry here).
+bash "$ROOT/scripts/container-image.sh"
 
 # Ansible finds the collection at <path>/ansible_collections/pyike/ipsec.
 mkdir -p "$BUILD/collections/ansible_collections/pyike"

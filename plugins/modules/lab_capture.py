@@ -7,12 +7,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: lab_capture
-short_description: Capture packets on a lab link while commands run in lab hosts
+short_description: Capture packets on a lab link while commands run in lab hosts or containers
 description:
   - Runs C(tcpdump) inside one host of a lab built by M(pyike.ipsec.lab) (by default on the
     C(internet) host's bridge C(inet0), which every gateway's WAN joins), runs the given commands one
     after the other inside lab hosts while the capture is running, then stops the capture and returns
     tcpdump's one-line summaries of every packet it saw.
+  - With O(container_engine), the hosts are podman or docker containers instead. This machine's
+    C(tcpdump) then runs in the network namespace of container O(host) (for example on a gateway's
+    interface on the network that stands for the internet), and the commands run with C(podman exec)
+    or C(docker exec). A container network's bridge on the machine would be the wrong place, because
+    it does not see the frames it forwards between two containers.
   - Meant for tests that prove what crosses the wire, for example that LAN-to-LAN traffic is ESP on
     the internet and never plaintext. The module only observes; the checks belong in the playbook
     (see the examples).
@@ -25,11 +30,11 @@ options:
   lab:
     description:
       - Name of the lab (C(pyike_lab_name) in the lab's inventory).
+      - Required unless O(container_engine) is set.
     type: str
-    required: true
   host:
     description:
-      - Lab host whose interface is captured.
+      - Lab host (or container, with O(container_engine)) whose interface is captured.
     type: str
     default: internet
   interface:
@@ -37,6 +42,12 @@ options:
       - Interface inside O(host) to capture on.
     type: str
     default: inet0
+  container_engine:
+    description:
+      - C(podman) or C(docker) when the hosts of O(commands) are containers of that engine rather
+        than lab hosts.
+    type: str
+    choices: [podman, docker]
   filter:
     description:
       - A tcpdump (BPF) filter expression; empty captures everything.
@@ -50,7 +61,7 @@ options:
     required: true
     suboptions:
       host:
-        description: Lab host that runs the command.
+        description: Lab host (or container, with O(container_engine)) that runs the command.
         type: str
         required: true
       argv:
@@ -76,7 +87,8 @@ attributes:
     description: No diff is produced.
     support: none
 notes:
-  - Needs root, C(nsenter) and C(tcpdump) (the lab's hosts see the machine's C(/usr)).
+  - Needs root, C(nsenter) and C(tcpdump) on this machine (the lab's hosts see the machine's C(/usr); a
+    container needs no tcpdump of its own) and, with O(container_engine), that engine's CLI.
   - The task fails when a command exits with a non-zero status or times out, naming the host and the
     command; the capture and the results of the earlier commands are returned with the failure.
   - The task reports C(changed=false); it never changes a host's configuration.
@@ -134,11 +146,31 @@ from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_lab.capture impo
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_lab.lab import Lab, LabError, nsenter_argv
 
 
-def _run(lab, command, timeout):
+def _exec_argv(lab, engine, command):
+    """How to run the command in its host: nsenter into a lab host, or ``podman exec`` / ``docker exec``."""
+    if engine:
+        return [engine, "exec", command["host"], *command["argv"]]
+    return nsenter_argv(lab.pid_of(command["host"]), command["argv"])
+
+
+def _container_pid(engine, name):
+    """The PID of the container's first process, whose network namespace is the container's."""
+    argv = [engine, "inspect", "--format", "{{.State.Pid}}", name]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError("cannot run %s: %s" % (" ".join(argv), exc)) from None
+    pid = done.stdout.strip()
+    if done.returncode != 0 or not pid.isdigit() or pid == "0":
+        raise LabError("not a running container (%s: %s)" % (" ".join(argv), (done.stderr or pid).strip()))
+    return int(pid)
+
+
+def _run(lab, engine, command, timeout):
     result = dict(host=command["host"], argv=command["argv"])
     try:
         done = subprocess.run(
-            nsenter_argv(lab.pid_of(command["host"]), command["argv"]),
+            _exec_argv(lab, engine, command),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -147,6 +179,9 @@ def _run(lab, command, timeout):
     except subprocess.TimeoutExpired as exc:
         result.update(rc=-1, stdout=exc.stdout or "", stderr="timed out after %ss" % timeout)
         return result
+    except OSError as exc:  # no podman/docker/nsenter on this machine
+        result.update(rc=-1, stdout="", stderr=str(exc))
+        return result
     result.update(rc=done.returncode, stdout=done.stdout, stderr=done.stderr)
     return result
 
@@ -154,9 +189,10 @@ def _run(lab, command, timeout):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            lab=dict(type="str", required=True),
+            lab=dict(type="str"),
             host=dict(type="str", default="internet"),
             interface=dict(type="str", default="inet0"),
+            container_engine=dict(type="str", choices=["podman", "docker"]),
             filter=dict(type="str", default=""),
             commands=dict(
                 type="list",
@@ -171,31 +207,37 @@ def main():
             state_root=dict(type="path", default="/run/pyike-lab"),
         ),
         supports_check_mode=False,
+        required_one_of=[("lab", "container_engine")],
+        mutually_exclusive=[("lab", "container_engine")],
     )
     if os.geteuid() != 0:
         module.fail_json(msg="pyike.ipsec.lab_capture needs root: it enters the lab hosts' namespaces")
     params = module.params
-    lab = Lab(params["lab"], params["state_root"])
+    engine = params["container_engine"]
+    lab = None if engine else Lab(params["lab"], params["state_root"])
+    where = "%s container %s" % (engine, params["host"]) if engine else "lab %s" % params["lab"]
     results = []
     packets = []
     try:
-        capture = Capture(lab, params["host"], params["interface"], params["filter"]).start()
+        net_pid = _container_pid(engine, params["host"]) if engine else None
+        capture = Capture(lab, params["host"], params["interface"], params["filter"], net_pid).start()
         failed = None
         try:
             for command in params["commands"]:
-                results.append(_run(lab, command, params["timeout"]))
+                results.append(_run(lab, engine, command, params["timeout"]))
                 if results[-1]["rc"] != 0:
                     failed = results[-1]
                     break
         finally:
             packets = capture.stop()
     except LabError as exc:
-        module.fail_json(msg="lab %s: %s" % (params["lab"], exc), commands=results, packets=packets)
+        module.fail_json(msg="%s: %s" % (where, exc), commands=results, packets=packets)
     result = dict(changed=False, packets=packets, commands=results, capture_stderr=capture.stderr)
     if failed is not None:
         module.fail_json(
-            msg="lab host %s: %s exited with %d: %s"
+            msg="%s %s: %s exited with %d: %s"
             % (
+                "container" if engine else "lab host",
                 failed["host"],
                 " ".join(failed["argv"]),
                 failed["rc"],

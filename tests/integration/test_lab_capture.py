@@ -74,3 +74,35 @@ def test_module_fails_naming_the_failed_command_and_runs_no_more(make_lab, lab_n
     assert rc != 0
     assert result["msg"].startswith("lab host gw2: ping -c 1 -W 1 203.0.113.99 exited with 1"), result["msg"]
     assert [c["rc"] for c in result["commands"]] == [0, 1]
+
+
+def test_capture_on_this_machine_or_in_a_process_network_namespace(make_lab):
+    """No lab: tcpdump runs on this machine's interface, or in a process's network namespace (a
+    container's, in Molecule) with this machine's tcpdump."""
+    with Capture(None, "this machine", "lo", "icmp") as wire:
+        subprocess.run(
+            ["ping", "-c", "2", "-i", "0.2", "-W", "2", "127.0.0.1"], check=True, capture_output=True
+        )
+    assert wire.count("127.0.0.1 > 127.0.0.1: ICMP echo request") >= 2, wire.lines
+    with pytest.raises(LabError, match=r"^this machine: tcpdump on nosuch0 did not start"):
+        Capture(None, "this machine", "nosuch0").start()
+    lab = make_lab(TWO_SITES)
+    with Capture(None, "gw2", "wan0", "icmp", net_pid=lab.pid_of("gw2")) as wire:
+        lab.run_in("gw1", ["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.1"], timeout=30)
+    assert wire.count("192.0.2.1 > 198.51.100.1: ICMP echo request") >= 2, wire.lines
+
+
+def test_module_needs_a_lab_or_a_container_engine_and_names_a_missing_container():
+    rc, result = _module({"commands": [{"host": "c1", "argv": ["true"]}]})
+    assert rc != 0
+    assert "one of the following is required: lab, container_engine" in result["msg"], result["msg"]
+    rc, result = _module(
+        {
+            "container_engine": "podman",
+            "host": "pyike-nosuch",
+            "commands": [{"host": "pyike-nosuch", "argv": ["true"]}],
+        }
+    )
+    assert rc != 0
+    assert result["msg"].startswith("podman container pyike-nosuch: not a running container"), result["msg"]
+    assert result["commands"] == []

@@ -10,6 +10,7 @@ the next boot keeps the distribution's default, and the running value stays unti
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ansible_collections.pyike.ipsec.plugins.module_utils.pyike_ansible.common import write_atomic
@@ -89,8 +90,19 @@ def apply(planned, proc_root="/proc/sys"):
                 with open(proc_path(key, proc_root), "w") as handle:
                     handle.write(new + "\n")
             except OSError as exc:
+                hint = ""
+                if (
+                    exc.errno == errno.EROFS
+                ):  # a container's /proc/sys; the namespace's own value can be set at its start
+                    hint = (
+                        "; in a container, set it when the container starts (podman/docker run --sysctl %s=%s)"
+                        % (
+                            key,
+                            new,
+                        )
+                    )
                 raise ForwardingError(
-                    "cannot set %s = %s (%s): %s" % (key, new, proc_path(key, proc_root), exc)
+                    "cannot set %s = %s (%s): %s%s" % (key, new, proc_path(key, proc_root), exc, hint)
                 ) from None
 
 

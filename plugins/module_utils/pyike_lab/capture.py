@@ -24,13 +24,27 @@ class Capture:
     file, not a pipe that nobody reads while the traffic runs (a full pipe would stall tcpdump).
     """
 
-    def __init__(self, lab: Lab, host: str, interface: str, bpf_filter: str = ""):
+    def __init__(
+        self,
+        lab: Optional[Lab],
+        host: str,
+        interface: str,
+        bpf_filter: str = "",
+        net_pid: Optional[int] = None,
+    ):
+        """``lab`` None: tcpdump runs in the network namespace of process ``net_pid`` (a container's),
+        with this machine's tcpdump, or on this machine itself without ``net_pid``; ``host`` then only
+        names the place in messages."""
         self.host = host
+        self.where = host if lab is None else "lab host %s" % host  # for messages
         self.interface = interface
-        self.argv = nsenter_argv(
-            lab.pid_of(host),
-            ["tcpdump", "-i", interface, "-nn", "-l", "-U", "-p", *([bpf_filter] if bpf_filter else [])],
-        )
+        tcpdump = ["tcpdump", "-i", interface, "-nn", "-l", "-U", "-p", *([bpf_filter] if bpf_filter else [])]
+        if lab is not None:
+            self.argv = nsenter_argv(lab.pid_of(host), tcpdump)
+        elif net_pid is not None:
+            self.argv = ["nsenter", "--target", str(net_pid), "--net", "--", *tcpdump]
+        else:
+            self.argv = tcpdump
         self.lines: List[str] = []
         self.stderr = ""
         self._proc: Optional[subprocess.Popen] = None
@@ -45,7 +59,7 @@ class Capture:
             )
         except OSError as exc:
             self._out.close()
-            raise LabError("lab host %s: cannot run nsenter/tcpdump: %s" % (self.host, exc)) from None
+            raise LabError("%s: cannot run %s: %s" % (self.where, self.argv[0], exc)) from None
         # tcpdump says "listening on ..." on stderr once its socket is open, and exits on errors. Read the
         # raw pipe (no buffered reader), so that communicate() later gets everything after it.
         said = b""
@@ -58,8 +72,8 @@ class Capture:
             if not chunk:
                 self.stop(settle=False)
                 raise LabError(
-                    "lab host %s: tcpdump on %s did not start: %s"
-                    % (self.host, self.interface, said.decode(errors="replace").strip() or "no answer")
+                    "%s: tcpdump on %s did not start: %s"
+                    % (self.where, self.interface, said.decode(errors="replace").strip() or "no answer")
                 )
             said += chunk
         self.stderr = said.decode(errors="replace")
