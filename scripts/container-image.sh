@@ -12,7 +12,7 @@
 set -euo pipefail
 
 IMAGE="${1:-localhost/pyike-debian:12}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"  # e.g. a local mirror in CI
 PACKAGES=python3,python3-cffi-backend,python3-cryptography,python3-pyroute2,python3-yaml,iproute2,iputils-ping
 PACKAGES+=,strongswan-charon,strongswan-swanctl,libcharon-extra-plugins,libstrongswan-standard-plugins,libstrongswan-extra-plugins
 
@@ -22,19 +22,21 @@ if podman image exists "$IMAGE" \
   && [ "$(podman image inspect --format '{{index .Labels "pyike.packages"}}' "$IMAGE")" = "$PACKAGES" ]; then
   exit 0
 fi
-# debootstrap takes the mirror apt already uses (a local mirror in CI, for example), unless told otherwise.
-if [ -z "${DEBIAN_MIRROR:-}" ]; then
-  apt_mirror="$({ sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources
-    sed -nE 's/^deb +(\[[^]]*\] +)?//p' /etc/apt/sources.list /etc/apt/sources.list.d/*.list; } 2>/dev/null \
-    | awk '{print $1}' | grep -v security | head -n 1 || true)"
-  if [ -n "$apt_mirror" ]; then MIRROR="$apt_mirror"; fi
-fi
 old_id="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 root="$(mktemp -d /var/tmp/pyike-image.XXXXXX)"
-trap 'rm -rf "$root"' EXIT
-log "debootstrap bookworm from $MIRROR into $root (about a minute and a half)"
+trap 'rm -rf --one-file-system "$root"' EXIT
+log "debootstrap bookworm from $MIRROR into $root (about a minute)"
 # python3-cffi-backend by name: debootstrap cannot resolve the virtual python3-cffi-backend-api-* packages.
-debootstrap --variant=minbase --include="$PACKAGES" bookworm "$root" "$MIRROR" >/dev/null
+# The keyring makes a mirror that is not Debian's (or not signed) fail instead of warn.
+if ! debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+  --include="$PACKAGES" bookworm "$root" "$MIRROR" >"$root.log" 2>&1; then
+  tail -n 20 "$root.log" >&2
+  [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 20 "$root/debootstrap/debootstrap.log" >&2
+  log "debootstrap failed (set DEBIAN_MIRROR to a reachable Debian mirror)"
+  rm -f "$root.log"
+  exit 1
+fi
+rm -f "$root.log"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 log "importing it as $IMAGE"
 tar -C "$root" -c . | podman import --quiet --change 'CMD ["sleep", "infinity"]' \

@@ -162,7 +162,7 @@ def _container_pid(engine, name):
         raise LabError("cannot run %s: %s" % (" ".join(argv), exc)) from None
     pid = done.stdout.strip()
     if done.returncode != 0 or not pid.isdigit() or pid == "0":
-        raise LabError("not a running container (%s: %s)" % (" ".join(argv), (done.stderr or pid).strip()))
+        raise LabError("%s is not a running container (%s)" % (name, (done.stderr or pid).strip()))
     return int(pid)
 
 
@@ -215,7 +215,7 @@ def main():
     params = module.params
     engine = params["container_engine"]
     lab = None if engine else Lab(params["lab"], params["state_root"])
-    where = "%s container %s" % (engine, params["host"]) if engine else "lab %s" % params["lab"]
+    where = engine if engine else "lab %s" % params["lab"]  # the messages below name the host themselves
     results = []
     packets = []
     try:

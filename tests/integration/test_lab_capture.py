@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -104,5 +105,9 @@ def test_module_needs_a_lab_or_a_container_engine_and_names_a_missing_container(
         }
     )
     assert rc != 0
-    assert result["msg"].startswith("podman container pyike-nosuch: not a running container"), result["msg"]
+    # podman says there is no such container, or this machine has no podman at all
+    assert re.match(
+        r"podman: (pyike-nosuch is not a running container|cannot run podman inspect)", result["msg"]
+    ), result
+
     assert result["commands"] == []
