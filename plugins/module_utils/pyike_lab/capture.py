@@ -42,7 +42,7 @@ class Capture:
         if lab is not None:
             self.argv = nsenter_argv(lab.pid_of(host), tcpdump)
         elif net_pid is not None:
-            self.argv = ["nsenter", "--target", str(net_pid), "--net", "--", *tcpdump]
+            self.argv = nsenter_argv(net_pid, tcpdump, namespaces=("--net",))  # this machine's tcpdump
         else:
             self.argv = tcpdump
         self.lines: List[str] = []

@@ -87,8 +87,9 @@ def wait_for(predicate, timeout: float, step: float = 0.1) -> bool:
     return False
 
 
-def nsenter_argv(pid: int, argv: Sequence[str]) -> List[str]:
-    return ["nsenter", "--target", str(pid), *NSENTER_NAMESPACES, "--", *argv]
+def nsenter_argv(pid: int, argv: Sequence[str], namespaces: Sequence[str] = NSENTER_NAMESPACES) -> List[str]:
+    """``argv`` in the namespaces of process ``pid`` (all of a lab host's by default)."""
+    return ["nsenter", "--target", str(pid), *namespaces, "--", *argv]
 
 
 def run(argv: Sequence[str], what: str, input_data: Optional[bytes] = None, timeout: float = 30.0) -> str:
